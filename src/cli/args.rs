@@ -1,0 +1,208 @@
+//! Command-line arguments (clap). No I/O here; `commands` acts on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Destination;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "opsctl",
+    version,
+    about = "Typed operational runbooks: health checks, backups, restores, scaling, rollbacks",
+    long_about = "opsctl runs operational procedures written as YAML runbooks of typed steps against an instance's \
+                  backends, and reports what it did.\n\nExit codes: 0 passed (warnings allowed), 1 a step failed, \
+                  2 invalid input or refused, 3 instance locked by another run, 130 interrupted.",
+    max_term_width = 110
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The inventory file [default: $OPSCTL_CONFIG, else ./opsctl.yaml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format, to stdout or `=FILE`; repeat for several: --output table --output junit=report.xml
+    #[arg(long, short = 'o', global = true, value_name = "FORMAT[=FILE]", value_parser = parse_output)]
+    pub output: Vec<OutputSpec>,
+    /// Plan only: run read-only steps, show what every other step would change, change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Answer yes to confirmations (needed for destructive steps without a terminal)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Steps run at once, at most, in parallel blocks and for_each
+    #[arg(long, global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallel: u16,
+    /// More logging on stderr: -v steps, -vv requests and details
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only problems: failed and warned steps, errors
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Colour: auto uses colour on a terminal unless NO_COLOR is set
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Junit,
+}
+
+/// `table`, `json`, `junit=report.xml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub format: Format,
+    pub dest: Destination,
+}
+
+fn parse_output(s: &str) -> Result<OutputSpec, String> {
+    let (name, file) = match s.split_once('=') {
+        Some((n, f)) if f.is_empty() => return Err(format!("`{n}=` needs a file name after `=`")),
+        Some((n, f)) => (n, Some(PathBuf::from(f))),
+        None => (s, None),
+    };
+    let format = match name {
+        "table" => Format::Table,
+        "json" => Format::Json,
+        "junit" => Format::Junit,
+        other => return Err(format!("unknown output format `{other}`; use table, json or junit (optionally =FILE)")),
+    };
+    Ok(OutputSpec { format, dest: file.map_or(Destination::Stdout, Destination::File) })
+}
+
+/// `key=value` for `-p`.
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, found `{s}`")),
+    }
+}
+
+fn parse_selector(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected LABEL=VALUE, found `{s}`")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A runbook name (see `opsctl list runbooks`) or a path to a YAML file
+    pub runbook: String,
+    /// The instance to run against (see `opsctl list instances`)
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: String,
+    /// A parameter: -p backup=20261123-0200 (repeatable)
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a runbook against an instance
+    Run(RunArgs),
+    /// Show what a runbook would do, changing nothing (= run --dry-run)
+    Plan(RunArgs),
+    /// Check an instance's health (the `check` runbook)
+    Check {
+        /// The instance to check
+        #[arg(long, short = 'i', value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
+        instance: Option<String>,
+        /// Check every instance in the inventory (with --selector: the matching ones)
+        #[arg(long)]
+        all: bool,
+        /// Only instances with this label (repeatable; all must match)
+        #[arg(long, value_name = "LABEL=VALUE", requires = "all", value_parser = parse_selector)]
+        selector: Vec<(String, String)>,
+    },
+    /// Check runbooks without running them (every known runbook when no path is given)
+    Validate {
+        /// Runbook files or names
+        paths: Vec<String>,
+        /// Also check references to this instance's vars and settings
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: Option<String>,
+    },
+    /// List runbooks, instances or step kinds
+    List {
+        #[arg(value_enum)]
+        what: ListWhat,
+    },
+    /// Show past runs from the audit history
+    History {
+        /// Only runs on this instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: Option<String>,
+        /// Only runs of this runbook
+        #[arg(long, value_name = "NAME")]
+        runbook: Option<String>,
+        /// How many of the latest runs
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print the JSON Schema of runbooks or of the inventory
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaWhat::Runbook)]
+        what: SchemaWhat,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListWhat {
+    Runbooks,
+    Instances,
+    Kinds,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemaWhat {
+    Runbook,
+    Inventory,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn outputs_parse_with_and_without_files() {
+        assert_eq!(parse_output("json").unwrap(), OutputSpec { format: Format::Json, dest: Destination::Stdout });
+        assert_eq!(parse_output("junit=r.xml").unwrap().dest, Destination::File("r.xml".into()));
+        assert!(parse_output("xml").is_err());
+        assert!(parse_output("junit=").is_err());
+    }
+
+    #[test]
+    fn params_need_an_equals_sign() {
+        assert_eq!(parse_param("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_param("ab").is_err());
+    }
+}

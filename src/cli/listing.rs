@@ -1,0 +1,191 @@
+//! `validate`, `list` and `history`: commands that read and print, never run steps.
+
+use comfy_table::{ContentArrangement, Table, presets};
+
+use super::Ui;
+use super::args::{Format, Global, ListWhat};
+use crate::catalog;
+use crate::diagnostic::Diagnostic;
+use crate::error::{Error, Exit};
+use crate::inventory::Inventory;
+use crate::report::{Destination, RunReport};
+use crate::runbook::{self, Runbook};
+use crate::{history, sysinfo};
+
+fn new_table(ui: &Ui, header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.force_no_tty();
+    match super::progress::terminal_width().filter(|_| ui.stdout_tty) {
+        Some(w) => {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+            t.set_width(w);
+        }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    t.set_header(header.to_vec());
+    t
+}
+
+fn wants_json(g: &Global) -> bool {
+    g.output.iter().any(|o| o.format == Format::Json)
+}
+
+fn print(text: &str) -> Result<(), Error> {
+    let mut text = text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Destination::Stdout.write(&text)
+}
+
+/// `opsctl validate [PATH]...`
+pub fn validate(g: &Global, _ui: &Ui, specs: &[String], instance: Option<&str>) -> Result<Exit, Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let instance = instance.map(|name| inventory.instance(name)).transpose()?;
+    let sources: Vec<Result<std::sync::Arc<crate::source::SourceFile>, Diagnostic>> = if specs.is_empty() {
+        catalog::entries(&inventory).iter().map(|e| e.source()).collect()
+    } else {
+        specs.iter().map(|s| catalog::find(s, &inventory)).collect()
+    };
+    let mut errors: Vec<Diagnostic> = Vec::new();
+    let mut lines = Vec::new();
+    for source in sources {
+        let file = match source {
+            Ok(f) => f,
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
+        };
+        let result = Runbook::load(file.clone()).and_then(|rb| {
+            let refs = runbook::check::references(&rb, instance.as_deref());
+            if refs.is_empty() { Ok(rb) } else { Err(refs) }
+        });
+        match result {
+            Ok(rb) => lines.push(format!("ok    {} ({}, {} steps)", rb.name, file.name, rb.steps().count())),
+            Err(mut ds) => {
+                lines.push(format!("error {} ({} problem{})", file.name, ds.len(), if ds.len() == 1 { "" } else { "s" }));
+                errors.append(&mut ds);
+            }
+        }
+    }
+    if !g.quiet {
+        print(&lines.join("\n"))?;
+    }
+    if errors.is_empty() { Ok(Exit::Passed) } else { Err(Error::Invalid(errors)) }
+}
+
+/// `opsctl list runbooks|instances|kinds`
+pub fn list(g: &Global, ui: &Ui, what: ListWhat) -> Result<Exit, Error> {
+    match what {
+        ListWhat::Kinds => {
+            let kinds = crate::steps::KINDS;
+            if wants_json(g) {
+                let v: Vec<_> = kinds
+                    .iter()
+                    .map(|k| serde_json::json!({ "kind": k.name, "effect": k.effect, "summary": k.summary, "outputs": k.outputs.iter().map(|o| o.name).collect::<Vec<_>>() }))
+                    .collect();
+                return print(&serde_json::to_string_pretty(&v).unwrap_or_default()).map(|_| Exit::Passed);
+            }
+            let mut t = new_table(ui, &["KIND", "EFFECT", "SUMMARY", "OUTPUTS"]);
+            for k in kinds {
+                t.add_row(vec![k.name.to_string(), k.effect.to_string(), k.summary.to_string(), k.outputs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")]);
+            }
+            print(&t.trim_fmt())?;
+        }
+        ListWhat::Instances => {
+            let inventory = Inventory::discover(g.config.as_deref())?;
+            if wants_json(g) {
+                let v: Vec<_> = inventory.instances.values().map(|i| i.template_value()).collect();
+                return print(&serde_json::to_string_pretty(&v).unwrap_or_default()).map(|_| Exit::Passed);
+            }
+            let mut t = new_table(ui, &["INSTANCE", "LABELS", "BACKENDS"]);
+            for i in inventory.instances.values() {
+                let labels = i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                t.add_row(vec![i.name.clone(), labels, i.backends().join(", ")]);
+            }
+            print(&t.trim_fmt())?;
+        }
+        ListWhat::Runbooks => {
+            let inventory = Inventory::discover(g.config.as_deref())?;
+            let entries = catalog::entries(&inventory);
+            let mut rows = Vec::new();
+            for e in &entries {
+                let (summary, params) = match e.source().ok().map(Runbook::load) {
+                    Some(Ok(rb)) => (
+                        rb.summary.clone().unwrap_or_default(),
+                        rb.params
+                            .iter()
+                            .map(|p| if p.decl.required { format!("{}*", p.name) } else { p.name.clone() })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    _ => ("(does not load; run `opsctl validate`)".to_string(), String::new()),
+                };
+                rows.push((e.name.clone(), e.location(), summary, params));
+            }
+            if wants_json(g) {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, l, s, p)| serde_json::json!({ "name": n, "source": l, "summary": s, "params": p }))
+                    .collect();
+                return print(&serde_json::to_string_pretty(&v).unwrap_or_default()).map(|_| Exit::Passed);
+            }
+            let mut t = new_table(ui, &["RUNBOOK", "SOURCE", "SUMMARY", "PARAMS (* required)"]);
+            for (n, l, s, p) in rows {
+                t.add_row(vec![n, l, s, p]);
+            }
+            print(&t.trim_fmt())?;
+        }
+    }
+    Ok(Exit::Passed)
+}
+
+/// `opsctl history`
+pub fn history(g: &Global, ui: &Ui, instance: Option<&str>, runbook: Option<&str>, limit: usize) -> Result<Exit, Error> {
+    let dir = sysinfo::state_dir();
+    let (runs, bad) = history::read(&dir)?;
+    if bad > 0 {
+        tracing::warn!("{bad} line(s) of {} could not be read", history::path(&dir).display());
+    }
+    let selected: Vec<&RunReport> = runs
+        .iter()
+        .filter(|r| instance.is_none_or(|i| r.instance == i))
+        .filter(|r| runbook.is_none_or(|n| r.runbook == n))
+        .collect();
+    let start = selected.len().saturating_sub(limit);
+    let shown = &selected[start..];
+    if wants_json(g) {
+        return print(&serde_json::to_string_pretty(&shown).unwrap_or_default()).map(|_| Exit::Passed);
+    }
+    if shown.is_empty() {
+        print(&format!("no runs recorded in {}", history::path(&dir).display()))?;
+        return Ok(Exit::Passed);
+    }
+    let mut t = new_table(ui, &["RUN", "STARTED (UTC)", "WHO", "RUNBOOK", "INSTANCE", "STATUS", "STEPS", "TIME"]);
+    for r in shown {
+        let s = &r.summary;
+        let mut steps = format!("{} passed", s.passed);
+        for (n, w) in [(s.warned, "warned"), (s.failed, "failed"), (s.skipped, "skipped"), (s.planned, "planned")] {
+            if n > 0 {
+                steps.push_str(&format!(", {n} {w}"));
+            }
+        }
+        let status = if r.dry_run { format!("{} (dry run)", r.status.as_str()) } else { r.status.as_str().to_string() };
+        t.add_row(vec![
+            r.run_id.clone(),
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            format!("{}@{}", r.user, r.host),
+            r.runbook.clone(),
+            r.instance.clone(),
+            status,
+            steps,
+            crate::duration::short(std::time::Duration::from_secs_f64(r.duration_ms / 1000.0)),
+        ]);
+    }
+    print(&t.trim_fmt())?;
+    Ok(Exit::Passed)
+}

@@ -1,0 +1,317 @@
+//! The command line: parse, load, check, run, render, record. `main.rs` calls [`main`].
+
+pub mod args;
+mod listing;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{CommandFactory, Parser};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Confirm, Engine, Options, RunMeta};
+use crate::error::{Error, Exit};
+use crate::inventory::{Instance, Inventory};
+use crate::report::{Destination, LogSink, RunReport, Sink, Sinks, json, junit, progress, table};
+use crate::runbook::{self, ParamValue, Runbook};
+use crate::steps::Effect;
+use crate::{catalog, history, lock, secret, sysinfo};
+use args::{Cli, ColorChoice, Command, Format, Global, OutputSpec, RunArgs};
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (reqwest, and later kube and the AWS
+    // SDK, would otherwise disagree and panic).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let ui = Ui::new(&cli.global);
+    init_logging(&cli.global, ui.color_err);
+    match dispatch(cli, &ui) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            let text = e.render(ui.color_err);
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(secret::scrub(&text).as_bytes());
+            ExitCode::from(e.exit().code())
+        }
+    }
+}
+
+/// Terminal facts, decided once.
+pub struct Ui {
+    pub color_out: bool,
+    pub color_err: bool,
+    pub stdout_tty: bool,
+    pub stderr_tty: bool,
+}
+
+impl Ui {
+    fn new(g: &Global) -> Ui {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let pick = |tty: bool| match g.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => tty && !no_color,
+        };
+        let (stdout_tty, stderr_tty) = (sysinfo::stdout_is_tty(), sysinfo::stderr_is_tty());
+        Ui { color_out: pick(stdout_tty), color_err: pick(stderr_tty), stdout_tty, stderr_tty }
+    }
+}
+
+fn init_logging(g: &Global, color: bool) {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (false, 0) => LevelFilter::WARN,
+        (false, 1) => LevelFilter::INFO,
+        (false, 2) => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(g.verbose >= 2)
+        .with_ansi(color)
+        .with_writer(|| secret::ScrubWriter(std::io::stderr()))
+        .try_init();
+}
+
+fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Run(a) => run(g, ui, &a, g.dry_run),
+        Command::Plan(a) => run(g, ui, &a, true),
+        Command::Check { instance, all, selector } => {
+            let inventory = Inventory::discover(g.config.as_deref())?;
+            let instances = if all {
+                let chosen = inventory.select(&selector);
+                if chosen.is_empty() {
+                    return Err(Error::Refused("no instance matches the selector".into()));
+                }
+                chosen
+            } else {
+                vec![inventory.instance(instance.as_deref().unwrap_or_default())?]
+            };
+            let source = catalog::find("check", &inventory)?;
+            let runbook = Runbook::load(source).map_err(Error::Invalid)?;
+            let prepared = instances
+                .into_iter()
+                .map(|i| prepare(&runbook, i, &[]))
+                .collect::<Result<Vec<_>, _>>()?;
+            execute(g, ui, &runbook, prepared, g.dry_run)
+        }
+        Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
+        Command::List { what } => listing::list(g, ui, what),
+        Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),
+        Command::Schema { what } => {
+            let v = match what {
+                args::SchemaWhat::Runbook => crate::schema::runbook(),
+                args::SchemaWhat::Inventory => crate::schema::inventory(),
+            };
+            let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            text.push('\n');
+            Destination::Stdout.write(&text)?;
+            Ok(Exit::Passed)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "opsctl", &mut buf);
+            Destination::Stdout.write(&String::from_utf8_lossy(&buf))?;
+            Ok(Exit::Passed)
+        }
+    }
+}
+
+/// A runbook bound to one instance, ready to run.
+struct Prepared {
+    instance: Arc<Instance>,
+    params: indexmap::IndexMap<String, ParamValue>,
+}
+
+/// Checks references against the instance and binds parameters.
+fn prepare(runbook: &Runbook, instance: Arc<Instance>, given: &[(String, String)]) -> Result<Prepared, Error> {
+    let errors = runbook::check::references(runbook, Some(&instance));
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors));
+    }
+    let params = runbook::check::bind_params(runbook, given).map_err(Error::Invalid)?;
+    Ok(Prepared { instance, params })
+}
+
+fn run(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<Exit, Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let instance = inventory.instance(&a.instance)?;
+    let source = catalog::find(&a.runbook, &inventory)?;
+    let runbook = Runbook::load(source).map_err(Error::Invalid)?;
+    let prepared = prepare(&runbook, instance, &a.params)?;
+    execute(g, ui, &runbook, vec![prepared], dry_run)
+}
+
+/// Answers confirmations on the terminal.
+struct TtyConfirm {
+    interactive: bool,
+    lock: std::sync::Mutex<()>,
+}
+
+impl Confirm for TtyConfirm {
+    fn interactive(&self) -> bool {
+        self.interactive
+    }
+    fn confirm(&self, question: &str) -> bool {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        progress::pause(true);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{}\nType `yes` to continue: ", secret::scrub(question));
+        let _ = err.flush();
+        drop(err);
+        let mut answer = String::new();
+        let ok = std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "yes" | "y" | "YES");
+        progress::pause(false);
+        ok
+    }
+}
+
+fn check_outputs(g: &Global) -> Result<Vec<OutputSpec>, Error> {
+    let mut specs = g.output.clone();
+    let to_stdout = specs.iter().filter(|s| s.dest == Destination::Stdout).count();
+    if to_stdout > 1 {
+        return Err(Error::Refused(
+            "only one --output can go to standard output; send the others to files (e.g. --output junit=report.xml)".into(),
+        ));
+    }
+    if to_stdout == 0 {
+        specs.insert(0, OutputSpec { format: Format::Table, dest: Destination::Stdout });
+    }
+    Ok(specs)
+}
+
+/// Runs a runbook on one or more instances, renders the outputs, records history.
+fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<Exit, Error> {
+    let outputs = check_outputs(g)?;
+    let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
+    if !dry_run && !g.yes && !confirm.interactive() {
+        let needing: Vec<String> = runbook
+            .steps()
+            .filter(|s| s.controls.confirm.is_some() || s.effect == Effect::Destroy)
+            .map(|s| format!("`{}` ({}, {})", s.id, s.kind.name, s.effect))
+            .collect();
+        if !needing.is_empty() {
+            return Err(Error::Refused(format!(
+                "{} needs confirmation ({}), and there is no terminal to ask; run with --yes to go ahead, or --dry-run to see the plan",
+                if needing.len() == 1 { "a step" } else { "steps" },
+                needing.join(", ")
+            )));
+        }
+    }
+    let state_dir = sysinfo::state_dir();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", &e))?;
+    let reports: Vec<RunReport> = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let hard = CancellationToken::new();
+        spawn_signal_handler(cancel.clone(), hard.clone());
+        let mut reports = Vec::new();
+        for p in prepared {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let meta = RunMeta::current();
+            let _lock = if !dry_run && runbook.effect() >= Effect::Mutate {
+                let holder = lock::Holder {
+                    run_id: meta.run_id.clone(),
+                    runbook: runbook.name.clone(),
+                    user: meta.user.clone(),
+                    host: meta.host.clone(),
+                    pid: std::process::id(),
+                    since: jiff::Timestamp::now(),
+                };
+                Some(lock::InstanceLock::acquire(&state_dir, &p.instance.name, &holder)?)
+            } else {
+                None
+            };
+            let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
+            if ui.stderr_tty && !g.quiet && g.verbose == 0 {
+                sinks.push(Box::new(progress::Progress::new()));
+            }
+            let sink = Sinks(sinks);
+            let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
+            let engine = Engine::new(runbook, p.instance.clone(), p.params, options, meta, &sink, &confirm, cancel.clone(), hard.clone());
+            let report = engine.run().await;
+            drop(sink);
+            if let Err(e) = history::append(&state_dir, &report) {
+                tracing::warn!("the run was not recorded in the history: {e}");
+            }
+            reports.push(report);
+        }
+        Ok::<_, Error>(reports)
+    })?;
+    render(g, ui, &outputs, &reports)?;
+    let worst = reports.iter().map(|r| r.status.exit()).max_by_key(|e| match e {
+        Exit::Passed => 0,
+        Exit::Failed => 1,
+        Exit::Locked => 2,
+        Exit::Invalid => 3,
+        Exit::Interrupted => 4,
+    });
+    Ok(worst.unwrap_or(Exit::Passed))
+}
+
+fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) -> Result<(), Error> {
+    for spec in outputs {
+        let to_tty = spec.dest == Destination::Stdout && ui.stdout_tty;
+        let text = match spec.format {
+            Format::Table => {
+                let opts = table::TableOptions {
+                    color: ui.color_out && spec.dest == Destination::Stdout,
+                    quiet: g.quiet,
+                    width: if to_tty { progress::terminal_width() } else { None },
+                };
+                reports.iter().map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n")
+            }
+            Format::Json if reports.len() == 1 => json::render(&reports[0]),
+            Format::Json => {
+                let docs: Vec<serde_json::Value> =
+                    reports.iter().map(|r| serde_json::from_str(&json::render(r)).unwrap_or_default()).collect();
+                let mut s = serde_json::to_string_pretty(&docs).unwrap_or_default();
+                s.push('\n');
+                s
+            }
+            Format::Junit => junit::render_many(reports),
+        };
+        spec.dest.write(&text)?;
+    }
+    Ok(())
+}
+
+fn spawn_signal_handler(cancel: CancellationToken, hard: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            let mut err = std::io::stderr().lock();
+            match count {
+                1 => {
+                    let _ = writeln!(err, "\r\x1b[Kinterrupted: stopping; `always` steps still run (interrupt again to stop them)");
+                    cancel.cancel();
+                }
+                2 => {
+                    let _ = writeln!(err, "interrupted again: stopping `always` steps");
+                    hard.cancel();
+                }
+                _ => std::process::exit(130),
+            }
+        }
+    });
+}

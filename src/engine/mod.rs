@@ -1,0 +1,597 @@
+//! The engine: executes a checked runbook against one instance and reports what happened.
+//!
+//! validate → plan → execute → report. The loader has validated; this module plans (for
+//! dry runs) and executes:
+//! - blocks in order; a `parallel` block's steps concurrently, all step executions bounded
+//!   by one semaphore of `--parallel` permits (so `for_each` inside `parallel` cannot exceed it);
+//! - per step: `when`, `for_each`, templates rendered, confirmation for `confirm` and
+//!   `destroy` steps, per-try timeout, retries with exponential backoff and ±20% jitter on
+//!   the error classes the step allows, `on_failure`;
+//! - a dry run executes `read` steps (they are safe and later conditions need their
+//!   outputs) and asks every other step only what it *would* do;
+//! - cancellation: the first signal stops launching steps and cancels the ones in flight;
+//!   `always` steps still run and only a second signal stops them.
+//!
+//! The engine never writes output; it emits [`Event`]s to a [`Sink`] and returns a
+//! [`RunReport`].
+
+mod steps_object;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use indexmap::IndexMap;
+use minijinja::value::Value as JValue;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::inventory::Instance;
+use crate::report::{Event, RunReport, RunStatus, SCHEMA, Sink, Status, StepReport};
+use crate::runbook::{Block, OnFailure, ParamValue, Runbook, Step};
+use crate::steps::{Effect, ErrorClass, Outcome, Resources, StepContext, StepError, Verdict};
+use crate::template;
+use crate::yaml::Node;
+
+pub use steps_object::StepsObject;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Execute only `read` steps; plan the others.
+    pub dry_run: bool,
+    /// Confirmations are answered yes.
+    pub yes: bool,
+    /// Step executions at once, at most.
+    pub parallel: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { dry_run: false, yes: false, parallel: 8 }
+    }
+}
+
+/// Asks an operator. The CLI answers on a TTY; tests script it.
+pub trait Confirm: Send + Sync {
+    /// Whether anyone can be asked.
+    fn interactive(&self) -> bool;
+    /// Asks; true means go ahead.
+    fn confirm(&self, question: &str) -> bool;
+}
+
+/// Nobody to ask: every confirmation is refused unless `--yes`.
+pub struct NoTty;
+
+impl Confirm for NoTty {
+    fn interactive(&self) -> bool {
+        false
+    }
+    fn confirm(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// Who runs, for the report and the audit record.
+#[derive(Clone, Debug)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub user: String,
+    pub host: String,
+}
+
+impl RunMeta {
+    /// A new run id (time-ordered, unique enough: `20261123T041200Z-3f9a1c`) and the
+    /// current user and host.
+    pub fn current() -> RunMeta {
+        let now = jiff::Timestamp::now();
+        let run_id = format!("{}-{:06x}", now.strftime("%Y%m%dT%H%M%SZ"), fastrand::u32(..0x100_0000));
+        RunMeta { run_id, user: crate::sysinfo::user(), host: crate::sysinfo::hostname() }
+    }
+}
+
+/// Everything the engine needs for one run.
+pub struct Engine<'a> {
+    runbook: &'a Runbook,
+    instance: Arc<Instance>,
+    params: IndexMap<String, ParamValue>,
+    options: Options,
+    meta: RunMeta,
+    sink: &'a dyn Sink,
+    confirm: &'a dyn Confirm,
+    /// First signal: stop launching, cancel in-flight steps.
+    cancel: CancellationToken,
+    /// Second signal: cancel `always` steps too.
+    hard_cancel: CancellationToken,
+    resources: Arc<Resources>,
+    semaphore: Semaphore,
+    steps: Arc<StepsObject>,
+    steps_value: JValue,
+    base: Base,
+    state: Mutex<State>,
+}
+
+/// Template values that do not change during a run.
+struct Base {
+    params: JValue,
+    vars: JValue,
+    instance: JValue,
+    run: JValue,
+}
+
+#[derive(Default)]
+struct State {
+    aborted: bool,
+    refused: bool,
+    /// Steps already run (or being run), so `on_failure: { run: [...] }` does not repeat them.
+    started: HashSet<String>,
+}
+
+/// A step's reports and whether it failed (after `on_failure: warn`).
+struct EntryResult {
+    reports: Vec<StepReport>,
+    failed: bool,
+}
+
+impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        runbook: &'a Runbook,
+        instance: Arc<Instance>,
+        params: IndexMap<String, ParamValue>,
+        options: Options,
+        meta: RunMeta,
+        sink: &'a dyn Sink,
+        confirm: &'a dyn Confirm,
+        cancel: CancellationToken,
+        hard_cancel: CancellationToken,
+    ) -> Engine<'a> {
+        let steps = Arc::new(StepsObject::default());
+        let steps_value = JValue::from_dyn_object(steps.clone());
+        let base = Base {
+            params: JValue::from_iter(params.iter().map(|(k, v)| (k.clone(), v.template_value())).collect::<std::collections::BTreeMap<_, _>>()),
+            vars: JValue::from(minijinja::value::Serde(&instance.vars)),
+            instance: JValue::from(minijinja::value::Serde(instance.template_value())),
+            run: JValue::from(minijinja::value::Serde(serde_json::json!({
+                "id": meta.run_id,
+                "runbook": runbook.name,
+                "instance": instance.name,
+                "dry_run": options.dry_run,
+                "started_at": jiff::Timestamp::now().to_string(),
+                "user": meta.user,
+                "host": meta.host,
+            }))),
+        };
+        let parallel = options.parallel.max(1);
+        Engine {
+            runbook,
+            instance,
+            params,
+            options,
+            meta,
+            sink,
+            confirm,
+            cancel,
+            hard_cancel,
+            resources: Arc::new(Resources::default()),
+            semaphore: Semaphore::new(parallel),
+            steps,
+            steps_value,
+            base,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs every block and returns the report.
+    pub async fn run(&self) -> RunReport {
+        let started_at = jiff::Timestamp::now();
+        let clock = Instant::now();
+        self.sink.event(&Event::RunStarted {
+            runbook: &self.runbook.name,
+            instance: &self.instance.name,
+            steps: self.runbook.steps().count(),
+            dry_run: self.options.dry_run,
+        });
+        let mut reports: Vec<StepReport> = Vec::new();
+        for block in &self.runbook.blocks {
+            match block {
+                Block::Step(step) => {
+                    let result = self.entry(step).await;
+                    reports.extend(result.reports);
+                    if result.failed {
+                        self.on_failure(step, &mut reports).await;
+                    }
+                }
+                Block::Parallel(p) => {
+                    let results = join_all(p.steps.iter().map(|s| self.entry(s))).await;
+                    let mut failed = Vec::new();
+                    for (step, result) in p.steps.iter().zip(results) {
+                        reports.extend(result.reports);
+                        if result.failed {
+                            failed.push(step);
+                        }
+                    }
+                    for step in failed {
+                        self.on_failure(step, &mut reports).await;
+                    }
+                }
+            }
+        }
+        let state = self.state();
+        let status = if state.refused {
+            RunStatus::Refused
+        } else if self.cancel.is_cancelled() {
+            RunStatus::Interrupted
+        } else if reports.iter().any(|r| r.status == Status::Failed) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Passed
+        };
+        drop(state);
+        let report = RunReport {
+            schema: SCHEMA.into(),
+            run_id: self.meta.run_id.clone(),
+            runbook: self.runbook.name.clone(),
+            runbook_source: self.runbook.file.name.clone(),
+            instance: self.instance.name.clone(),
+            dry_run: self.options.dry_run,
+            status,
+            exit_code: status.exit().code(),
+            started_at,
+            finished_at: jiff::Timestamp::now(),
+            duration_ms: ms(clock.elapsed()),
+            user: self.meta.user.clone(),
+            host: self.meta.host.clone(),
+            opsctl_version: env!("CARGO_PKG_VERSION").into(),
+            params: self.params.iter().map(|(k, v)| (k.clone(), v.redacted())).collect(),
+            summary: RunReport::summarize(&reports),
+            steps: reports,
+        };
+        self.sink.event(&Event::RunFinished(&report));
+        report
+    }
+
+    /// Applies a failed step's `on_failure`.
+    async fn on_failure(&self, step: &Step, reports: &mut Vec<StepReport>) {
+        match &step.controls.on_failure {
+            OnFailure::Abort => self.state().aborted = true,
+            OnFailure::Continue | OnFailure::Warn => {}
+            OnFailure::Run(ids) => {
+                for id in ids {
+                    if let Some(target) = self.runbook.steps().find(|s| &s.id == id) {
+                        let result = Box::pin(self.entry(target)).await;
+                        reports.extend(result.reports);
+                    }
+                }
+                self.state().aborted = true;
+            }
+        }
+    }
+
+    /// The template context, with `item` when running an item of `for_each`.
+    fn context(&self, item: Option<(usize, &JValue)>) -> JValue {
+        let mut pairs: Vec<(&str, JValue)> = vec![
+            ("params", self.base.params.clone()),
+            ("vars", self.base.vars.clone()),
+            ("instance", self.base.instance.clone()),
+            ("steps", self.steps_value.clone()),
+            ("run", self.base.run.clone()),
+        ];
+        if let Some((i, v)) = item {
+            pairs.push(("item", v.clone()));
+            pairs.push(("item_index", JValue::from(i)));
+        }
+        JValue::from_pairs(pairs)
+    }
+
+    fn skipped(&self, step: &Step, id: String, name: String, message: impl Into<String>) -> StepReport {
+        let report = StepReport {
+            id,
+            name,
+            kind: step.kind.name.into(),
+            effect: step.effect,
+            status: Status::Skipped,
+            message: message.into(),
+            value: None,
+            threshold: None,
+            error_class: None,
+            attempts: 0,
+            started_at: None,
+            duration_ms: 0.0,
+            outputs: serde_json::Map::new(),
+        };
+        self.sink.event(&Event::StepFinished(&report));
+        report
+    }
+
+    /// One entry of the plan: a step, or all items of a `for_each` step.
+    async fn entry(&self, step: &Step) -> EntryResult {
+        let label = step.label().to_string();
+        {
+            let mut state = self.state();
+            if !state.started.insert(step.id.clone()) {
+                return EntryResult { reports: Vec::new(), failed: false };
+            }
+            let reason = if self.cancel.is_cancelled() && !step.controls.always {
+                Some("not run: the run was interrupted")
+            } else if state.refused && !step.controls.always {
+                Some("not run: a confirmation was refused")
+            } else if state.aborted && !step.controls.always {
+                Some("not run: an earlier step failed")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                drop(state);
+                let r = self.skipped(step, step.id.clone(), label, reason);
+                self.record(&step.id, &r);
+                return EntryResult { reports: vec![r], failed: false };
+            }
+        }
+        let ctx = self.context(None);
+        if let Some(when) = &step.controls.when {
+            let text = when.as_str().unwrap_or_default();
+            match template::condition(text, &ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let r = self.skipped(step, step.id.clone(), label, format!("when `{text}` is false"));
+                    self.record(&step.id, &r);
+                    return EntryResult { reports: vec![r], failed: false };
+                }
+                Err(e) => {
+                    if self.options.dry_run {
+                        let r = self.skipped(step, step.id.clone(), label, format!("cannot decide `when` in a dry run: {e}"));
+                        self.record(&step.id, &r);
+                        return EntryResult { reports: vec![r], failed: false };
+                    }
+                    let r = self.finish(step, step.id.clone(), label, Err(StepError::invalid(format!("when: {e}"))), 0, Instant::now());
+                    self.record(&step.id, &r);
+                    let failed = r.status == Status::Failed;
+                    return EntryResult { reports: vec![r], failed };
+                }
+            }
+        }
+        let Some(for_each) = &step.controls.for_each else {
+            let r = self.execute(step, None).await;
+            self.record(&step.id, &r);
+            let failed = r.status == Status::Failed;
+            return EntryResult { reports: vec![r], failed };
+        };
+        let items = match self.items(for_each, &ctx) {
+            Ok(items) => items,
+            Err(e) => {
+                let r = self.finish(step, step.id.clone(), label, Err(StepError::invalid(format!("for_each: {e}"))), 0, Instant::now());
+                self.record(&step.id, &r);
+                return EntryResult { reports: vec![r], failed: true };
+            }
+        };
+        if items.is_empty() {
+            let r = self.skipped(step, step.id.clone(), label, "for_each: no items");
+            self.record(&step.id, &r);
+            return EntryResult { reports: vec![r], failed: false };
+        }
+        let reports = join_all(items.iter().enumerate().map(|(i, item)| self.execute(step, Some((i, item))))).await;
+        self.steps.insert_items(&step.id, &reports);
+        let failed = reports.iter().any(|r| r.status == Status::Failed);
+        EntryResult { reports, failed }
+    }
+
+    fn record(&self, id: &str, report: &StepReport) {
+        self.steps.insert(id, report);
+    }
+
+    /// The items of `for_each`: a literal list (rendered) or a template that renders one.
+    fn items(&self, node: &Node, ctx: &JValue) -> Result<Vec<JValue>, String> {
+        if let Some(text) = node.as_str() {
+            let expr = template::whole_expression(text).ok_or("write it as a single `{{ expression }}` that renders a list")?;
+            let value = template::eval(expr, ctx)?;
+            if value.is_none() {
+                return Ok(Vec::new());
+            }
+            if !matches!(value.kind(), minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Iterable) {
+                return Err(format!("`{text}` renders {}, not a list", value.kind()));
+            }
+            return Ok(value.try_iter().map_err(|e| e.to_string())?.collect());
+        }
+        let rendered = template::render_node(node, ctx).map_err(|(_, e)| e)?;
+        let json = crate::yaml::de::from_node::<serde_json::Value>(&rendered, crate::yaml::de::Mode::Strict).map_err(|e| e.message)?;
+        Ok(json.as_array().into_iter().flatten().map(|v| JValue::from(minijinja::value::Serde(v))).collect())
+    }
+
+    /// Runs one step (or one item of it): render, plan or confirm, try with retries.
+    async fn execute(&self, step: &Step, item: Option<(usize, &JValue)>) -> StepReport {
+        let id = match item {
+            Some((i, _)) => format!("{}[{i}]", step.id),
+            None => step.id.clone(),
+        };
+        let token = if step.controls.always { &self.hard_cancel } else { &self.cancel };
+        let permit = tokio::select! {
+            p = self.semaphore.acquire() => p.ok(),
+            _ = token.cancelled() => None,
+        };
+        let ctx = self.context(item);
+        let name = match &step.name {
+            Some(n) => {
+                let text = n.as_str().unwrap_or_default();
+                if crate::yaml::de::is_template(text) { template::render_text(text, &ctx).unwrap_or_else(|_| text.to_string()) } else { text.to_string() }
+            }
+            None => id.clone(),
+        };
+        if permit.is_none() || (self.cancel.is_cancelled() && !step.controls.always) {
+            return self.skipped(step, id, name, "not run: the run was interrupted");
+        }
+        self.sink.event(&Event::StepStarted { id: &id, name: &name, kind: step.kind.name });
+        let started = Instant::now();
+
+        let rendered_owned;
+        let rendered: &Node = if template::has_templates(&step.params) {
+            match template::render_node(&step.params, &ctx) {
+                Ok(n) => {
+                    rendered_owned = n;
+                    &rendered_owned
+                }
+                Err((span, e)) => {
+                    if self.options.dry_run {
+                        return self.skipped(step, id, name, format!("cannot render in a dry run (an earlier step only planned): {e}"));
+                    }
+                    let (l, c) = self.runbook.file.line_col(span.start);
+                    let err = StepError::invalid(format!("{e} ({}:{l}:{c})", self.runbook.file.name));
+                    return self.finish(step, id, name, Err(err), 0, started);
+                }
+            }
+        } else {
+            &step.params
+        };
+        let step_ctx = StepContext {
+            instance: self.instance.clone(),
+            resources: self.resources.clone(),
+            file: self.runbook.file.clone(),
+            step_id: id.clone(),
+            dry_run: self.options.dry_run,
+        };
+
+        if self.options.dry_run && step.effect != Effect::Read {
+            let plan = tokio::select! {
+                p = (step.kind.plan)(rendered, &step_ctx) => p,
+                _ = token.cancelled() => Err(StepError::error("interrupted")),
+            };
+            return match plan {
+                Ok(text) => {
+                    let report = self.report(step, id, name, Status::Planned, text, started, 0);
+                    self.sink.event(&Event::StepFinished(&report));
+                    report
+                }
+                Err(e) => self.finish(step, id, name, Err(e), 0, started),
+            };
+        }
+
+        if !self.options.dry_run && (step.controls.confirm.is_some() || step.effect == Effect::Destroy) && !self.options.yes {
+            let question = match &step.controls.confirm {
+                Some(n) => {
+                    let text = n.as_str().unwrap_or_default();
+                    template::render_text(text, &ctx).unwrap_or_else(|_| text.to_string())
+                }
+                None => format!("Step `{name}` ({}) is destructive.", step.kind.name),
+            };
+            let answer = self.confirm.interactive() && self.confirm.confirm(&format!("{question}\nRun step `{name}` on {}?", self.instance.name));
+            if !answer {
+                self.state().refused = true;
+                let why = if self.confirm.interactive() { "declined by the operator" } else { "refused: needs confirmation; run with --yes" };
+                return self.skipped(step, id, name, why);
+            }
+        }
+
+        let attempts_allowed = step.controls.retry.as_ref().map_or(1, |r| r.attempts.max(1));
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let once = (step.kind.run)(rendered, &step_ctx, step.effect);
+            let timed = async {
+                match step.controls.timeout {
+                    Some(t) => tokio::time::timeout(t.std(), once)
+                        .await
+                        .unwrap_or_else(|_| Err(StepError::new(ErrorClass::Timeout, format!("timed out after {t}")))),
+                    None => once.await,
+                }
+            };
+            let result = tokio::select! {
+                r = timed => r,
+                _ = token.cancelled() => Err(StepError::new(ErrorClass::Error, format!("interrupted after {}", crate::duration::short(started.elapsed())))),
+            };
+            if token.is_cancelled() {
+                break result;
+            }
+            let class = match &result {
+                Ok(o) if o.verdict == Verdict::Failed => o.class.unwrap_or(ErrorClass::Failed),
+                Ok(_) => break result,
+                Err(e) => e.class,
+            };
+            let Some(retry) = step.controls.retry.as_ref().filter(|r| attempt < attempts_allowed && r.covers(class)) else {
+                break result;
+            };
+            let base = retry.delay_after(attempt);
+            let wait = base.mul_f64(0.8 + fastrand::f64() * 0.4);
+            let reason = match &result {
+                Ok(o) => o.message.clone(),
+                Err(e) => e.message.clone(),
+            };
+            self.sink.event(&Event::StepRetrying { id: &id, attempt, of: attempts_allowed, wait, reason: &reason });
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = token.cancelled() => break result,
+            }
+        };
+        drop(permit);
+        self.finish(step, id, name, result, attempt, started)
+    }
+
+    fn report(&self, step: &Step, id: String, name: String, status: Status, message: String, started: Instant, attempts: u32) -> StepReport {
+        StepReport {
+            id,
+            name,
+            kind: step.kind.name.into(),
+            effect: step.effect,
+            status,
+            message,
+            value: None,
+            threshold: None,
+            error_class: None,
+            attempts,
+            started_at: Some(jiff::Timestamp::now() - jiff::SignedDuration::try_from(started.elapsed()).unwrap_or_default()),
+            duration_ms: ms(started.elapsed()),
+            outputs: serde_json::Map::new(),
+        }
+    }
+
+    /// Turns a step's result into its report, applies `on_failure: warn`, emits it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        step: &Step,
+        id: String,
+        name: String,
+        result: Result<Outcome, StepError>,
+        attempts: u32,
+        started: Instant,
+    ) -> StepReport {
+        let mut report = self.report(step, id, name, Status::Failed, String::new(), started, attempts);
+        match result {
+            Ok(o) => {
+                report.status = match o.verdict {
+                    Verdict::Passed => Status::Passed,
+                    Verdict::Warned => Status::Warned,
+                    Verdict::Failed => Status::Failed,
+                };
+                if o.verdict == Verdict::Failed {
+                    report.error_class = Some(o.class.unwrap_or(ErrorClass::Failed));
+                }
+                report.message = o.message;
+                report.value = o.value;
+                report.threshold = o.threshold;
+                report.outputs = o.outputs;
+            }
+            Err(e) => {
+                report.error_class = Some(e.class);
+                report.message = e.message;
+            }
+        }
+        if attempts > 1 {
+            report.message = format!("{} (after {attempts} tries)", report.message);
+        }
+        if report.status == Status::Failed && step.controls.on_failure == OnFailure::Warn {
+            report.status = Status::Warned;
+            report.message = format!("{} (on_failure: warn)", report.message);
+        }
+        self.sink.event(&Event::StepFinished(&report));
+        report
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

@@ -1,0 +1,346 @@
+//! The inventory: `opsctl.yaml`, the instances opsctl can act on.
+//!
+//! ```yaml
+//! runbooks_dir: ./runbooks           # extra runbooks, next to the shipped ones
+//! instances:
+//!   team-a:
+//!     labels: { tier: prod }
+//!     vars: { api: virtual-coffee-api }
+//!     http:
+//!       base_url: https://api.team-a.example.com
+//!       headers: { Authorization: { env: TEAM_A_TOKEN } }
+//!       health: [/health, { path: /ready, expect_status: 204 }]
+//! ```
+//!
+//! Found at `--config`, else `$OPSCTL_CONFIG`, else `./opsctl.yaml` if it exists. Without
+//! one there is still the built-in `localhost` instance (the machine opsctl runs on), so
+//! `opsctl check --instance localhost` works on a fresh machine. Each backend adds its own
+//! section to [`Instance`]; this module holds the parts the core uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::source::{SourceFile, Span};
+use crate::steps::http::HeaderValue;
+use crate::yaml::de::{Mode, from_node};
+use crate::yaml::{self, Node};
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryFile {
+    /// A directory of extra runbooks, relative to the inventory file.
+    #[serde(default)]
+    pub runbooks_dir: Option<PathBuf>,
+    /// Instances by name.
+    #[serde(default)]
+    pub instances: IndexMap<String, Instance>,
+}
+
+/// One deployed copy of a platform: a tenant, an environment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// Filled in from the key under `instances:`.
+    #[serde(skip_deserializing)]
+    pub name: String,
+    /// Free-form labels, for `--selector` and for templates (`instance.labels.tier`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Values runbooks read as `{{ vars.NAME }}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The instance's HTTP API.
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
+}
+
+/// How to reach an instance over HTTP.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `https://api.team-a.example.com`; runbooks use `{{ instance.http.base_url }}`.
+    pub base_url: String,
+    /// Headers sent by the `check` runbook's health checks; values may be secret references.
+    #[serde(default)]
+    pub headers: IndexMap<String, HeaderValue>,
+    /// Endpoints the `check` runbook probes, relative to `base_url`.
+    #[serde(default)]
+    pub health: Vec<HealthEndpoint>,
+}
+
+/// A health endpoint: a path, or a path with expectations.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct HealthEndpoint {
+    pub path: String,
+    pub expect_status: Option<u16>,
+    pub expect_json: Option<IndexMap<String, serde_json::Value>>,
+    pub expect_body: Option<String>,
+    pub warn_latency: Option<crate::duration::Duration>,
+    pub fail_latency: Option<crate::duration::Duration>,
+}
+
+impl<'de> Deserialize<'de> for HealthEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            path: String,
+            #[serde(default)]
+            expect_status: Option<u16>,
+            #[serde(default)]
+            expect_json: Option<IndexMap<String, serde_json::Value>>,
+            #[serde(default)]
+            expect_body: Option<String>,
+            #[serde(default)]
+            warn_latency: Option<crate::duration::Duration>,
+            #[serde(default)]
+            fail_latency: Option<crate::duration::Duration>,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HealthEndpoint;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path such as `/health`, or a mapping with `path`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HealthEndpoint, E> {
+                Ok(HealthEndpoint {
+                    path: s.to_string(),
+                    expect_status: None,
+                    expect_json: None,
+                    expect_body: None,
+                    warn_latency: None,
+                    fail_latency: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<HealthEndpoint, A::Error> {
+                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(HealthEndpoint {
+                    path: f.path,
+                    expect_status: f.expect_status,
+                    expect_json: f.expect_json,
+                    expect_body: f.expect_body,
+                    warn_latency: f.warn_latency,
+                    fail_latency: f.fail_latency,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The loaded inventory.
+#[derive(Debug)]
+pub struct Inventory {
+    /// `None` when there is no inventory file.
+    pub file: Option<Arc<SourceFile>>,
+    pub runbooks_dir: Option<PathBuf>,
+    pub instances: IndexMap<String, Arc<Instance>>,
+    /// Where each instance is declared, for messages.
+    spans: IndexMap<String, Span>,
+    instances_span: Span,
+}
+
+/// The name of the instance that always exists.
+pub const LOCALHOST: &str = "localhost";
+
+impl Inventory {
+    /// No file: only `localhost`.
+    pub fn builtin() -> Inventory {
+        let mut inv = Inventory {
+            file: None,
+            runbooks_dir: None,
+            instances: IndexMap::new(),
+            spans: IndexMap::new(),
+            instances_span: Span::default(),
+        };
+        inv.add_localhost();
+        inv
+    }
+
+    fn add_localhost(&mut self) {
+        if !self.instances.contains_key(LOCALHOST) {
+            let local = Instance {
+                name: LOCALHOST.into(),
+                labels: BTreeMap::from([("builtin".to_string(), "true".to_string())]),
+                ..Instance::default()
+            };
+            self.instances.insert(LOCALHOST.into(), Arc::new(local));
+        }
+    }
+
+    /// Finds and loads the inventory: `--config`, `$OPSCTL_CONFIG`, `./opsctl.yaml`.
+    pub fn discover(explicit: Option<&Path>) -> Result<Inventory, Diagnostic> {
+        if let Some(path) = explicit {
+            return Inventory::load(path);
+        }
+        if let Some(path) = std::env::var_os("OPSCTL_CONFIG").filter(|p| !p.is_empty()) {
+            return Inventory::load(Path::new(&path)).map_err(|d| d.help("the path comes from $OPSCTL_CONFIG"));
+        }
+        let local = Path::new("opsctl.yaml");
+        if local.exists() {
+            return Inventory::load(local);
+        }
+        Ok(Inventory::builtin())
+    }
+
+    pub fn load(path: &Path) -> Result<Inventory, Diagnostic> {
+        let file = yaml::read_source(path, "inventory")?;
+        Inventory::from_source(file, path.parent())
+    }
+
+    /// Parses inventory text; `base` resolves relative paths.
+    pub fn from_source(file: Arc<SourceFile>, base: Option<&Path>) -> Result<Inventory, Diagnostic> {
+        let root = yaml::parse(&file)?;
+        if root.is_null() {
+            return Err(Diagnostic::new(format!("inventory {} is empty", file.name))
+                .help("an inventory needs an `instances:` mapping; see `opsctl schema inventory`"));
+        }
+        let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
+            let mut d = Diagnostic::new(e.message.clone()).at(&file, e.span.unwrap_or(root.span));
+            if let Some(l) = e.label {
+                d = d.label(l);
+            }
+            if let Some(h) = e.help {
+                d = d.help(h);
+            }
+            d
+        })?;
+        let instances_node = root.get("instances");
+        let mut spans = IndexMap::new();
+        if let Some(entries) = instances_node.and_then(Node::as_map) {
+            for (k, _) in entries {
+                spans.insert(k.as_str().unwrap_or_default().to_string(), k.span);
+            }
+        }
+        let mut inv = Inventory {
+            runbooks_dir: parsed.runbooks_dir.map(|d| match base {
+                Some(b) if d.is_relative() => b.join(d),
+                _ => d,
+            }),
+            instances: parsed
+                .instances
+                .into_iter()
+                .map(|(name, mut i)| {
+                    i.name = name.clone();
+                    (name, Arc::new(i))
+                })
+                .collect(),
+            spans,
+            instances_span: instances_node.map(|n| n.span).unwrap_or(root.span),
+            file: Some(file),
+        };
+        inv.add_localhost();
+        Ok(inv)
+    }
+
+    /// The named instance, or an error listing the known ones.
+    pub fn instance(&self, name: &str) -> Result<Arc<Instance>, Diagnostic> {
+        if let Some(i) = self.instances.get(name) {
+            return Ok(i.clone());
+        }
+        let known: Vec<&str> = self.instances.keys().map(String::as_str).collect();
+        let mut d = Diagnostic::new(format!("unknown instance `{name}`"));
+        if let Some(file) = &self.file {
+            d = d.at(file, self.instances_span).label(format!("`{name}` is not declared here"));
+        }
+        if let Some(s) = did_you_mean(name, known.iter().copied()) {
+            d = d.help(format!("did you mean `{s}`?"));
+        }
+        d = d.help(format!("known instances: {}", known.join(", ")));
+        if self.file.is_none() {
+            d = d.help("no inventory was found (--config, $OPSCTL_CONFIG or ./opsctl.yaml); only `localhost` exists");
+        }
+        Err(d)
+    }
+
+    /// Where an instance is declared.
+    pub fn span_of(&self, name: &str) -> Option<Span> {
+        self.spans.get(name).copied()
+    }
+
+    /// Instances whose labels match every `key=value` in `selector`.
+    pub fn select(&self, selector: &[(String, String)]) -> Vec<Arc<Instance>> {
+        self.instances
+            .values()
+            .filter(|i| selector.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Instance {
+    /// What templates see as `instance`: every setting, with secret references shown as
+    /// references (never values). Sections the instance does not have are `null`.
+    pub fn template_value(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if obj.get("http").is_some_and(|h| h.is_null()) {
+                obj.insert("http".into(), serde_json::json!({ "base_url": null, "headers": {}, "health": [] }));
+            }
+        }
+        v
+    }
+
+    /// The backends this instance declares, for `list instances`.
+    pub fn backends(&self) -> Vec<&'static str> {
+        let mut out = vec!["host"];
+        if self.http.is_some() {
+            out.push("http");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Inventory, Diagnostic> {
+        Inventory::from_source(SourceFile::new("opsctl.yaml", text), None)
+    }
+
+    #[test]
+    fn builtin_has_localhost() {
+        let inv = Inventory::builtin();
+        assert!(inv.instance("localhost").is_ok());
+    }
+
+    #[test]
+    fn loads_instances_with_http_settings() {
+        let inv = load(
+            "instances:\n  team-a:\n    labels: { tier: prod }\n    vars: { api: coffee }\n    http:\n      base_url: http://127.0.0.1:1\n      headers: { Authorization: { env: TOKEN } }\n      health: [/health, { path: /ready, expect_status: 204 }]\n",
+        )
+        .unwrap();
+        let a = inv.instance("team-a").unwrap();
+        assert_eq!(a.name, "team-a");
+        let http = a.http.as_ref().unwrap();
+        assert_eq!(http.health.len(), 2);
+        assert_eq!(http.health[1].expect_status, Some(204));
+        assert!(inv.instance("localhost").is_ok());
+        assert_eq!(inv.select(&[("tier".into(), "prod".into())]).len(), 1);
+    }
+
+    #[test]
+    fn unknown_instance_lists_known_ones() {
+        let inv = load("instances:\n  team-a: {}\n  team-b: {}\n").unwrap();
+        let err = inv.instance("team-c").unwrap_err();
+        assert_eq!(err.message, "unknown instance `team-c`");
+        assert_eq!(err.position().unwrap(), "opsctl.yaml:2:3");
+        assert!(err.help.iter().any(|h| h == "known instances: team-a, team-b, localhost"), "{:?}", err.help);
+    }
+
+    #[test]
+    fn unknown_fields_are_positioned() {
+        let err = load("instances:\n  team-a:\n    htpp: {}\n").unwrap_err();
+        assert_eq!(err.message, "unknown field `htpp`");
+        assert_eq!(err.position().unwrap(), "opsctl.yaml:3:5");
+        assert_eq!(err.label.as_deref(), Some("did you mean `http`?"));
+    }
+}

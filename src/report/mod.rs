@@ -1,0 +1,245 @@
+//! What a run did: the report every output is rendered from.
+//!
+//! The engine emits [`Event`]s while it runs and returns a [`RunReport`] at the end.
+//! Renderers ([`table`], [`json`], [`junit`]) and the live progress line are [`Sink`]s;
+//! none of them know how steps run. The JSON form of [`RunReport`] is the stable document
+//! printed by `--output json` (schema `opsctl.run/v1`, documented in the README).
+
+pub mod json;
+pub mod junit;
+pub mod progress;
+pub mod table;
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::steps::{Effect, ErrorClass};
+
+/// The status of one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Warned,
+    Failed,
+    /// Did not run: `when` was false, an earlier step failed, or the run was interrupted.
+    Skipped,
+    /// A dry run: would have run; the message says what it would change.
+    Planned,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Warned => "warned",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Planned => "planned",
+        }
+    }
+}
+
+/// How the whole run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every step passed or warned (or was skipped or planned).
+    Passed,
+    /// At least one step failed.
+    Failed,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
+    /// An operator declined a confirmation.
+    Refused,
+}
+
+impl RunStatus {
+    pub fn exit(self) -> crate::error::Exit {
+        use crate::error::Exit;
+        match self {
+            RunStatus::Passed => Exit::Passed,
+            RunStatus::Failed => Exit::Failed,
+            RunStatus::Interrupted => Exit::Interrupted,
+            RunStatus::Refused => Exit::Invalid,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Refused => "refused",
+        }
+    }
+}
+
+/// One step's result.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The step's id (`3` or `2.1` when it has none; `http[0]` for an item of `for_each`).
+    pub id: String,
+    /// The display name (rendered `name`, else the id).
+    pub name: String,
+    pub kind: String,
+    pub effect: Effect,
+    pub status: Status,
+    pub message: String,
+    /// The measured value, e.g. `72.4%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The thresholds it was held to, e.g. `warn > 80.0%, fail > 90.0%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    /// Why it failed, for failed steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    /// Tries made (retries included); 0 when it did not run.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<jiff::Timestamp>,
+    pub duration_ms: f64,
+    /// The kind's outputs (long text cut to 4 KiB). Not kept in the history.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Counts per status.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub total: usize,
+    pub passed: usize,
+    pub warned: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub planned: usize,
+}
+
+/// One run, start to end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Always `opsctl.run/v1` for this shape.
+    pub schema: String,
+    pub run_id: String,
+    pub runbook: String,
+    /// Where the runbook came from: a path, or `<embedded>/NAME.yaml`.
+    pub runbook_source: String,
+    pub instance: String,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub exit_code: u8,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub duration_ms: f64,
+    pub user: String,
+    pub host: String,
+    pub opsctl_version: String,
+    /// Parameter values, secrets as `***`.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub summary: Summary,
+    pub steps: Vec<StepReport>,
+}
+
+pub const SCHEMA: &str = "opsctl.run/v1";
+
+impl RunReport {
+    pub fn summarize(steps: &[StepReport]) -> Summary {
+        let mut s = Summary { total: steps.len(), ..Summary::default() };
+        for step in steps {
+            match step.status {
+                Status::Passed => s.passed += 1,
+                Status::Warned => s.warned += 1,
+                Status::Failed => s.failed += 1,
+                Status::Skipped => s.skipped += 1,
+                Status::Planned => s.planned += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Something that happened during a run.
+#[derive(Debug)]
+pub enum Event<'a> {
+    RunStarted { runbook: &'a str, instance: &'a str, steps: usize, dry_run: bool },
+    StepStarted { id: &'a str, name: &'a str, kind: &'a str },
+    StepRetrying { id: &'a str, attempt: u32, of: u32, wait: std::time::Duration, reason: &'a str },
+    StepFinished(&'a StepReport),
+    RunFinished(&'a RunReport),
+}
+
+/// Consumes events. Renderers write at `RunFinished`; the progress line and logs react to
+/// the others.
+pub trait Sink: Send + Sync {
+    fn event(&self, event: &Event<'_>);
+}
+
+/// Fans events out to several sinks.
+pub struct Sinks(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Sinks {
+    fn event(&self, event: &Event<'_>) {
+        for s in &self.0 {
+            s.event(event);
+        }
+    }
+}
+
+/// Logs events through `tracing` (`-v` shows them).
+pub struct LogSink;
+
+impl Sink for LogSink {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::RunStarted { runbook, instance, steps, dry_run } => {
+                tracing::info!(runbook, instance, steps, dry_run, "run started")
+            }
+            Event::StepStarted { id, kind, .. } => tracing::info!(step = id, kind, "step started"),
+            Event::StepRetrying { id, attempt, of, wait, reason } => {
+                tracing::warn!(step = id, "try {attempt}/{of} failed ({reason}); retrying in {}", crate::duration::short(*wait))
+            }
+            Event::StepFinished(r) => {
+                tracing::info!(step = r.id, status = r.status.as_str(), duration_ms = r.duration_ms, "{}", r.message)
+            }
+            Event::RunFinished(r) => tracing::info!(status = r.status.as_str(), duration_ms = r.duration_ms, "run finished"),
+        }
+    }
+}
+
+/// Where a renderer writes: standard output or a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+impl Destination {
+    /// Writes `text`, scrubbed of secrets. Files are written whole (temp file + rename), so a
+    /// CI system never reads half a report.
+    pub fn write(&self, text: &str) -> Result<(), crate::error::Error> {
+        let text = crate::secret::scrub(text);
+        match self {
+            Destination::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|_| out.flush()).or_else(|e| {
+                    // A closed pipe (`opsctl … | head`) is not an error worth reporting.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) }
+                })
+                .map_err(|e| crate::error::Error::io("cannot write to standard output", &e))
+            }
+            Destination::File(path) => {
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+                std::fs::write(&tmp, text.as_bytes())
+                    .and_then(|_| std::fs::rename(&tmp, path))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        crate::error::Error::io(format!("cannot write report {}", path.display()), &e)
+                    })
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `--output table` (the default): one row per step, then a summary line.
+
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+
+use super::{RunReport, RunStatus, Status};
+use crate::diagnostic::Paint;
+
+#[derive(Clone, Copy, Debug)]
+pub struct TableOptions {
+    pub color: bool,
+    /// Only failed and warned rows (and nothing when all passed).
+    pub quiet: bool,
+    /// Wrap to this width (a terminal); `None` never wraps (logs, CI).
+    pub width: Option<u16>,
+}
+
+fn status_cell(status: Status, color: bool) -> Cell {
+    let (text, c) = match status {
+        Status::Passed => ("PASS", Color::Green),
+        Status::Warned => ("WARN", Color::Yellow),
+        Status::Failed => ("FAIL", Color::Red),
+        Status::Skipped => ("SKIP", Color::DarkGrey),
+        Status::Planned => ("PLAN", Color::Cyan),
+    };
+    let cell = Cell::new(text);
+    if color { cell.fg(c) } else { cell }
+}
+
+pub fn render(report: &RunReport, opts: TableOptions) -> String {
+    let rows: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| !opts.quiet || matches!(s.status, Status::Failed | Status::Warned))
+        .collect();
+    let mut out = String::new();
+    if !rows.is_empty() {
+        let mut table = Table::new();
+        table.load_style(presets::NOTHING);
+        if opts.color {
+            table.enforce_styling();
+        } else {
+            table.force_no_tty();
+        }
+        match opts.width {
+            Some(w) => {
+                table.set_content_arrangement(ContentArrangement::Dynamic);
+                table.set_width(w);
+            }
+            None => {
+                table.set_content_arrangement(ContentArrangement::Disabled);
+            }
+        }
+        table.set_header(["STATUS", "STEP", "KIND", "VALUE", "THRESHOLD", "TIME", "MESSAGE"]);
+        for s in rows {
+            let step = if s.name == s.id || s.name.is_empty() { s.id.clone() } else { format!("{} ({})", s.name, s.id) };
+            let time = if s.status == Status::Skipped { String::new() } else { crate::duration::short(std::time::Duration::from_secs_f64(s.duration_ms / 1000.0)) };
+            table.add_row(vec![
+                status_cell(s.status, opts.color),
+                Cell::new(step),
+                Cell::new(&s.kind),
+                Cell::new(s.value.as_deref().unwrap_or("")),
+                Cell::new(s.threshold.as_deref().unwrap_or("")),
+                Cell::new(time),
+                Cell::new(&s.message),
+            ]);
+        }
+        out.push_str(&table.trim_fmt());
+        out.push('\n');
+    }
+    if !(opts.quiet && report.status == RunStatus::Passed) {
+        out.push_str(&summary(report, opts.color));
+        out.push('\n');
+    }
+    out
+}
+
+/// `check on localhost: PASSED — 3 passed, 1 warned in 120ms (run 20261123T…)`
+pub fn summary(report: &RunReport, color: bool) -> String {
+    let paint = Paint { on: color };
+    let word = match report.status {
+        RunStatus::Passed if report.summary.warned > 0 => paint.yellow("PASSED WITH WARNINGS"),
+        RunStatus::Passed => paint.bold("PASSED"),
+        RunStatus::Failed => paint.red_bold("FAILED"),
+        RunStatus::Interrupted => paint.red_bold("INTERRUPTED"),
+        RunStatus::Refused => paint.red_bold("REFUSED"),
+    };
+    let s = &report.summary;
+    let mut parts = vec![format!("{} passed", s.passed)];
+    for (n, what) in [(s.warned, "warned"), (s.failed, "failed"), (s.skipped, "skipped"), (s.planned, "planned")] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    format!(
+        "{}{} on {}: {word} — {} in {} (run {})",
+        if report.dry_run { "dry run of " } else { "" },
+        report.runbook,
+        report.instance,
+        parts.join(", "),
+        crate::duration::short(std::time::Duration::from_secs_f64(report.duration_ms / 1000.0)),
+        report.run_id
+    )
+}

@@ -1,0 +1,151 @@
+//! JSON Schema for runbooks and the inventory, generated from the Rust types.
+//!
+//! Editors use it for completion and checking (`# yaml-language-server: $schema=…`). The
+//! runbook schema is assembled from each step kind's parameter struct, so a new kind appears
+//! in it by being in [`crate::steps::KINDS`]. Values that take a number, a boolean, an enum
+//! or a patterned string also accept a `{{ }}` template, as the loader does.
+
+use serde_json::{Value, json};
+
+use crate::inventory::InventoryFile;
+use crate::runbook::{CONTROLS, OnFailure, ParamDecl, Retry};
+use crate::steps::{self, KINDS};
+
+fn generator() -> schemars::SchemaGenerator {
+    schemars::generate::SchemaSettings::draft2020_12().into_generator()
+}
+
+/// The runbook schema.
+pub fn runbook() -> Value {
+    let mut g = generator();
+    let retry = g.subschema_for::<Retry>().to_value();
+    let on_failure = g.subschema_for::<OnFailure>().to_value();
+    let param = g.subschema_for::<ParamDecl>().to_value();
+    let duration = g.subschema_for::<crate::duration::Duration>().to_value();
+    let kinds: Vec<(&str, &str, Value)> = KINDS.iter().map(|k| (k.name, k.summary, (k.schema)(&mut g).to_value())).collect();
+    let mut defs = g.take_definitions(true);
+    for (name, def) in defs.iter_mut() {
+        if name != "Retry" && name != "OnFailure" && name != "ParamDecl" && name != "ParamType" && name != "ErrorClass" {
+            allow_templates(def);
+        }
+    }
+    defs.insert("Template".into(), json!({ "type": "string", "pattern": "\\{\\{|\\{%", "description": "A minijinja template" }));
+    let controls = json!({
+        "id": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "Unique; later steps read outputs as steps.<id>.<output>" },
+        "name": { "type": "string", "description": "Display name; may be templated" },
+        "when": { "type": ["string", "boolean"], "description": "Run only when this condition holds" },
+        "retry": retry,
+        "timeout": duration,
+        "on_failure": on_failure,
+        "confirm": { "type": "string", "description": "Ask before running (or require --yes)" },
+        "always": { "type": "boolean", "description": "Run even after a failure or an interrupt (cleanup)" },
+        "for_each": { "type": ["string", "array"], "description": "Run once per item; `item` and `item_index` are in scope" },
+    });
+    debug_assert_eq!(controls.as_object().map(|o| o.len()), Some(CONTROLS.len()));
+    let variants: Vec<Value> = kinds
+        .iter()
+        .map(|(name, summary, params)| {
+            let mut props = controls.as_object().cloned().unwrap_or_default();
+            props.insert(name.to_string(), params.clone());
+            json!({
+                "title": name,
+                "description": summary,
+                "type": "object",
+                "required": [name],
+                "properties": props,
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    defs.insert("Step".into(), json!({ "oneOf": variants }));
+    defs.insert(
+        "Parallel".into(),
+        json!({
+            "type": "object",
+            "required": ["parallel"],
+            "properties": { "parallel": { "type": "array", "items": { "$ref": "#/$defs/Step" } }, "name": { "type": "string" } },
+            "additionalProperties": false,
+            "description": "Steps run concurrently (bounded by --parallel)",
+        }),
+    );
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://opsctl.dev/schema/runbook.json",
+        "title": "opsctl runbook",
+        "type": "object",
+        "required": ["name", "steps"],
+        "additionalProperties": false,
+        "properties": {
+            "name": { "type": "string" },
+            "summary": { "type": "string" },
+            "description": { "type": "string" },
+            "params": { "type": "object", "additionalProperties": param },
+            "steps": { "type": "array", "minItems": 1, "items": { "anyOf": [{ "$ref": "#/$defs/Step" }, { "$ref": "#/$defs/Parallel" }] } },
+        },
+        "$defs": defs,
+    })
+}
+
+/// The inventory schema.
+pub fn inventory() -> Value {
+    let mut v = generator().into_root_schema_for::<InventoryFile>().to_value();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("title".into(), json!("opsctl inventory"));
+        o.insert("$id".into(), json!("https://opsctl.dev/schema/inventory.json"));
+    }
+    v
+}
+
+/// Lets every typed scalar also be a template.
+fn allow_templates(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for (_, child) in o.iter_mut() {
+                allow_templates(child);
+            }
+            let typed = match o.get("type") {
+                Some(Value::String(t)) => matches!(t.as_str(), "integer" | "number" | "boolean"),
+                Some(Value::Array(ts)) => ts.iter().any(|t| matches!(t.as_str(), Some("integer" | "number" | "boolean"))),
+                _ => false,
+            };
+            let constrained_string = o.get("type") == Some(&json!("string")) && (o.contains_key("pattern") || o.contains_key("enum"));
+            if typed || constrained_string {
+                let original = Value::Object(std::mem::take(o));
+                o.insert("anyOf".into(), json!([original, { "$ref": "#/$defs/Template" }]));
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(allow_templates),
+        _ => {}
+    }
+}
+
+/// Step kinds for `opsctl list kinds` and the README.
+pub fn kinds() -> Vec<(&'static str, steps::Effect, &'static str)> {
+    KINDS.iter().map(|k| (k.name, k.effect, k.summary)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_in_the_runbook_schema() {
+        let schema = runbook();
+        let variants = schema["$defs"]["Step"]["oneOf"].as_array().unwrap();
+        assert_eq!(variants.len(), KINDS.len());
+        let titles: Vec<&str> = variants.iter().map(|v| v["title"].as_str().unwrap()).collect();
+        assert!(titles.contains(&"http.check"));
+    }
+
+    #[test]
+    fn typed_values_accept_templates() {
+        let mut v = json!({ "type": "integer", "minimum": 0 });
+        allow_templates(&mut v);
+        assert_eq!(v, json!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "$ref": "#/$defs/Template" }] }));
+    }
+
+    #[test]
+    fn inventory_schema_has_instances() {
+        assert!(inventory()["properties"]["instances"].is_object());
+    }
+}

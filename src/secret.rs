@@ -1,0 +1,187 @@
+//! Secrets: values that must never be shown.
+//!
+//! Two defences, both always on:
+//! 1. [`Secret`] has no `Display` and no `Serialize`; `Debug` prints `***`. Code that wants
+//!    the value calls [`Secret::expose`], which is easy to grep for.
+//! 2. Every secret value that opsctl resolves is registered with the process-wide
+//!    [`scrub`] list, and every sink (terminal, logs, JSON, JUnit, history) passes its text
+//!    through [`scrub`] before writing. So a secret that reaches a message anyway — an
+//!    error that quotes a webhook URL, a command that echoes a token — is masked.
+//!
+//! Secrets are given by reference in runbooks and the inventory, never inline:
+//! `{env: VAR}` or `{file: PATH}`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What secrets are replaced with.
+pub const MASK: &str = "***";
+
+/// Values shorter than this are not scrubbed from text (masking every `a` in a report
+/// helps nobody); opsctl warns when it resolves one.
+pub const MIN_SCRUB_LEN: usize = 4;
+
+static KNOWN: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// A secret value. Cannot be displayed or serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value and registers it for scrubbing.
+    pub fn new(value: impl Into<String>) -> Secret {
+        let value = value.into();
+        register(&value);
+        Secret(value)
+    }
+
+    /// The value. Use only to hand it to the thing that needs it (a header, a process).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Adds a value to the scrub list, with the escaped forms it takes in JSON and XML.
+pub fn register(value: &str) {
+    if value.chars().count() < MIN_SCRUB_LEN {
+        if !value.is_empty() {
+            tracing::warn!("a secret value is shorter than {MIN_SCRUB_LEN} characters; it cannot be masked in output");
+        }
+        return;
+    }
+    let mut forms = vec![value.to_string()];
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json[1..json.len().saturating_sub(1).max(1)].to_string();
+    forms.push(json);
+    forms.push(xml_escape(value));
+    let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
+    for form in forms {
+        if !known.contains(&form) {
+            known.push(form);
+        }
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    known.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// Masks every known secret value in `text`.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());
+    if known.is_empty() || !known.iter().any(|k| text.contains(k.as_str())) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for k in known.iter() {
+        if out.contains(k.as_str()) {
+            out = out.replace(k.as_str(), MASK);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Where a secret comes from. Never the value itself.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretRef {
+    /// An environment variable's value.
+    Env(String),
+    /// A file's content, without its trailing newline.
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        match self {
+            SecretRef::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(std::env::VarError::NotPresent) => Err(format!("environment variable {var} is not set")),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable {var} is not valid UTF-8")),
+            },
+            SecretRef::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read secret file {}: {}", path.display(), crate::error::io_reason(&e)))?;
+                let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+                if value.is_empty() {
+                    return Err(format!("secret file {} is empty", path.display()));
+                }
+                Ok(Secret::new(value))
+            }
+        }
+    }
+
+    /// `env:VAR` or `file:PATH`, for plans and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretRef::Env(v) => format!("env:{v}"),
+            SecretRef::File(p) => format!("file:{}", p.display()),
+        }
+    }
+}
+
+/// A `std::io::Write` that scrubs secrets line by line; used for logs.
+pub struct ScrubWriter<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> std::io::Write for ScrubWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2-unit-test-secret");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.expose(), "hunter2-unit-test-secret");
+    }
+
+    #[test]
+    fn registered_values_are_scrubbed_in_all_forms() {
+        let _s = Secret::new("tok\"en<unit>&scrub");
+        assert_eq!(scrub("a tok\"en<unit>&scrub b"), "a *** b");
+        assert_eq!(scrub(r#"{"x":"tok\"en<unit>&scrub"}"#), r#"{"x":"***"}"#);
+        assert_eq!(scrub("<m>tok&quot;en&lt;unit&gt;&amp;scrub</m>"), "<m>***</m>");
+        assert_eq!(scrub("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn references_resolve_from_env_and_file() {
+        // SAFETY: tests in this module use a variable name nobody else reads.
+        unsafe { std::env::set_var("OPSCTL_UNIT_SECRET_X", "from-env-value") };
+        let s = SecretRef::Env("OPSCTL_UNIT_SECRET_X".into()).resolve().unwrap();
+        assert_eq!(s.expose(), "from-env-value");
+        assert_eq!(
+            SecretRef::Env("OPSCTL_UNIT_SECRET_MISSING".into()).resolve().unwrap_err(),
+            "environment variable OPSCTL_UNIT_SECRET_MISSING is not set"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "from-file-value\n").unwrap();
+        assert_eq!(SecretRef::File(p).resolve().unwrap().expose(), "from-file-value");
+    }
+}

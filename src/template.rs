@@ -1,0 +1,215 @@
+//! `{{ }}` templates in runbooks (minijinja).
+//!
+//! Templates fill scalar values: `url: "{{ instance.http.base_url }}/health"`. A value that
+//! is exactly one expression keeps the expression's type, so `replicas: "{{ params.n }}"`
+//! gives a number and `expect_json: "{{ item.expect_json }}"` a mapping.
+//!
+//! The names a template may use are `params`, `vars`, `instance`, `steps`, `run`, and
+//! `item` / `item_index` inside a `for_each` step. [`references`] lists the dotted paths a
+//! template reads so the loader can check each one before anything runs. Rendering is
+//! strict: an undefined value or a `null` printed into text is an error, never an empty
+//! string in a URL.
+
+use std::sync::LazyLock;
+
+use minijinja::value::Value as JValue;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+
+use crate::source::Span;
+use crate::yaml::de::is_template;
+use crate::yaml::{Node, Scalar, Style, Value};
+
+/// The top-level names a template can use.
+pub const ROOTS: &[&str] = &["params", "vars", "instance", "steps", "run", "item", "item_index"];
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "a null value cannot be printed into text"));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
+    env
+});
+
+/// `{{ expr }}` and nothing else: returns `expr`.
+pub fn whole_expression(text: &str) -> Option<&str> {
+    let t = text.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || t.contains("{%") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+fn describe_error(e: &minijinja::Error) -> String {
+    let detail = e.detail().map(str::to_string).unwrap_or_default();
+    let mut msg = match e.kind() {
+        ErrorKind::UndefinedError => "undefined value".to_string(),
+        ErrorKind::SyntaxError => "template syntax error".to_string(),
+        ErrorKind::UnknownFilter => "unknown filter".to_string(),
+        ErrorKind::UnknownTest => "unknown test".to_string(),
+        ErrorKind::UnknownFunction => "unknown function".to_string(),
+        ErrorKind::InvalidOperation => "invalid operation".to_string(),
+        ErrorKind::BadSerialization => "value cannot be used here".to_string(),
+        other => other.to_string(),
+    };
+    if !detail.is_empty() {
+        msg = format!("{msg}: {detail}");
+    }
+    msg
+}
+
+/// Renders a template into text.
+pub fn render_text(text: &str, ctx: &JValue) -> Result<String, String> {
+    ENV.render_str(text, ctx).map_err(|e| format!("template `{text}`: {}", describe_error(&e)))
+}
+
+/// Evaluates an expression (without braces).
+pub fn eval(expr: &str, ctx: &JValue) -> Result<JValue, String> {
+    let compiled = ENV.compile_expression(expr).map_err(|e| format!("expression `{expr}`: {}", describe_error(&e)))?;
+    let value = compiled.eval(ctx).map_err(|e| format!("expression `{expr}`: {}", describe_error(&e)))?;
+    if value.is_undefined() {
+        return Err(format!("expression `{expr}`: undefined value"));
+    }
+    Ok(value)
+}
+
+/// A `when:` or `assert.that` condition: `"{{ expr }}"`, or a bare expression.
+pub fn condition(text: &str, ctx: &JValue) -> Result<bool, String> {
+    let expr = whole_expression(text).unwrap_or(text);
+    if is_template(expr) {
+        let rendered = render_text(text, ctx)?;
+        return match rendered.trim() {
+            "true" | "True" => Ok(true),
+            "false" | "False" | "" => Ok(false),
+            other => Err(format!("condition `{text}` rendered `{other}`, not true or false")),
+        };
+    }
+    Ok(eval(expr, ctx)?.is_true())
+}
+
+/// The dotted paths a template or bare expression reads, e.g. `steps.api.status_code`.
+pub fn references(text: &str, bare_expression: bool) -> Result<Vec<String>, String> {
+    let mut refs: Vec<String> = if bare_expression && !is_template(text) {
+        ENV.compile_expression(text)
+            .map_err(|e| describe_error(&e))?
+            .undeclared_variables(true)
+            .into_iter()
+            .collect()
+    } else {
+        ENV.template_from_str(text).map_err(|e| describe_error(&e))?.undeclared_variables(true).into_iter().collect()
+    };
+    refs.sort();
+    Ok(refs)
+}
+
+/// A copy of `node` with every templated scalar rendered.
+pub fn render_node(node: &Node, ctx: &JValue) -> Result<Node, (Span, String)> {
+    match &node.value {
+        Value::Scalar(s) if is_template(&s.text) => {
+            if let Some(expr) = whole_expression(&s.text) {
+                let value = eval(expr, ctx).map_err(|e| (node.span, e))?;
+                return value_to_node(&value, node.span).map_err(|e| (node.span, format!("template `{}`: {e}", s.text)));
+            }
+            let text = render_text(&s.text, ctx).map_err(|e| (node.span, e))?;
+            Ok(Node::new(node.span, Value::Scalar(Scalar { text, style: Style::Rendered })))
+        }
+        Value::Null | Value::Scalar(_) => Ok(node.clone()),
+        Value::Seq(items) => Ok(Node::new(
+            node.span,
+            Value::Seq(items.iter().map(|i| render_node(i, ctx)).collect::<Result<_, _>>()?),
+        )),
+        Value::Map(entries) => Ok(Node::new(
+            node.span,
+            Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), render_node(v, ctx)?)))
+                    .collect::<Result<_, (Span, String)>>()?,
+            ),
+        )),
+    }
+}
+
+/// True when any scalar under `node` is a template.
+pub fn has_templates(node: &Node) -> bool {
+    node.scalars().iter().any(|n| n.as_str().is_some_and(is_template))
+}
+
+/// A template value as a node, keeping its type.
+pub fn value_to_node(value: &JValue, span: Span) -> Result<Node, String> {
+    let json = serde_json::to_value(value).map_err(|e| format!("value cannot be used here: {e}"))?;
+    Ok(json_to_node(&json, span))
+}
+
+/// JSON data (instance settings, step outputs) as a node.
+pub fn json_to_node(json: &serde_json::Value, span: Span) -> Node {
+    use serde_json::Value as J;
+    let scalar = |text: String, style| Node::new(span, Value::Scalar(Scalar { text, style }));
+    match json {
+        J::Null => Node::new(span, Value::Null),
+        J::Bool(b) => scalar(b.to_string(), Style::Plain),
+        J::Number(n) => scalar(n.to_string(), Style::Plain),
+        J::String(s) => scalar(s.clone(), Style::Rendered),
+        J::Array(items) => Node::new(span, Value::Seq(items.iter().map(|i| json_to_node(i, span)).collect())),
+        J::Object(map) => Node::new(
+            span,
+            Value::Map(map.iter().map(|(k, v)| (Node::string(span, k.clone()), json_to_node(v, span))).collect()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::de::{Mode, from_node};
+
+    fn ctx() -> JValue {
+        minijinja::context! {
+            params => minijinja::context! { n => 3, name => "api", on => true },
+            instance => minijinja::context! { name => "team-a", http => minijinja::context! { base_url => "http://127.0.0.1:8080", health => vec!["/health"] } },
+            steps => minijinja::context! { api => minijinja::context! { status_code => 200, failed => false } },
+            nothing => JValue::from(()),
+        }
+    }
+
+    #[test]
+    fn whole_expressions_keep_their_type() {
+        let node = Node::new(Span::default(), Value::Scalar(Scalar { text: "{{ params.n }}".into(), style: Style::Quoted }));
+        let rendered = render_node(&node, &ctx()).unwrap();
+        assert_eq!(from_node::<u32>(&rendered, Mode::Strict).unwrap(), 3);
+    }
+
+    #[test]
+    fn mixed_text_renders_to_a_string() {
+        assert_eq!(render_text("{{ instance.http.base_url }}/health", &ctx()).unwrap(), "http://127.0.0.1:8080/health");
+    }
+
+    #[test]
+    fn undefined_and_null_are_errors_not_empty_strings() {
+        let err = render_text("{{ instance.http.missing }}/x", &ctx()).unwrap_err();
+        assert!(err.contains("undefined value"), "{err}");
+        let err = render_text("x{{ nothing }}", &ctx()).unwrap_err();
+        assert!(err.contains("null"), "{err}");
+    }
+
+    #[test]
+    fn conditions_accept_braces_or_bare_expressions() {
+        assert!(condition("{{ steps.api.status_code == 200 }}", &ctx()).unwrap());
+        assert!(!condition("steps.api.failed", &ctx()).unwrap());
+        assert!(condition("params.on and params.n > 2", &ctx()).unwrap());
+    }
+
+    #[test]
+    fn references_are_dotted_paths() {
+        assert_eq!(
+            references("{{ steps.bakup.id }}-{{ params.x | upper }}", false).unwrap(),
+            vec!["params.x".to_string(), "steps.bakup.id".to_string()]
+        );
+        assert_eq!(references("steps.a.failed or run.dry_run", true).unwrap(), vec!["run.dry_run", "steps.a.failed"]);
+        assert!(references("{{ steps.a. }}", false).is_err());
+    }
+}
