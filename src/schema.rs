@@ -119,6 +119,26 @@ fn allow_templates(v: &mut Value) {
     }
 }
 
+/// A step kind's parameter names, required ones first, for error messages.
+pub fn kind_fields(kind: &steps::KindInfo) -> (Vec<String>, Vec<String>) {
+    let mut g = generator();
+    let schema = (kind.schema)(&mut g).to_value();
+    let defs = g.definitions().clone();
+    let resolved = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => defs.get(r.trim_start_matches("#/$defs/")).cloned().unwrap_or_default(),
+        None => schema,
+    };
+    let required: Vec<String> = resolved["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let optional: Vec<String> = resolved["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .filter(|k| !required.contains(k))
+        .collect();
+    (required, optional)
+}
+
 /// Step kinds for `opsctl list kinds` and the README.
 pub fn kinds() -> Vec<(&'static str, steps::Effect, &'static str)> {
     KINDS.iter().map(|k| (k.name, k.effect, k.summary)).collect()
@@ -142,6 +162,13 @@ mod tests {
         let mut v = json!({ "type": "integer", "minimum": 0 });
         allow_templates(&mut v);
         assert_eq!(v, json!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "$ref": "#/$defs/Template" }] }));
+    }
+
+    #[test]
+    fn kind_fields_lists_required_then_optional() {
+        let (required, optional) = kind_fields(steps::lookup("host.command").unwrap());
+        assert_eq!(required, ["effect"]);
+        assert!(optional.contains(&"argv".to_string()));
     }
 
     #[test]

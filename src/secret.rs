@@ -95,13 +95,43 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 }
 
 /// Where a secret comes from. Never the value itself.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecretRef {
     /// An environment variable's value.
     Env(String),
     /// A file's content, without its trailing newline.
     File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SecretRef, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case", deny_unknown_fields)]
+        enum Reference {
+            Env(String),
+            File(PathBuf),
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a secret reference: `{ env: VAR }` or `{ file: PATH }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+                // Do not echo the value: it may be the secret itself.
+                Err(E::custom("a secret is given by reference, `{ env: VAR }` or `{ file: PATH }`, never inline"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretRef, A::Error> {
+                let r = Reference::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(match r {
+                    Reference::Env(v) => SecretRef::Env(v),
+                    Reference::File(p) => SecretRef::File(p),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl SecretRef {

@@ -150,7 +150,7 @@ impl<'a> Engine<'a> {
         let steps = Arc::new(StepsObject::default());
         let steps_value = JValue::from_dyn_object(steps.clone());
         let base = Base {
-            params: JValue::from_iter(params.iter().map(|(k, v)| (k.clone(), v.template_value())).collect::<std::collections::BTreeMap<_, _>>()),
+            params: JValue::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.template_value()))),
             vars: JValue::from(minijinja::value::Serde(&instance.vars)),
             instance: JValue::from(minijinja::value::Serde(instance.template_value())),
             run: JValue::from(minijinja::value::Serde(serde_json::json!({

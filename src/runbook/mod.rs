@@ -531,7 +531,10 @@ impl Loader<'_> {
             Err(e) => {
                 let mut d = de_diagnostic(self.file, e, params.span);
                 if d.help.is_empty() {
-                    d = d.help(format!("see the parameters of `{}` with `opsctl schema runbook`", kind.name));
+                    let (required, optional) = crate::schema::kind_fields(kind);
+                    let mut takes: Vec<String> = required.iter().map(|f| format!("{f} (required)")).collect();
+                    takes.extend(optional);
+                    d = d.help(format!("`{}` takes: {}", kind.name, takes.join(", ")));
                 }
                 self.error(d);
                 return None;

@@ -66,6 +66,7 @@ pub enum ErrorClass {
     /// Could not reach the other side: connection refused, DNS, reset.
     Unavailable,
     /// The other side answered with a 5xx status.
+    #[serde(rename = "http_5xx")]
     Http5xx,
     /// The step ran and its check failed (wrong status, a threshold crossed).
     Failed,

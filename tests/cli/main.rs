@@ -1,1 +1,13 @@
+//! Integration tests: the real `opsctl` binary against real local endpoints.
+//! One test binary (see DEVELOPERS.md: every file under tests/ links the crate again).
 
+mod support;
+
+mod engine;
+mod errors;
+mod examples;
+mod golden;
+mod host;
+mod http;
+mod outputs;
+mod secrets;

@@ -114,7 +114,10 @@ impl<'de> Deserialize<'de> for StatusSet {
                 status(v).map(StatusSet::One)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusSet, E> {
-                Err(E::custom(format!("{v} is not an HTTP status (100-599)")))
+                match u64::try_from(v) {
+                    Ok(v) => status(v).map(StatusSet::One),
+                    Err(_) => Err(E::custom(format!("{v} is not an HTTP status (100-599)"))),
+                }
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StatusSet, E> {
                 if is_placeholder(s) {
@@ -127,7 +130,8 @@ impl<'de> Deserialize<'de> for StatusSet {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusSet, A::Error> {
                 let mut out = Vec::new();
-                while let Some(v) = seq.next_element::<u64>()? {
+                while let Some(v) = seq.next_element::<i64>()? {
+                    let v = u64::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is not an HTTP status (100-599)")))?;
                     out.push(status(v)?);
                 }
                 if out.is_empty() {
@@ -292,7 +296,7 @@ impl StepKind for Check {
         }
 
         let mut thresholds = Vec::new();
-        if let Some(t) = latency_limits.describe(|s| short(std::time::Duration::from_secs_f64(s))) {
+        if let Some(t) = latency_limits.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()) {
             thresholds.push(format!("latency {t}"));
         }
         if cert_days.is_some() {

@@ -120,33 +120,23 @@ pub fn classify(err: &reqwest::Error, url: &reqwest::Url) -> StepError {
     if err.is_timeout() {
         return StepError::new(ErrorClass::Timeout, format!("no answer from {target} in time ({url})"));
     }
-    // Look for the root cause in the chain.
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            let what = match io.kind() {
-                ConnectionRefused => Some("connection refused"),
-                ConnectionReset => Some("connection reset"),
-                ConnectionAborted => Some("connection aborted"),
-                TimedOut => Some("connection timed out"),
-                HostUnreachable => Some("host unreachable"),
-                NetworkUnreachable => Some("network unreachable"),
-                _ => None,
-            };
-            if let Some(what) = what {
-                return StepError::new(ErrorClass::Unavailable, format!("{what} to {target}"));
-            }
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return tls_error(tls, &target);
-                }
-            }
+    if let Some(tls) = find::<rustls::Error>(err) {
+        return tls_error(tls, &target);
+    }
+    if let Some(io) = find::<std::io::Error>(err) {
+        use std::io::ErrorKind::*;
+        let what = match io.kind() {
+            ConnectionRefused => Some("connection refused"),
+            ConnectionReset => Some("connection reset"),
+            ConnectionAborted => Some("connection aborted"),
+            TimedOut => Some("connection timed out"),
+            HostUnreachable => Some("host unreachable"),
+            NetworkUnreachable => Some("network unreachable"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            return StepError::new(ErrorClass::Unavailable, format!("{what} to {target}"));
         }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return tls_error(tls, &target);
-        }
-        cur = e.source();
     }
     let text = chain(err);
     if text.contains("dns error") || text.contains("failed to lookup address") {
@@ -161,12 +151,31 @@ pub fn classify(err: &reqwest::Error, url: &reqwest::Url) -> StepError {
     StepError::new(ErrorClass::Unavailable, format!("request to {target} failed: {text}"))
 }
 
+/// The first error of type `T` among `err` and its causes, looking inside `io::Error`
+/// wrappers too (their `source()` skips the error they wrap).
+fn find<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut stack: Vec<&'a (dyn std::error::Error + 'static)> = vec![err];
+    while let Some(e) = stack.pop() {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            stack.push(inner);
+        }
+        if let Some(next) = e.source() {
+            stack.push(next);
+        }
+    }
+    None
+}
+
 fn tls_error(err: &rustls::Error, target: &str) -> StepError {
     use rustls::{CertificateError, Error as E};
+    let untrusted = "the certificate is not trusted (self-signed or unknown issuer); set `ca_file` to its CA, or `insecure: true` to skip verification";
     let reason = match err {
-        E::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the certificate is not trusted (self-signed or unknown issuer); set `ca_file` to its CA, or `insecure: true` to skip verification".to_string()
-        }
+        E::InvalidCertificate(CertificateError::UnknownIssuer) => untrusted.to_string(),
+        // A self-signed certificate that says it is a CA (what `openssl req -x509` makes).
+        E::InvalidCertificate(CertificateError::Other(o)) if format!("{o:?}").contains("CaUsedAsEndEntity") => untrusted.to_string(),
         E::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => "the certificate has expired".to_string(),
         E::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }) => {
             "the certificate is not valid for this host name".to_string()

@@ -1,0 +1,1 @@
+//! Every example and shipped runbook loads; the README's examples run.

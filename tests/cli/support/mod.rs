@@ -1,0 +1,172 @@
+//! Test support: drive the real `opsctl` binary, and serve HTTP(S) on loopback.
+
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_opsctl")
+}
+
+/// A scratch directory for one test: runbooks, inventories, the state dir.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// An `opsctl` invocation with this scratch's state dir and working directory.
+    pub fn opsctl(&self) -> Opsctl {
+        Opsctl::new().env("OPSCTL_STATE_DIR", self.state_dir().to_str().unwrap()).current_dir(self.path())
+    }
+
+    /// Runs recorded in the history, as JSON.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let p = self.state_dir().join("history.jsonl");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("history lines are JSON"))
+            .collect()
+    }
+}
+
+/// One run of the binary, built up and then executed.
+#[must_use]
+pub struct Opsctl {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+}
+
+impl Opsctl {
+    pub fn new() -> Opsctl {
+        Opsctl { args: Vec::new(), env: Vec::new(), cwd: None }
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Opsctl {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn arg(mut self, a: impl AsRef<str>) -> Opsctl {
+        self.args.push(a.as_ref().to_string());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Opsctl {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn current_dir(mut self, d: impl AsRef<Path>) -> Opsctl {
+        self.cwd = Some(d.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.args(&self.args);
+        c.env_remove("OPSCTL_CONFIG").env_remove("NO_COLOR").env_remove("XDG_STATE_HOME");
+        if std::env::var_os("OPSCTL_STATE_DIR").is_some() {
+            c.env_remove("OPSCTL_STATE_DIR");
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(self) -> Run {
+        let out = self.command().output().expect("opsctl runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: self.args,
+        }
+    }
+}
+
+/// What a run printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub args: Vec<String>,
+}
+
+impl Run {
+    /// Asserts the exit code, showing everything the run printed when it differs.
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(
+            self.code, expected,
+            "opsctl {:?} exited {} (expected {expected})\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The `--output json` document.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+    }
+
+    /// The report's step with this id.
+    #[track_caller]
+    pub fn step(&self, id: &str) -> serde_json::Value {
+        let doc = self.json();
+        doc["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {id} in\n{}", self.stdout))
+    }
+}
+
+/// Whether we are in CI, where a missing backend fails instead of skipping.
+#[allow(dead_code)]
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
