@@ -1,1 +1,108 @@
-//! Every example and shipped runbook loads; the README's examples run.
+//! Every example and shipped runbook loads; the README's examples are valid and its
+//! commands run as written.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{bin, Opsctl, Scratch};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn shipped_and_example_runbooks_validate() {
+    let s = Scratch::new();
+    s.opsctl().current_dir(repo()).args(["validate"]).run().code(0).stdout_has("ok    check");
+    let run = s.opsctl().current_dir(repo()).args(["validate", "--config", "examples/opsctl.yaml", "--instance", "team-a"]).run();
+    run.code(0);
+    let files: Vec<_> = std::fs::read_dir(repo().join("examples/runbooks")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(files.len() >= 4);
+    for f in files {
+        let stem = Path::new(&f).file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(run.stdout.contains(&format!("ok    {stem} ")), "{stem} not validated:\n{}", run.stdout);
+    }
+}
+
+/// The fenced blocks of a given language in the README.
+fn readme_blocks(lang: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match &mut current {
+            None if line.trim_start() == format!("```{lang}") => current = Some(String::new()),
+            Some(b) if line.trim_start() == "```" => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            Some(b) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn readme_yaml_examples_are_valid() {
+    let s = Scratch::new();
+    let blocks = readme_blocks("yaml");
+    assert!(blocks.len() >= 2);
+    for (i, block) in blocks.iter().enumerate() {
+        let file = s.write(&format!("readme-{i}.yaml"), block);
+        let run = if block.contains("instances:") {
+            s.opsctl().args(["list", "instances", "--config", file.to_str().unwrap()]).run()
+        } else {
+            s.opsctl().args(["validate", file.to_str().unwrap()]).run()
+        };
+        assert_eq!(run.code, 0, "README yaml block {i} is invalid:\n{block}\n{}", run.stderr);
+    }
+}
+
+#[test]
+fn readme_commands_run_as_written() {
+    let s = Scratch::new();
+    let bin_dir = Path::new(bin()).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut ran = 0;
+    for block in readme_blocks("sh") {
+        for line in block.lines().map(|l| l.split(" #").next().unwrap().trim()).filter(|l| l.starts_with("opsctl ")) {
+            let out = std::process::Command::new("sh")
+                .args(["-c", line])
+                .current_dir(repo())
+                .env("PATH", &path)
+                .env("OPSCTL_STATE_DIR", s.state_dir())
+                .env_remove("OPSCTL_CONFIG")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "README command failed: {line}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            ran += 1;
+        }
+    }
+    assert!(ran >= 4, "README shell examples went missing");
+}
+
+#[test]
+fn readme_lists_every_step_kind() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let run = Opsctl::new().args(["list", "kinds", "-o", "json"]).run();
+    run.code(0);
+    for kind in run.json().as_array().unwrap() {
+        let name = kind["kind"].as_str().unwrap();
+        assert!(readme.contains(&format!("| `{name}` |")), "README's step kind table lacks {name}");
+    }
+}
+
+#[test]
+fn schema_and_completions_print() {
+    let run = Opsctl::new().args(["schema"]).run();
+    run.code(0);
+    let schema = run.json();
+    assert_eq!(schema["title"], "opsctl runbook");
+    let run = Opsctl::new().args(["schema", "inventory"]).run();
+    run.code(0);
+    assert!(run.json()["properties"]["instances"].is_object());
+    Opsctl::new().args(["completions", "bash"]).run().code(0).stdout_has("_opsctl");
+}

@@ -1,6 +1,7 @@
 //! The HTTP backend: one shared client per TLS setting, and the `http.check` step.
 
 pub mod check;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,22 +80,22 @@ pub fn build_client(key: &ClientKey) -> Result<reqwest::Client, StepError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64);
+    let mut roots = Vec::new();
     if let Some(path) = &key.ca_file {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
         let pem = std::fs::read(path).map_err(|e| {
             StepError::invalid(format!("cannot read ca_file {}: {}", path.display(), crate::error::io_reason(&e)))
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        roots = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StepError::invalid(format!("ca_file {} holds no valid PEM certificate: {e}", path.display())))?;
-        if certs.is_empty() {
+        if roots.is_empty() {
             return Err(StepError::invalid(format!("ca_file {} holds no PEM certificate", path.display())));
         }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
     }
-    if key.insecure {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
+    let tls = tls::client_config(roots, key.insecure).map_err(|e| StepError::error(format!("cannot set up TLS: {e}")))?;
+    builder = builder.tls_backend_preconfigured(tls);
     builder.build().map_err(|e| StepError::error(format!("cannot build an HTTP client: {}", chain(&e))))
 }
 
