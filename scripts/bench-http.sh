@@ -33,10 +33,10 @@ printf 'name: startup\nsteps:\n  - sleep: { duration: 0s }\n' > "$work/startup.y
 export OPSCTL_STATE_DIR="$work/state"
 
 "$bin" run "$work/200.yaml" -i localhost --parallel 50 -q   # fails loudly if any check fails
-hyperfine --warmup 3 --runs 20 --export-json "$work/opsctl.json" \
+hyperfine -N --warmup 3 --runs 20 --export-json "$work/opsctl.json" \
   -n "opsctl start-up (1 trivial step)" "$bin run $work/startup.yaml -i localhost -q" \
   -n "opsctl 200 http.check --parallel 50" "$bin run $work/200.yaml -i localhost --parallel 50 -q"
-hyperfine --warmup 1 --runs 5 --export-json "$work/curl.json" \
+hyperfine -N --warmup 1 --runs 5 --export-json "$work/curl.json" \
   -n "bash loop of curl, 200 checks" "scripts/bench-curl-loop.sh $url 200"
 python3 - "$work/opsctl.json" "$work/curl.json" <<'PY'
 import json, sys

@@ -21,6 +21,22 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// How bad an outcome is, to pick the exit code of several runs (`check --all`).
+    fn severity(self) -> u8 {
+        match self {
+            Exit::Passed => 0,
+            Exit::Failed => 1,
+            Exit::Locked => 2,
+            Exit::Invalid => 3,
+            Exit::Interrupted => 4,
+        }
+    }
+
+    /// The worst of several outcomes; `Passed` for none.
+    pub fn worst(outcomes: impl IntoIterator<Item = Exit>) -> Exit {
+        outcomes.into_iter().max_by_key(|e| e.severity()).unwrap_or(Exit::Passed)
+    }
+
     pub fn code(self) -> u8 {
         match self {
             Exit::Passed => 0,
@@ -79,6 +95,18 @@ impl Error {
     }
 }
 
+impl From<crate::report::RunStatus> for Exit {
+    fn from(status: crate::report::RunStatus) -> Exit {
+        use crate::report::RunStatus;
+        match status {
+            RunStatus::Passed => Exit::Passed,
+            RunStatus::Failed => Exit::Failed,
+            RunStatus::Interrupted => Exit::Interrupted,
+            RunStatus::Refused => Exit::Invalid,
+        }
+    }
+}
+
 impl From<Diagnostic> for Error {
     fn from(d: Diagnostic) -> Error {
         Error::Invalid(vec![d])
@@ -114,5 +142,9 @@ mod tests {
         assert_eq!(Error::Invalid(vec![]).exit().code(), 2);
         assert_eq!(Error::Locked { instance: "a".into(), holder: "b".into() }.exit().code(), 3);
         assert_eq!(Error::Interrupted.exit().code(), 130);
+        assert_eq!(Exit::from(crate::report::RunStatus::Refused).code(), 2);
+        assert_eq!(Exit::worst([Exit::Passed, Exit::Failed, Exit::Passed]), Exit::Failed);
+        assert_eq!(Exit::worst([Exit::Failed, Exit::Interrupted]), Exit::Interrupted);
+        assert_eq!(Exit::worst([]), Exit::Passed);
     }
 }

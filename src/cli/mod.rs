@@ -250,14 +250,7 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
         Ok::<_, Error>(reports)
     })?;
     render(g, ui, &outputs, &reports)?;
-    let worst = reports.iter().map(|r| r.status.exit()).max_by_key(|e| match e {
-        Exit::Passed => 0,
-        Exit::Failed => 1,
-        Exit::Locked => 2,
-        Exit::Invalid => 3,
-        Exit::Interrupted => 4,
-    });
-    Ok(worst.unwrap_or(Exit::Passed))
+    Ok(Exit::worst(reports.iter().map(|r| r.status.exit())))
 }
 
 fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) -> Result<(), Error> {

@@ -57,13 +57,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn exit(self) -> crate::error::Exit {
-        use crate::error::Exit;
-        match self {
-            RunStatus::Passed => Exit::Passed,
-            RunStatus::Failed => Exit::Failed,
-            RunStatus::Interrupted => Exit::Interrupted,
-            RunStatus::Refused => Exit::Invalid,
-        }
+        self.into()
     }
 
     pub fn as_str(self) -> &'static str {

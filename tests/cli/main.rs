@@ -11,3 +11,4 @@ mod host;
 mod http;
 mod outputs;
 mod secrets;
+mod tty;

@@ -72,11 +72,6 @@ impl Opsctl {
         self
     }
 
-    pub fn arg(mut self, a: impl AsRef<str>) -> Opsctl {
-        self.args.push(a.as_ref().to_string());
-        self
-    }
-
     pub fn env(mut self, k: &str, v: &str) -> Opsctl {
         self.env.push((k.to_string(), v.to_string()));
         self
