@@ -55,7 +55,6 @@ fn bench(c: &mut Criterion) {
                     &Null,
                     &NoTty,
                     Default::default(),
-                    Default::default(),
                 );
                 let report = rt.block_on(engine.run());
                 assert_eq!(report.summary.passed, STEPS);

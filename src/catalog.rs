@@ -45,8 +45,8 @@ impl Entry {
 /// Every runbook known by name: the inventory's directory first, then the shipped ones.
 pub fn entries(inventory: &Inventory) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
-    if let Some(dir) = &inventory.runbooks_dir {
-        if let Ok(read) = std::fs::read_dir(dir) {
+    if let Some(dir) = &inventory.runbooks_dir
+        && let Ok(read) = std::fs::read_dir(dir) {
             let mut files: Vec<PathBuf> = read
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
@@ -57,7 +57,6 @@ pub fn entries(inventory: &Inventory) -> Vec<Entry> {
                 out.push(Entry { name, origin: Origin::File(p) });
             }
         }
-    }
     for (name, _, text) in EMBEDDED {
         if !out.iter().any(|e| e.name == *name) {
             out.push(Entry { name: name.to_string(), origin: Origin::Embedded(text) });

@@ -85,14 +85,14 @@ impl fmt::Display for Duration {
         if micros == 0 {
             return f.write_str("0s");
         }
-        if micros % 1000 != 0 {
+        if !micros.is_multiple_of(1000) {
             return write!(f, "{}ms", micros as f64 / 1000.0);
         }
         let mut ms = (micros / 1000) as u64;
         if ms < 1000 {
             return write!(f, "{ms}ms");
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{}s", ms as f64 / 1000.0);
         }
         for &(unit, size) in UNITS.iter().rev().filter(|(u, _)| *u != "ms") {

@@ -203,14 +203,15 @@ impl Inventory {
                 .help("an inventory needs an `instances:` mapping; see `opsctl schema inventory`"));
         }
         let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
-            let mut d = Diagnostic::new(e.message.clone()).at(&file, e.span.unwrap_or(root.span));
-            if let Some(l) = e.label {
-                d = d.label(l);
+            // Backends arrive one by one; say so rather than only "unknown field".
+            let later = ["kubernetes", "postgres", "aws", "dynamodb", "compose", "backups", "routines"]
+                .into_iter()
+                .find(|b| e.message == format!("unknown field `{b}`"));
+            let d = e.diagnostic(&file, root.span);
+            match later {
+                Some(b) => d.help(format!("the `{b}` settings are not supported by this version of opsctl yet")),
+                None => d,
             }
-            if let Some(h) = e.help {
-                d = d.help(h);
-            }
-            d
         })?;
         let instances_node = root.get("instances");
         let mut spans = IndexMap::new();
@@ -280,11 +281,10 @@ impl Instance {
     /// references (never values). Sections the instance does not have are `null`.
     pub fn template_value(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            if obj.get("http").is_some_and(|h| h.is_null()) {
+        if let Some(obj) = v.as_object_mut()
+            && obj.get("http").is_some_and(|h| h.is_null()) {
                 obj.insert("http".into(), serde_json::json!({ "base_url": null, "headers": {}, "health": [] }));
             }
-        }
         v
     }
 

@@ -40,7 +40,7 @@ impl Pattern {
 
 fn first_line(s: &str) -> String {
     // regex errors are multi-line with their own caret; keep the last line, the reason.
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().trim_start_matches("error: ").to_string()
+    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().trim_start_matches("error: ").to_string()
 }
 
 impl fmt::Display for Pattern {

@@ -6,11 +6,10 @@ use std::path::PathBuf;
 /// The login name: `$USER`, `$LOGNAME`, else the passwd entry of the uid.
 pub fn user() -> String {
     for var in ["USER", "LOGNAME"] {
-        if let Ok(u) = std::env::var(var) {
-            if !u.is_empty() {
+        if let Ok(u) = std::env::var(var)
+            && !u.is_empty() {
                 return u;
             }
-        }
     }
     // SAFETY: getuid has no preconditions; getpwuid returns a pointer into static storage
     // or null, read immediately.

@@ -74,7 +74,7 @@ pub struct OutputSpec {
 
 fn parse_output(s: &str) -> Result<OutputSpec, String> {
     let (name, file) = match s.split_once('=') {
-        Some((n, f)) if f.is_empty() => return Err(format!("`{n}=` needs a file name after `=`")),
+        Some((n, "")) => return Err(format!("`{n}=` needs a file name after `=`")),
         Some((n, f)) => (n, Some(PathBuf::from(f))),
         None => (s, None),
     };

@@ -8,9 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
-use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Confirm, Engine, Options, RunMeta};
+use crate::engine::{Confirm, Engine, Interrupts, Options, RunMeta};
 use crate::error::{Error, Exit};
 use crate::inventory::{Instance, Inventory};
 use crate::report::{Destination, LogSink, RunReport, Sink, Sinks, json, junit, progress, table};
@@ -211,9 +210,9 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", &e))?;
     let reports: Vec<RunReport> = runtime.block_on(async {
-        let cancel = CancellationToken::new();
-        let hard = CancellationToken::new();
-        spawn_signal_handler(cancel.clone(), hard.clone());
+        let interrupts = Interrupts::default();
+        spawn_signal_handler(interrupts.clone());
+        let cancel = interrupts.stop.clone();
         let mut reports = Vec::new();
         for p in prepared {
             if cancel.is_cancelled() {
@@ -239,7 +238,7 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
             }
             let sink = Sinks(sinks);
             let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
-            let engine = Engine::new(runbook, p.instance.clone(), p.params, options, meta, &sink, &confirm, cancel.clone(), hard.clone());
+            let engine = Engine::new(runbook, p.instance.clone(), p.params, options, meta, &sink, &confirm, interrupts.clone());
             let report = engine.run().await;
             drop(sink);
             if let Err(e) = history::append(&state_dir, &report) {
@@ -280,7 +279,7 @@ fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) ->
     Ok(())
 }
 
-fn spawn_signal_handler(cancel: CancellationToken, hard: CancellationToken) {
+fn spawn_signal_handler(interrupts: Interrupts) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -297,11 +296,11 @@ fn spawn_signal_handler(cancel: CancellationToken, hard: CancellationToken) {
             match count {
                 1 => {
                     let _ = writeln!(err, "\r\x1b[Kinterrupted: stopping; `always` steps still run (interrupt again to stop them)");
-                    cancel.cancel();
+                    interrupts.stop.cancel();
                 }
                 2 => {
                     let _ = writeln!(err, "interrupted again: stopping `always` steps");
-                    hard.cancel();
+                    interrupts.stop_always.cancel();
                 }
                 _ => std::process::exit(130),
             }

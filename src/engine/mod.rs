@@ -73,6 +73,15 @@ impl Confirm for NoTty {
     }
 }
 
+/// The two stages of stopping a run (Ctrl-C, SIGTERM).
+#[derive(Clone, Debug, Default)]
+pub struct Interrupts {
+    /// First signal: stop launching steps, cancel the ones in flight.
+    pub stop: CancellationToken,
+    /// Second signal: cancel `always` steps too.
+    pub stop_always: CancellationToken,
+}
+
 /// Who runs, for the report and the audit record.
 #[derive(Clone, Debug)]
 pub struct RunMeta {
@@ -144,8 +153,7 @@ impl<'a> Engine<'a> {
         meta: RunMeta,
         sink: &'a dyn Sink,
         confirm: &'a dyn Confirm,
-        cancel: CancellationToken,
-        hard_cancel: CancellationToken,
+        interrupts: Interrupts,
     ) -> Engine<'a> {
         let steps = Arc::new(StepsObject::default());
         let steps_value = JValue::from_dyn_object(steps.clone());
@@ -172,8 +180,8 @@ impl<'a> Engine<'a> {
             meta,
             sink,
             confirm,
-            cancel,
-            hard_cancel,
+            cancel: interrupts.stop,
+            hard_cancel: interrupts.stop_always,
             resources: Arc::new(Resources::default()),
             semaphore: Semaphore::new(parallel),
             steps,
@@ -462,7 +470,9 @@ impl<'a> Engine<'a> {
             };
             return match plan {
                 Ok(text) => {
-                    let report = self.report(step, id, name, Status::Planned, text, started, 0);
+                    let mut report = self.report(step, id, name, started, 0);
+                    report.status = Status::Planned;
+                    report.message = text;
                     self.sink.event(&Event::StepFinished(&report));
                     report
                 }
@@ -530,14 +540,15 @@ impl<'a> Engine<'a> {
         self.finish(step, id, name, result, attempt, started)
     }
 
-    fn report(&self, step: &Step, id: String, name: String, status: Status, message: String, started: Instant, attempts: u32) -> StepReport {
+    /// A report for a step that ran (or was planned), to be filled in.
+    fn report(&self, step: &Step, id: String, name: String, started: Instant, attempts: u32) -> StepReport {
         StepReport {
             id,
             name,
             kind: step.kind.name.into(),
             effect: step.effect,
-            status,
-            message,
+            status: Status::Failed,
+            message: String::new(),
             value: None,
             threshold: None,
             error_class: None,
@@ -559,7 +570,7 @@ impl<'a> Engine<'a> {
         attempts: u32,
         started: Instant,
     ) -> StepReport {
-        let mut report = self.report(step, id, name, Status::Failed, String::new(), started, attempts);
+        let mut report = self.report(step, id, name, started, attempts);
         match result {
             Ok(o) => {
                 report.status = match o.verdict {

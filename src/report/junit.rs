@@ -66,10 +66,10 @@ fn suite(out: &mut String, report: &RunReport) {
         );
         let mut detail = String::new();
         if let Some(v) = &step.value {
-            let _ = write!(detail, "value: {v}\n");
+            let _ = writeln!(detail, "value: {v}");
         }
         if let Some(t) = &step.threshold {
-            let _ = write!(detail, "threshold: {t}\n");
+            let _ = writeln!(detail, "threshold: {t}");
         }
         match step.status {
             Status::Passed if detail.is_empty() => out.push_str("/>\n"),

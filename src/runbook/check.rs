@@ -203,8 +203,8 @@ impl Checker<'_> {
                         self.error(node, path, 1, format!("step `{id}` runs after this one"), Some("its outputs are not known yet".into()), None);
                     }
                     Some(p) => {
-                        if let Some(output) = parts.get(2) {
-                            if !p.kind.has_output(output) {
+                        if let Some(output) = parts.get(2)
+                            && !p.kind.has_output(output) {
                                 let names = p.kind.output_names();
                                 let label = did_you_mean(output, names.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                                 self.error(
@@ -216,17 +216,15 @@ impl Checker<'_> {
                                     Some(format!("its outputs: {}", names.join(", "))),
                                 );
                             }
-                        }
                     }
                 }
             }
             "run" => {
-                if let Some(field) = parts.get(1) {
-                    if !RUN_FIELDS.contains(field) {
+                if let Some(field) = parts.get(1)
+                    && !RUN_FIELDS.contains(field) {
                         let label = did_you_mean(field, RUN_FIELDS.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                         self.error(node, path, 1, format!("`run` has no field `{field}`"), label, Some(format!("run fields: {}", RUN_FIELDS.join(", "))));
                     }
-                }
             }
             "item" | "item_index" => {
                 if !item_in_scope {

@@ -33,7 +33,7 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::duration::Duration;
 use crate::source::{SourceFile, Span};
 use crate::steps::{self, Effect, ErrorClass, KindInfo};
-use crate::yaml::de::{DeError, Mode, from_node};
+use crate::yaml::de::{Mode, from_node};
 use crate::yaml::{self, Node};
 
 pub use param::{Param, ParamDecl, ParamType, ParamValue};
@@ -57,6 +57,7 @@ pub struct Runbook {
 
 /// A top-level entry of `steps:`.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a runbook holds tens of blocks; boxing buys nothing
 pub enum Block {
     Step(Step),
     Parallel(Parallel),
@@ -204,18 +205,6 @@ impl Runbook {
     }
 }
 
-/// Turns a deserialization error into a diagnostic in `file`.
-pub fn de_diagnostic(file: &Arc<SourceFile>, err: DeError, fallback: Span) -> Diagnostic {
-    let mut d = Diagnostic::new(err.message).at(file, err.span.unwrap_or(fallback));
-    if let Some(l) = err.label {
-        d = d.label(l);
-    }
-    if let Some(h) = err.help {
-        d = d.help(h);
-    }
-    d
-}
-
 struct Loader<'f> {
     file: &'f Arc<SourceFile>,
     errors: Vec<Diagnostic>,
@@ -252,15 +241,23 @@ impl Loader<'_> {
         Diagnostic::new(message).at(self.file, span)
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match from_node::<String>(node, Mode::Strict) {
-            Ok(s) => Some(s),
+    /// Deserializes a literal (not templated) value, reporting what is wrong with it.
+    fn typed<T: serde::de::DeserializeOwned>(&mut self, node: &Node, help: Option<&str>) -> Option<T> {
+        match from_node::<T>(node, Mode::Strict) {
+            Ok(v) => Some(v),
             Err(e) => {
-                let d = de_diagnostic(self.file, e, node.span).help(format!("`{what}` is text"));
+                let mut d = e.diagnostic(self.file, node.span);
+                if let Some(h) = help {
+                    d = d.help(h);
+                }
                 self.error(d);
                 None
             }
         }
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.typed(node, Some(&format!("`{what}` is text")))
     }
 
     fn runbook(mut self, root: &Node) -> Result<Runbook, Vec<Diagnostic>> {
@@ -332,15 +329,11 @@ impl Loader<'_> {
                     .help("templates read it as `params.NAME`"));
                 continue;
             }
-            match from_node::<ParamDecl>(v, Mode::Strict) {
-                Err(e) => {
-                    let d = de_diagnostic(self.file, e, v.span);
-                    self.error(d);
-                }
-                Ok(decl) => match Param::new(name, decl, k.span, v, self.file) {
+            if let Some(decl) = self.typed::<ParamDecl>(v, None) {
+                match Param::new(name, decl, k.span, v, self.file) {
                     Ok(p) => out.push(p),
                     Err(d) => self.error(d),
-                },
+                }
             }
         }
         out
@@ -385,11 +378,10 @@ impl Loader<'_> {
             Some(e) if !e.is_empty() => Some(e),
             _ => {
                 let mut d = self.at(format!("a step is a mapping with one action such as `http.check: {{…}}`, not {}", node.describe()), node.span);
-                if let Some(word) = node.as_str() {
-                    if let Some(k) = steps::lookup(word).or_else(|| did_you_mean(word, steps::KINDS.iter().map(|k| k.name)).and_then(steps::lookup)) {
+                if let Some(word) = node.as_str()
+                    && let Some(k) = steps::lookup(word).or_else(|| did_you_mean(word, steps::KINDS.iter().map(|k| k.name)).and_then(steps::lookup)) {
                         d = d.help(format!("write `- {}: {{}}`", k.name));
                     }
-                }
                 self.error(d);
                 None
             }
@@ -470,50 +462,30 @@ impl Loader<'_> {
             controls.when = self.condition_node(n, "when");
         }
         if let Some(n) = fields.take("retry") {
-            match from_node::<Retry>(n, Mode::Strict) {
-                Ok(r) if r.attempts == 0 => self.error(self.at("`attempts` counts every try, the first included; it must be at least 1", n.get("attempts").map_or(n.span, |a| a.span))),
-                Ok(r) if !(r.backoff >= 1.0 && r.backoff.is_finite()) => {
+            match self.typed::<Retry>(n, None) {
+                Some(r) if r.attempts == 0 => self.error(self.at("`attempts` counts every try, the first included; it must be at least 1", n.get("attempts").map_or(n.span, |a| a.span))),
+                Some(r) if !(r.backoff >= 1.0 && r.backoff.is_finite()) => {
                     self.error(self.at("`backoff` multiplies each wait; it must be at least 1", n.get("backoff").map_or(n.span, |a| a.span)))
                 }
-                Ok(r) => controls.retry = Some(r),
-                Err(e) => {
-                    let d = de_diagnostic(self.file, e, n.span);
-                    self.error(d)
-                }
+                r => controls.retry = r,
             }
         }
         if let Some(n) = fields.take("timeout") {
-            match from_node::<Duration>(n, Mode::Strict) {
-                Ok(d) if d.std().is_zero() => self.error(self.at("`timeout` must be longer than 0s", n.span)),
-                Ok(d) => controls.timeout = Some(d),
-                Err(e) => {
-                    let d = de_diagnostic(self.file, e, n.span);
-                    self.error(d)
-                }
+            match self.typed::<Duration>(n, None) {
+                Some(d) if d.std().is_zero() => self.error(self.at("`timeout` must be longer than 0s", n.span)),
+                d => controls.timeout = d,
             }
         }
         if let Some(n) = fields.take("on_failure") {
-            match from_node::<OnFailure>(n, Mode::Strict) {
-                Ok(f) => controls.on_failure = f,
-                Err(e) => {
-                    let d = de_diagnostic(self.file, e, n.span).help("on_failure is `abort`, `continue`, `warn` or `{ run: [step ids] }`");
-                    self.error(d)
-                }
-            }
+            let help = "on_failure is `abort`, `continue`, `warn` or `{ run: [step ids] }`";
+            controls.on_failure = self.typed::<OnFailure>(n, Some(help)).unwrap_or_default();
         }
-        if let Some(n) = fields.take("confirm") {
-            if self.string(n, "confirm").is_some() {
+        if let Some(n) = fields.take("confirm")
+            && self.string(n, "confirm").is_some() {
                 controls.confirm = Some(n.clone());
             }
-        }
         if let Some(n) = fields.take("always") {
-            match from_node::<bool>(n, Mode::Strict) {
-                Ok(b) => controls.always = b,
-                Err(e) => {
-                    let d = de_diagnostic(self.file, e, n.span);
-                    self.error(d)
-                }
-            }
+            controls.always = self.typed::<bool>(n, None).unwrap_or_default();
         }
         if let Some(n) = fields.take("for_each") {
             let is_template = n.as_str().is_some_and(crate::yaml::de::is_template);
@@ -529,7 +501,7 @@ impl Loader<'_> {
         let effect = match (kind.validate)(params) {
             Ok(effect) => effect,
             Err(e) => {
-                let mut d = de_diagnostic(self.file, e, params.span);
+                let mut d = e.diagnostic(self.file, params.span);
                 if d.help.is_empty() {
                     let (required, optional) = crate::schema::kind_fields(kind);
                     let mut takes: Vec<String> = required.iter().map(|f| format!("{f} (required)")).collect();
@@ -540,12 +512,11 @@ impl Loader<'_> {
                 return None;
             }
         };
-        if kind.name == "host.command" {
-            if let Some(n) = params.get("effect").filter(|n| n.as_str().is_some_and(crate::yaml::de::is_template)) {
+        if kind.name == "host.command"
+            && let Some(n) = params.get("effect").filter(|n| n.as_str().is_some_and(crate::yaml::de::is_template)) {
                 self.error(self.at("`effect` must be written literally: opsctl decides what a dry run may do before anything is rendered", n.span));
                 return None;
             }
-        }
         if !ok {
             return None;
         }

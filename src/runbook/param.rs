@@ -245,44 +245,38 @@ impl Param {
     fn check(&self, value: ParamValue) -> Result<ParamValue, String> {
         match &value {
             ParamValue::Int(i) => {
-                if let Some(Bound::Int(lo)) = self.min {
-                    if *i < lo {
+                if let Some(Bound::Int(lo)) = self.min
+                    && *i < lo {
                         return Err(format!("{i} is below the minimum {lo}"));
                     }
-                }
-                if let Some(Bound::Int(hi)) = self.max {
-                    if *i > hi {
+                if let Some(Bound::Int(hi)) = self.max
+                    && *i > hi {
                         return Err(format!("{i} is above the maximum {hi}"));
                     }
-                }
             }
             ParamValue::Duration(d) => {
-                if let Some(Bound::Duration(lo)) = self.min {
-                    if *d < lo {
+                if let Some(Bound::Duration(lo)) = self.min
+                    && *d < lo {
                         return Err(format!("{d} is shorter than the minimum {lo}"));
                     }
-                }
-                if let Some(Bound::Duration(hi)) = self.max {
-                    if *d > hi {
+                if let Some(Bound::Duration(hi)) = self.max
+                    && *d > hi {
                         return Err(format!("{d} is longer than the maximum {hi}"));
                     }
-                }
             }
-            ParamValue::String(s) if self.decl.ty == ParamType::Enum => {
-                if !self.decl.values.iter().any(|v| v == s) {
+            ParamValue::String(s) if self.decl.ty == ParamType::Enum
+                && !self.decl.values.iter().any(|v| v == s) => {
                     let mut msg = format!("\"{s}\" is not one of {}", self.decl.values.join(", "));
                     if let Some(m) = crate::diagnostic::did_you_mean(s, self.decl.values.iter().map(String::as_str)) {
                         msg.push_str(&format!("; did you mean `{m}`?"));
                     }
                     return Err(msg);
                 }
-            }
             ParamValue::String(s) => {
-                if let Some(p) = &self.decl.pattern {
-                    if !p.is_match(s) {
+                if let Some(p) = &self.decl.pattern
+                    && !p.is_match(s) {
                         return Err(format!("\"{s}\" does not match {p}"));
                     }
-                }
             }
             _ => {}
         }

@@ -65,6 +65,18 @@ impl DeError {
         self.label = Some(label.into());
         self
     }
+
+    /// The error as a diagnostic in `file`, at its node or else at `fallback`.
+    pub fn diagnostic(self, file: &std::sync::Arc<crate::source::SourceFile>, fallback: Span) -> crate::diagnostic::Diagnostic {
+        let mut d = crate::diagnostic::Diagnostic::new(self.message).at(file, self.span.unwrap_or(fallback));
+        if let Some(l) = self.label {
+            d = d.label(l);
+        }
+        if let Some(h) = self.help {
+            d = d.help(h);
+        }
+        d
+    }
 }
 
 impl fmt::Display for DeError {

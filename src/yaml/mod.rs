@@ -108,16 +108,14 @@ pub fn resolve_plain(t: &str) -> Resolved<'_> {
     if !numeric_start {
         return Resolved::Str(t);
     }
-    if let Some(hex) = t.strip_prefix("0x") {
-        if let Ok(v) = u64::from_str_radix(hex, 16) {
+    if let Some(hex) = t.strip_prefix("0x")
+        && let Ok(v) = u64::from_str_radix(hex, 16) {
             return Resolved::UInt(v);
         }
-    }
-    if let Some(oct) = t.strip_prefix("0o") {
-        if let Ok(v) = u64::from_str_radix(oct, 8) {
+    if let Some(oct) = t.strip_prefix("0o")
+        && let Ok(v) = u64::from_str_radix(oct, 8) {
             return Resolved::UInt(v);
         }
-    }
     let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(v) = t.parse::<i64>() {
@@ -129,11 +127,10 @@ pub fn resolve_plain(t: &str) -> Resolved<'_> {
     }
     let float_like = digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && digits.bytes().any(|b| b.is_ascii_digit());
-    if float_like {
-        if let Ok(v) = t.parse::<f64>() {
+    if float_like
+        && let Ok(v) = t.parse::<f64>() {
             return Resolved::Float(v);
         }
-    }
     Resolved::Str(t)
 }
 
@@ -287,8 +284,7 @@ impl<'f> Builder<'f> {
         let mut stack: Vec<Frame> = Vec::new();
         let mut root: Option<Node> = None;
         let mut documents = 0;
-        loop {
-            let Some(next) = parser.next_event() else { break };
+        while let Some(next) = parser.next_event() {
             let (event, span) = next.map_err(|e| {
                 let at = self.offset(e.marker());
                 self.error(format!("invalid YAML: {}", e.info()), Span::new(at, at + 1))
@@ -520,7 +516,7 @@ mod tests {
         let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", ")));
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", [prev.as_str(); 10].join(", ")));
         }
         let started = std::time::Instant::now();
         let err = parse_str(&text).unwrap_err();

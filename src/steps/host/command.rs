@@ -175,11 +175,10 @@ impl StepKind for Command {
                 problems.push(format!("killed by signal {}", status.signal().unwrap_or(0)));
             }
         }
-        if let Some(p) = &self.expect_stdout {
-            if !p.is_match(&stdout) {
+        if let Some(p) = &self.expect_stdout
+            && !p.is_match(&stdout) {
                 problems.push(format!("stdout does not match {p}"));
             }
-        }
         let verdict = if problems.is_empty() { Verdict::Passed } else { Verdict::Failed };
         let message = if problems.is_empty() { format!("`{program}` exited {}", code.unwrap_or(-1)) } else { problems.join("; ") };
         Ok(Outcome::new(verdict, message)

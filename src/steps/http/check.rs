@@ -271,11 +271,10 @@ impl StepKind for Check {
                 }
             }
         }
-        if let Some(pattern) = &self.expect_body {
-            if !pattern.is_match(&body) {
+        if let Some(pattern) = &self.expect_body
+            && !pattern.is_match(&body) {
                 fail(Verdict::Failed, format!("the body does not match {pattern}: {}", snippet(&body)));
             }
-        }
         let latency_limits = Limits::above(
             self.warn_latency.map(|d| d.std().as_secs_f64()),
             self.fail_latency.map(|d| d.std().as_secs_f64()),
@@ -299,11 +298,10 @@ impl StepKind for Check {
         if let Some(t) = latency_limits.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()) {
             thresholds.push(format!("latency {t}"));
         }
-        if cert_days.is_some() {
-            if let Some(t) = cert_limits.describe(|d| format!("{d}d")) {
+        if cert_days.is_some()
+            && let Some(t) = cert_limits.describe(|d| format!("{d}d")) {
                 thresholds.push(format!("cert {t}"));
             }
-        }
         let message = if problems.is_empty() {
             format!("{} {} answered {code}", self.method_name(), url)
         } else {
@@ -365,8 +363,8 @@ fn json_equal(got: &serde_json::Value, want: &serde_json::Value) -> bool {
     use serde_json::Value as J;
     match (got, want) {
         (J::Number(a), J::Number(b)) => a.as_f64() == b.as_f64(),
-        (J::String(a), J::Number(_) | J::Bool(_)) => *a == want.to_string(),
-        (J::Number(_) | J::Bool(_), J::String(b)) => got.to_string() == *b,
+        (J::String(s), J::Number(n)) | (J::Number(n), J::String(s)) => s.trim().parse::<f64>().ok() == n.as_f64(),
+        (J::String(s), J::Bool(b)) | (J::Bool(b), J::String(s)) => s.trim() == if *b { "true" } else { "false" },
         _ => got == want,
     }
 }
@@ -415,6 +413,8 @@ mod tests {
     fn json_values_compare_by_meaning() {
         assert!(json_equal(&json!(1.0), &json!(1)));
         assert!(json_equal(&json!("2"), &json!(2)));
+        assert!(json_equal(&json!(2), &json!("2.0")));
+        assert!(!json_equal(&json!("two"), &json!(2)));
         assert!(json_equal(&json!(true), &json!("true")));
         assert!(!json_equal(&json!("healthy"), &json!("degraded")));
     }

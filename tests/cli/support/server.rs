@@ -22,11 +22,14 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// A recorded webhook call: body and headers.
+type Hook = (String, HashMap<String, String>);
+
 #[derive(Default)]
 struct State {
     counters: HashMap<String, u64>,
     in_flight: HashMap<String, (u64, u64, u64)>, // current, max, count
-    hooks: HashMap<String, Vec<(String, HashMap<String, String>)>>,
+    hooks: HashMap<String, Vec<Hook>>,
 }
 
 /// Addresses of the servers.
