@@ -213,6 +213,18 @@ impl Inventory {
                 None => d,
             }
         })?;
+        if let (Some(dir), Some(node)) = (&parsed.runbooks_dir, root.get("runbooks_dir")) {
+            let resolved = match base {
+                Some(b) if dir.is_relative() => b.join(dir),
+                _ => dir.clone(),
+            };
+            if !resolved.is_dir() {
+                return Err(Diagnostic::new(format!("runbooks_dir `{}` is not a directory", dir.display()))
+                    .at(&file, node.span)
+                    .label(format!("looked for {}", resolved.display()))
+                    .help("a relative path is taken from the inventory file's directory"));
+            }
+        }
         let instances_node = root.get("instances");
         let mut spans = IndexMap::new();
         if let Some(entries) = instances_node.and_then(Node::as_map) {
@@ -334,6 +346,13 @@ mod tests {
         assert_eq!(err.message, "unknown instance `team-c`");
         assert_eq!(err.position().unwrap(), "opsctl.yaml:2:3");
         assert!(err.help.iter().any(|h| h == "known instances: team-a, team-b, localhost"), "{:?}", err.help);
+    }
+
+    #[test]
+    fn a_missing_runbooks_dir_is_an_error() {
+        let err = load("runbooks_dir: /no/such/dir\ninstances: {}\n").unwrap_err();
+        assert_eq!(err.message, "runbooks_dir `/no/such/dir` is not a directory");
+        assert_eq!(err.position().unwrap(), "opsctl.yaml:1:15");
     }
 
     #[test]

@@ -379,7 +379,8 @@ impl<'a> Engine<'a> {
             }
         };
         if items.is_empty() {
-            let r = self.skipped(step, step.id.clone(), label, "for_each: no items");
+            let what = for_each.as_str().unwrap_or("the list");
+            let r = self.skipped(step, step.id.clone(), label, format!("nothing to do: for_each `{what}` is empty"));
             self.record(&step.id, &r);
             return EntryResult { reports: vec![r], failed: false };
         }

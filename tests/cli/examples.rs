@@ -53,6 +53,7 @@ fn readme_yaml_examples_are_valid() {
     for (i, block) in blocks.iter().enumerate() {
         let file = s.write(&format!("readme-{i}.yaml"), block);
         let run = if block.contains("instances:") {
+            std::fs::create_dir_all(s.path().join("runbooks")).unwrap();
             s.opsctl().args(["list", "instances", "--config", file.to_str().unwrap()]).run()
         } else {
             s.opsctl().args(["validate", file.to_str().unwrap()]).run()
