@@ -336,9 +336,7 @@ impl<'a> Engine<'a> {
             };
             if let Some(reason) = reason {
                 drop(state);
-                let r = self.skipped(step, step.id.clone(), label, reason);
-                self.record(&step.id, &r);
-                return EntryResult { reports: vec![r], failed: false };
+                return self.single(step, self.skipped(step, step.id.clone(), label, reason));
             }
         }
         let ctx = self.context(None);
@@ -346,43 +344,31 @@ impl<'a> Engine<'a> {
             let text = when.as_str().unwrap_or_default();
             match template::condition(text, &ctx) {
                 Ok(true) => {}
-                Ok(false) => {
-                    let r = self.skipped(step, step.id.clone(), label, format!("when `{text}` is false"));
-                    self.record(&step.id, &r);
-                    return EntryResult { reports: vec![r], failed: false };
+                Ok(false) => return self.single(step, self.skipped(step, step.id.clone(), label, format!("when `{text}` is false"))),
+                Err(e) if self.options.dry_run => {
+                    let r = self.skipped(step, step.id.clone(), label, format!("cannot decide `when` in a dry run: {e}"));
+                    return self.single(step, r);
                 }
                 Err(e) => {
-                    if self.options.dry_run {
-                        let r = self.skipped(step, step.id.clone(), label, format!("cannot decide `when` in a dry run: {e}"));
-                        self.record(&step.id, &r);
-                        return EntryResult { reports: vec![r], failed: false };
-                    }
                     let r = self.finish(step, step.id.clone(), label, Err(StepError::invalid(format!("when: {e}"))), 0, Instant::now());
-                    self.record(&step.id, &r);
-                    let failed = r.status == Status::Failed;
-                    return EntryResult { reports: vec![r], failed };
+                    return self.single(step, r);
                 }
             }
         }
         let Some(for_each) = &step.controls.for_each else {
             let r = self.execute(step, None).await;
-            self.record(&step.id, &r);
-            let failed = r.status == Status::Failed;
-            return EntryResult { reports: vec![r], failed };
+            return self.single(step, r);
         };
         let items = match self.items(for_each, &ctx) {
             Ok(items) => items,
             Err(e) => {
                 let r = self.finish(step, step.id.clone(), label, Err(StepError::invalid(format!("for_each: {e}"))), 0, Instant::now());
-                self.record(&step.id, &r);
-                return EntryResult { reports: vec![r], failed: true };
+                return self.single(step, r);
             }
         };
         if items.is_empty() {
             let what = for_each.as_str().unwrap_or("the list");
-            let r = self.skipped(step, step.id.clone(), label, format!("nothing to do: for_each `{what}` is empty"));
-            self.record(&step.id, &r);
-            return EntryResult { reports: vec![r], failed: false };
+            return self.single(step, self.skipped(step, step.id.clone(), label, format!("nothing to do: for_each `{what}` is empty")));
         }
         let reports = join_all(items.iter().enumerate().map(|(i, item)| self.execute(step, Some((i, item))))).await;
         self.steps.insert_items(&step.id, &reports);
@@ -390,8 +376,11 @@ impl<'a> Engine<'a> {
         EntryResult { reports, failed }
     }
 
-    fn record(&self, id: &str, report: &StepReport) {
-        self.steps.insert(id, report);
+    /// A step that produced one report: make its outputs readable, say whether it failed.
+    fn single(&self, step: &Step, report: StepReport) -> EntryResult {
+        self.steps.insert(&step.id, &report);
+        let failed = report.status == Status::Failed;
+        EntryResult { reports: vec![report], failed }
     }
 
     /// The items of `for_each`: a literal list (rendered) or a template that renders one.
