@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+    // Read at run time: a build script compiled for one checkout may be reused for another
+    // that shares the target directory, and `env!` would point at the first one.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("runbooks");
     println!("cargo:rerun-if-changed=runbooks");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("runbooks/ exists")

@@ -59,6 +59,12 @@ pub struct Instance {
     /// The instance's HTTP API.
     #[serde(default)]
     pub http: Option<HttpSettings>,
+    /// The instance's PostgreSQL.
+    #[serde(default)]
+    pub postgres: Option<crate::steps::postgres::PostgresSettings>,
+    /// Where the instance's backups go, and retention.
+    #[serde(default)]
+    pub backups: Option<crate::backup::BackupSettings>,
 }
 
 /// How to reach an instance over HTTP.
@@ -204,7 +210,7 @@ impl Inventory {
         }
         let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
             // Backends arrive one by one; say so rather than only "unknown field".
-            let later = ["kubernetes", "postgres", "aws", "dynamodb", "compose", "backups", "routines"]
+            let later = ["kubernetes", "aws", "dynamodb", "compose", "routines"]
                 .into_iter()
                 .find(|b| e.message == format!("unknown field `{b}`"));
             let d = e.diagnostic(&file, root.span);
@@ -305,6 +311,12 @@ impl Instance {
         let mut out = vec!["host"];
         if self.http.is_some() {
             out.push("http");
+        }
+        if self.postgres.is_some() {
+            out.push("postgres");
+        }
+        if self.backups.is_some() {
+            out.push("backups");
         }
         out
     }

@@ -7,12 +7,14 @@
 //! - [`runbook`]: the runbook language, loaded and checked; [`inventory`]: instances.
 //! - [`steps`]: every step kind, listed in [`steps::KINDS`].
 //! - [`engine`]: executes a checked runbook; [`report`]: what it did, and the renderers.
+//! - [`backup`]: backup stores, manifests, verification, retention.
 //! - [`history`], [`lock`]: the audit log and the instance lock.
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
 //!
 //! The runbook model knows nothing about tokio or backends; the engine never sees YAML
 //! text, only nodes; renderers never see the engine.
 
+pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod diagnostic;

@@ -84,6 +84,31 @@ impl InstanceLock {
     }
 }
 
+/// Locks a run needs on the instance's own backends, beyond the local one: a PostgreSQL
+/// advisory lock when the run has mutating PostgreSQL steps. A lock held by another run is
+/// [`Error::Locked`]; a backend that cannot be reached only warns (its steps will fail and
+/// say why).
+pub async fn backend_leases(runbook: &crate::runbook::Runbook, instance: &crate::inventory::Instance, holder: &Holder) -> Result<Vec<Box<dyn std::any::Any + Send>>, Error> {
+    use crate::steps::Effect;
+    let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let pg_mutates = runbook.steps().any(|s| s.effect >= Effect::Mutate && s.kind.name.starts_with("postgres."));
+    if let (true, Some(settings)) = (pg_mutates, &instance.postgres) {
+        use crate::steps::postgres::{conn::ConnInfo, lease};
+        match ConnInfo::resolve(settings) {
+            Ok(info) => match lease::PgLease::acquire(&info, &instance.name, holder).await {
+                Ok(l) => held.push(Box::new(l)),
+                Err(e) => {
+                    if let Some(err) = lease::to_error(&instance.name, e) {
+                        return Err(err);
+                    }
+                }
+            },
+            Err(e) => tracing::warn!("no PostgreSQL advisory lock for {}: {}", instance.name, e.message),
+        }
+    }
+    Ok(held)
+}
+
 impl Drop for InstanceLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);

@@ -132,6 +132,18 @@ pub enum Command {
         #[arg(long, value_name = "LABEL=VALUE", requires = "all", value_parser = parse_selector)]
         selector: Vec<(String, String)>,
     },
+    /// Back up an instance (the `backup` runbook), or list, verify and prune backups
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup(BackupArgs),
+    /// Restore a backup into an instance (the `restore` runbook): verified first, confirmed
+    Restore {
+        /// The instance to restore into
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// The backup id (`opsctl backup list`)
+        #[arg(long, value_name = "ID")]
+        from: String,
+    },
     /// Check runbooks without running them (every known runbook when no path is given)
     Validate {
         /// Runbook files or names
@@ -166,6 +178,45 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+    /// The instance to back up
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: Option<String>,
+    /// What to back up
+    #[arg(long, value_enum, default_value_t = BackupWhat::Postgres)]
+    pub what: BackupWhat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackupWhat {
+    Postgres,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// List backups (of every instance with a backup store, or of one)
+    List {
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: Option<String>,
+    },
+    /// Check a backup's checksums and structure
+    Verify {
+        /// The backup id
+        id: String,
+        /// The instance it belongs to [default: the one whose store has it]
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: Option<String>,
+    },
+    /// Delete backups past retention (keep_last, keep_days); --dry-run lists them
+    Prune {
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
     },
 }
 

@@ -189,3 +189,81 @@ pub fn history(g: &Global, ui: &Ui, instance: Option<&str>, runbook: Option<&str
     print(&t.trim_fmt())?;
     Ok(Exit::Passed)
 }
+
+/// The instances that have a backup store.
+fn stores(inventory: &Inventory, only: Option<&str>) -> Result<Vec<(String, Box<dyn crate::backup::BackupStore>)>, Error> {
+    let mut out = Vec::new();
+    match only {
+        Some(name) => {
+            let i = inventory.instance(name)?;
+            let store = crate::backup::store_for(&i).map_err(|e| Error::from(Diagnostic::new(e)))?;
+            out.push((i.name.clone(), store));
+        }
+        None => {
+            for i in inventory.instances.values() {
+                if let Ok(store) = crate::backup::store_for(i) {
+                    out.push((i.name.clone(), store));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Error> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("cannot start the async runtime", &e))?;
+    Ok(rt.block_on(f))
+}
+
+/// `opsctl backup list`
+pub fn backups(g: &Global, ui: &Ui, instance: Option<&str>) -> Result<Exit, Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let stores = stores(&inventory, instance)?;
+    let mut all = Vec::new();
+    for (_, store) in &stores {
+        let list = block_on(store.list())?.map_err(|e| Error::Io { context: store.describe(), reason: e.to_string() })?;
+        all.extend(list);
+    }
+    if wants_json(g) {
+        return print(&serde_json::to_string_pretty(&all).unwrap_or_default()).map(|_| Exit::Passed);
+    }
+    if all.is_empty() {
+        let where_ = stores.iter().map(|(_, s)| s.describe()).collect::<Vec<_>>().join(", ");
+        print(&if where_.is_empty() { "no instance has a backup store (`backups: { dir: … }`)".to_string() } else { format!("no backups in {where_}") })?;
+        return Ok(Exit::Passed);
+    }
+    let mut t = new_table(ui, &["BACKUP", "INSTANCE", "KIND", "CREATED (UTC)", "SIZE", "SOURCE", "ROWS (EST.)"]);
+    for m in &all {
+        let source = m.postgres.as_ref().map(|p| format!("{} @ PostgreSQL {}", p.database, p.server_version)).unwrap_or_default();
+        let rows = m.postgres.as_ref().map(|p| p.rows_estimate.to_string()).unwrap_or_default();
+        t.add_row(vec![
+            m.id.clone(),
+            m.instance.clone(),
+            m.kind.clone(),
+            m.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            crate::backup::human_bytes(m.bytes),
+            source,
+            rows,
+        ]);
+    }
+    print(&t.trim_fmt())?;
+    Ok(Exit::Passed)
+}
+
+/// The instance whose store holds backup `id`.
+pub fn owner_of_backup(g: &Global, id: &str) -> Result<String, Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let mut ids = Vec::new();
+    for (name, store) in stores(&inventory, None)? {
+        let list = block_on(store.list())?.unwrap_or_default();
+        if list.iter().any(|m| m.id == id) {
+            return Ok(name);
+        }
+        ids.extend(list.into_iter().map(|m| m.id));
+    }
+    let mut msg = format!("no backup `{id}` in any instance's store");
+    if let Some(s) = crate::diagnostic::did_you_mean(id, ids.iter().map(String::as_str)) {
+        msg.push_str(&format!("; did you mean `{s}`?"));
+    }
+    Err(Diagnostic::new(msg).help("give the instance with --instance NAME").into())
+}

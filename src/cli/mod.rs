@@ -85,7 +85,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             let instances = if all {
                 let chosen = inventory.select(&selector);
                 if chosen.is_empty() {
-                    return Err(Error::Refused("no instance matches the selector".into()));
+                    return Err(crate::diagnostic::Diagnostic::new("no instance matches the selector").help("see the labels with `opsctl list instances`").into());
                 }
                 chosen
             } else {
@@ -99,6 +99,29 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                 .collect::<Result<Vec<_>, _>>()?;
             execute(g, ui, &runbook, prepared, g.dry_run)
         }
+        Command::Backup(b) => match b.action {
+            None => {
+                let Some(instance) = b.instance else {
+                    return Err(crate::diagnostic::Diagnostic::new("`opsctl backup` needs --instance NAME")
+                        .help("or one of: opsctl backup list | backup verify ID | backup prune --instance NAME")
+                        .into());
+                };
+                let what = match b.what {
+                    args::BackupWhat::Postgres => "postgres",
+                };
+                run_named(g, ui, "backup", &instance, &[("what", what.to_string())], g.dry_run)
+            }
+            Some(args::BackupAction::List { instance }) => listing::backups(g, ui, instance.as_deref()),
+            Some(args::BackupAction::Verify { id, instance }) => {
+                let instance = match instance {
+                    Some(i) => i,
+                    None => listing::owner_of_backup(g, &id)?,
+                };
+                run_named(g, ui, "backup-verify", &instance, &[("id", id)], g.dry_run)
+            }
+            Some(args::BackupAction::Prune { instance }) => run_named(g, ui, "backup-prune", &instance, &[], g.dry_run),
+        },
+        Command::Restore { instance, from } => run_named(g, ui, "restore", &instance, &[("backup", from)], g.dry_run),
         Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
         Command::List { what } => listing::list(g, ui, what),
         Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),
@@ -145,6 +168,16 @@ fn run(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<Exit, Error> {
     let runbook = Runbook::load(source).map_err(Error::Invalid)?;
     let prepared = prepare(&runbook, instance, &a.params)?;
     execute(g, ui, &runbook, vec![prepared], dry_run)
+}
+
+/// Runs a shipped (or overridden) runbook for a procedure command.
+fn run_named(g: &Global, ui: &Ui, name: &str, instance: &str, params: &[(&str, String)], dry_run: bool) -> Result<Exit, Error> {
+    let args = RunArgs {
+        runbook: name.to_string(),
+        instance: instance.to_string(),
+        params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    };
+    run(g, ui, &args, dry_run)
 }
 
 /// Answers confirmations on the terminal.
@@ -219,7 +252,7 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
                 break;
             }
             let meta = RunMeta::current();
-            let _lock = if !dry_run && runbook.effect() >= Effect::Mutate {
+            let _locks = if !dry_run && runbook.effect() >= Effect::Mutate {
                 let holder = lock::Holder {
                     run_id: meta.run_id.clone(),
                     runbook: runbook.name.clone(),
@@ -228,7 +261,9 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
                     pid: std::process::id(),
                     since: jiff::Timestamp::now(),
                 };
-                Some(lock::InstanceLock::acquire(&state_dir, &p.instance.name, &holder)?)
+                let local = lock::InstanceLock::acquire(&state_dir, &p.instance.name, &holder)?;
+                let backends = lock::backend_leases(runbook, &p.instance, &holder).await?;
+                Some((local, backends))
             } else {
                 None
             };

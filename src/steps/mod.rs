@@ -11,9 +11,11 @@
 //! [`KindInfo::validate`] before anything runs, with templates as wildcards.
 
 pub mod assert;
+pub mod backup;
 pub mod host;
 pub mod http;
 pub mod notify;
+pub mod postgres;
 pub mod sleep;
 pub mod threshold;
 
@@ -186,11 +188,12 @@ pub const COMMON_OUTPUTS: &[Output] = &[
     Output { name: "attempts", ty: "int", help: "how many times it ran (retries)" },
 ];
 
-/// Things steps share within a run, built on first use: HTTP clients now, backend clients
-/// later.
+/// Things steps share within a run, built on first use: HTTP clients, the PostgreSQL
+/// connection.
 #[derive(Default)]
 pub struct Resources {
     http: Mutex<HashMap<http::ClientKey, reqwest::Client>>,
+    pub postgres: postgres::conn::Pool,
 }
 
 impl Resources {
@@ -342,6 +345,8 @@ fn schema_erased<T: StepKind>(generator: &mut schemars::SchemaGenerator) -> sche
 /// Every step kind. Keep it sorted by name.
 pub static KINDS: &[KindInfo] = &[
     kind::<assert::Assert>(),
+    kind::<backup::Prune>(),
+    kind::<backup::Verify>(),
     kind::<host::command::Command>(),
     kind::<host::disk::Disk>(),
     kind::<host::load::Load>(),
@@ -349,6 +354,19 @@ pub static KINDS: &[KindInfo] = &[
     kind::<http::check::Check>(),
     kind::<notify::Slack>(),
     kind::<notify::Webhook>(),
+    kind::<postgres::backup::Backup>(),
+    kind::<postgres::bloat::Bloat>(),
+    kind::<postgres::connections::Connections>(),
+    kind::<postgres::long_queries::LongQueries>(),
+    kind::<postgres::ping::Ping>(),
+    kind::<postgres::query::Query>(),
+    kind::<postgres::reindex::Reindex>(),
+    kind::<postgres::replication::Replication>(),
+    kind::<postgres::restore::Restore>(),
+    kind::<postgres::size::Size>(),
+    kind::<postgres::slow_queries::SlowQueries>(),
+    kind::<postgres::terminate::Terminate>(),
+    kind::<postgres::vacuum::Vacuum>(),
     kind::<sleep::Sleep>(),
 ];
 

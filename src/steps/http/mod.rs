@@ -1,7 +1,7 @@
 //! The HTTP backend: one shared client per TLS setting, and the `http.check` step.
 
 pub mod check;
-mod tls;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -154,7 +154,7 @@ pub fn classify(err: &reqwest::Error, url: &reqwest::Url) -> StepError {
 
 /// The first error of type `T` among `err` and its causes, looking inside `io::Error`
 /// wrappers too (their `source()` skips the error they wrap).
-fn find<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+pub fn find<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut stack: Vec<&'a (dyn std::error::Error + 'static)> = vec![err];
     while let Some(e) = stack.pop() {
         if let Some(t) = e.downcast_ref::<T>() {

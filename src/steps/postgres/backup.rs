@@ -1,0 +1,211 @@
+//! `postgres.backup`: `pg_dump -Fc` streamed into the instance's backup store.
+//!
+//! The dump goes straight from pg_dump's standard output through a SHA-256 into the store
+//! (memory stays flat whatever the size); the manifest — server and pg_dump versions,
+//! database, row estimates per table, size, checksum — is written last. If pg_dump fails
+//! or the server goes away, nothing is committed and nothing is listed.
+
+use std::time::Instant;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::tools::{Local, Program, Transport};
+use crate::backup::{self, BackupStore, MANIFEST_SCHEMA, Manifest, PostgresSource, TableRows, human_bytes};
+use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+
+/// The file a PostgreSQL backup's dump is stored as.
+pub const DUMP_FILE: &str = "postgres.dump";
+
+/// Dump the instance's database into its backup store.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Another database on the instance's server.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// pg_dump's compression level, 0–9 (default pg_dump's own).
+    #[serde(default)]
+    pub compress: Option<u8>,
+    /// Tables to leave out (pg_dump --exclude-table patterns).
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+}
+
+/// What is known about the source before dumping.
+struct Source {
+    version_num: u32,
+    version: String,
+    database_bytes: i64,
+    tables: Vec<TableRows>,
+}
+
+async fn read_source(client: &tokio_postgres::Client) -> Result<Source, StepError> {
+    let (version_num, version) = super::server_version(client).await?;
+    let database_bytes: i64 = client
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .await
+        .map_err(|e| super::conn::query_error(&e, "reading the database size"))?
+        .get(0);
+    let tables = table_rows(client).await?;
+    Ok(Source { version_num, version, database_bytes, tables })
+}
+
+/// Row estimates of the user tables, by name.
+pub async fn table_rows(client: &tokio_postgres::Client) -> Result<Vec<TableRows>, StepError> {
+    let rows = super::query(
+        client,
+        "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+           AND NOT c.relispartition ORDER BY 1",
+        &[],
+        "reading the tables",
+    )
+    .await?;
+    Ok(rows.iter().map(|r| TableRows { name: r.get(0), rows_estimate: r.get(1) }).collect())
+}
+
+/// Finds pg_dump/pg_restore able to handle a server of `major`.
+pub fn program(ctx: &StepContext, name: &str, major: u32) -> Result<Program, StepError> {
+    let settings = super::settings(ctx)?;
+    let p = Local.find(name, settings.bin_dir.as_deref(), Some(major))?;
+    if p.major < major {
+        return Err(StepError::invalid(format!(
+            "{name} {} cannot handle PostgreSQL {major}; install the PostgreSQL {major} client (Debian/Ubuntu: `apt-get install postgresql-client-{major}`) or set `postgres.bin_dir`",
+            p.version
+        )));
+    }
+    Ok(p)
+}
+
+/// The store, or a clear error.
+pub fn store(ctx: &StepContext) -> Result<Box<dyn BackupStore>, StepError> {
+    backup::store_for(&ctx.instance).map_err(StepError::invalid)
+}
+
+/// Checks a dump's structure with `pg_restore --list`; returns the number of entries.
+pub async fn list_dump(ctx: &StepContext, store: &dyn BackupStore, manifest: &Manifest) -> Result<usize, StepError> {
+    let major = manifest.postgres.as_ref().map_or(0, |p| p.server_version_num / 10_000);
+    let pg_restore = program(ctx, "pg_restore", major)?;
+    let path = store
+        .local_path(&manifest.id, DUMP_FILE)
+        .ok_or_else(|| StepError::error("this store keeps no local files; streaming dumps to pg_restore comes with remote stores"))?;
+    let (out, exit) = super::tools::run(&Local, &pg_restore, &["--list".into(), path.display().to_string()], &[]).await?;
+    if !exit.success() {
+        return Err(StepError::new(
+            ErrorClass::Failed,
+            format!("{DUMP_FILE} of backup {} is not a readable pg_dump archive: {}", manifest.id, exit.reason()),
+        ));
+    }
+    Ok(out.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count())
+}
+
+impl StepKind for Backup {
+    const NAME: &'static str = "postgres.backup";
+    const SUMMARY: &'static str = "pg_dump -Fc streamed into the backup store with a sha256 and a manifest (written last)";
+    const EFFECT: Effect = Effect::Mutate;
+    const OUTPUTS: &'static [Output] = &[
+        Output { name: "id", ty: "string", help: "the backup id" },
+        Output { name: "path", ty: "string", help: "where it is" },
+        Output { name: "sha256", ty: "string", help: "of the dump" },
+        Output { name: "bytes", ty: "int", help: "size of the dump" },
+        Output { name: "database", ty: "string", help: "the database dumped" },
+        Output { name: "server_version", ty: "string", help: "of the source server" },
+        Output { name: "rows_estimate", ty: "int", help: "rows in all tables, estimated" },
+    ];
+
+    fn check(&self) -> Result<(), String> {
+        match self.compress {
+            Some(c) if c > 9 => Err(format!("`compress` is 0–9, not {c}")),
+            _ => Ok(()),
+        }
+    }
+
+    async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
+        let started = Instant::now();
+        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let store = store(ctx)?;
+        let client = info.connect("opsctl backup").await?;
+        let source = read_source(&client).await?;
+        drop(client);
+        let pg_dump = program(ctx, "pg_dump", source.version_num / 10_000)?;
+        let id = backup::new_id("postgres");
+        let mut pending = store.begin(&id).await.map_err(|e| StepError::error(e.to_string()))?;
+        let mut args = vec!["--format=custom".to_string(), "--no-password".to_string()];
+        if let Some(c) = self.compress {
+            args.push(format!("--compress={c}"));
+        }
+        for t in &self.exclude_tables {
+            args.push(format!("--exclude-table={t}"));
+        }
+        let process = Local.spawn(&pg_dump, &args, &info.libpq_env(), false)?;
+        let stdout = process.stdout;
+        let write = async {
+            // Owned here so the pipe closes as soon as writing stops (on a store error too),
+            // and pg_dump ends instead of blocking on a full pipe.
+            let mut stdout = stdout;
+            pending.put_file(DUMP_FILE, "pg_dump custom", &mut stdout).await
+        };
+        let (written, exit) = tokio::join!(write, process.wait);
+        let exit = exit?;
+        if !exit.success() {
+            return Err(StepError::error(format!("pg_dump of {} failed, no backup was kept: {}", info.describe(), exit.reason())));
+        }
+        let entry = written.map_err(|e| StepError::error(format!("writing the backup failed, none was kept: {e}")))?;
+        let rows: i64 = source.tables.iter().map(|t| t.rows_estimate.max(0)).sum();
+        let manifest = Manifest {
+            schema: MANIFEST_SCHEMA.into(),
+            id: id.clone(),
+            instance: ctx.instance.name.clone(),
+            kind: "postgres".into(),
+            created_at: jiff::Timestamp::now(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            opsctl_version: env!("CARGO_PKG_VERSION").into(),
+            bytes: entry.bytes,
+            files: vec![entry.clone()],
+            postgres: Some(PostgresSource {
+                database: info.database.clone(),
+                server_version: source.version.clone(),
+                server_version_num: source.version_num,
+                pg_dump_version: pg_dump.version.clone(),
+                database_bytes: source.database_bytes.max(0) as u64,
+                tables: source.tables.clone(),
+                rows_estimate: rows,
+            }),
+        };
+        let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the backup failed: {e}")))?;
+        Ok(Outcome::passed(format!(
+            "dumped {} (PostgreSQL {}, {}, ~{rows} rows) into {id}: {} in {}",
+            info.database,
+            source.version,
+            super::plural(source.tables.len() as i64, "table", "tables"),
+            human_bytes(entry.bytes),
+            crate::duration::short(started.elapsed())
+        ))
+        .value(human_bytes(entry.bytes))
+        .output("id", id)
+        .output("path", path)
+        .output("sha256", entry.sha256)
+        .output("bytes", entry.bytes)
+        .output("database", info.database.clone())
+        .output("server_version", source.version)
+        .output("rows_estimate", rows))
+    }
+
+    async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
+        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let store = store(ctx)?;
+        let client = info.connect("opsctl backup").await?;
+        let source = read_source(&client).await?;
+        let pg_dump = program(ctx, "pg_dump", source.version_num / 10_000)?;
+        Ok(format!(
+            "would dump {} (PostgreSQL {}, {}, {}) with pg_dump {} into {} as a new backup",
+            info.database,
+            source.version,
+            human_bytes(source.database_bytes.max(0) as u64),
+            super::plural(source.tables.len() as i64, "table", "tables"),
+            pg_dump.version,
+            store.describe()
+        ))
+    }
+}

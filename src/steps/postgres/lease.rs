@@ -1,0 +1,90 @@
+//! The PostgreSQL side of the instance lock: an advisory lock on the instance's server.
+//!
+//! Mutating PostgreSQL steps of one instance must never run concurrently, whichever
+//! machine they start from. A run that has any takes `pg_try_advisory_lock` on a session
+//! to the server's maintenance database (not the instance's database, which a restore
+//! renames), named by its `application_name`, and holds it until the run ends; the server
+//! releases it if opsctl dies. A second run finds the holder in `pg_locks` and exits 3.
+
+use super::conn::ConnInfo;
+use crate::error::Error;
+use crate::lock::Holder;
+
+/// A held advisory lock; dropping it closes the session and releases the lock.
+pub struct PgLease {
+    _client: tokio_postgres::Client,
+}
+
+/// The lock key for an instance: FNV-1a of `opsctl:<instance>`.
+fn key(instance: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("opsctl:{instance}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+impl PgLease {
+    /// Takes the lock, or fails with [`Error::Locked`] naming the holder.
+    pub async fn acquire(info: &ConnInfo, instance: &str, holder: &Holder) -> Result<PgLease, String> {
+        let app = format!("opsctl {} {} {}@{}", holder.run_id, holder.runbook, holder.user, holder.host);
+        let app: String = app.chars().take(63).collect();
+        let mut last = String::new();
+        for db in ["postgres", "template1"] {
+            match info.with_database(db).connect(&app).await {
+                Ok(client) => return PgLease::lock(client, instance).await,
+                Err(e) => last = e.message,
+            }
+        }
+        Err(last)
+    }
+
+    async fn lock(client: tokio_postgres::Client, instance: &str) -> Result<PgLease, String> {
+        let k = key(instance);
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&k])
+            .await
+            .map_err(|e| super::conn::query_error(&e, "pg_try_advisory_lock").message)?
+            .get(0);
+        if got {
+            return Ok(PgLease { _client: client });
+        }
+        let (hi, lo) = (((k as u64) >> 32) as i64, ((k as u64) & 0xffff_ffff) as i64);
+        let row = client
+            .query_opt(
+                "SELECT coalesce(a.application_name, ''), coalesce(a.usename, ''), to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1",
+                &[&hi, &lo],
+            )
+            .await
+            .ok()
+            .flatten();
+        Err(match row {
+            Some(r) => format!("locked:{} (database user {}) since {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)),
+            None => "locked:another session".to_string(),
+        })
+    }
+}
+
+/// Turns an acquisition failure into the command's error: `Locked` when another run holds
+/// it, else a warning (the steps themselves will report an unreachable server).
+pub fn to_error(instance: &str, err: String) -> Option<Error> {
+    match err.strip_prefix("locked:") {
+        Some(holder) => Some(Error::Locked { instance: instance.to_string(), holder: format!("{holder} (PostgreSQL advisory lock)") }),
+        None => {
+            tracing::warn!("could not take the PostgreSQL advisory lock for {instance}: {err}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_differ_per_instance_and_are_stable() {
+        assert_eq!(super::key("team-a"), super::key("team-a"));
+        assert_ne!(super::key("team-a"), super::key("team-b"));
+    }
+}
