@@ -5,6 +5,9 @@
 # What the tests need, by backend (each section installs and starts its own):
 #   core (http, host, notify): nothing beyond Rust; the tests start their own HTTP(S)
 #   server on loopback.
+#   postgres: Debian's PostgreSQL server and client programs; the tests start throwaway
+#   clusters themselves (initdb + pg_ctl on free loopback ports, as the postgres user).
+#   terminal tests: script(1) from util-linux.
 #
 # Under CI=true, a test that needs a backend that is missing fails; it never skips.
 set -euo pipefail
@@ -15,6 +18,24 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/opsctl-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 command -v cargo >/dev/null || { echo "scripts/test.sh: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "scripts/test.sh: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+apt_install() {
+  echo "== installing $* (Debian packages)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# PostgreSQL: server programs (initdb, pg_ctl, postgres with pg_stat_statements) and
+# clients (psql, pg_dump, pg_restore, pg_basebackup).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v pg_dump >/dev/null; then
+  apt_install postgresql postgresql-contrib postgresql-client
+fi
+command -v runuser >/dev/null && command -v script >/dev/null || apt_install util-linux bsdutils
+echo "== PostgreSQL $(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | sort -n | tail -1) at $(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 
 echo "== cargo test (target dir: $CARGO_TARGET_DIR)"
 cargo test --locked "$@"

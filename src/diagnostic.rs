@@ -26,11 +26,13 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// `= help: …` lines.
     pub help: Vec<String>,
+    /// Show where, but not the source line (it may hold a secret written inline).
+    pub hide_source: bool,
 }
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), location: None, label: None, help: Vec::new() }
+        Diagnostic { message: message.into(), location: None, label: None, help: Vec::new(), hide_source: false }
     }
 
     pub fn at(mut self, file: &Arc<SourceFile>, span: Span) -> Diagnostic {
@@ -45,6 +47,12 @@ impl Diagnostic {
 
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help.push(help.into());
+        self
+    }
+
+    /// Keeps the source line out of the message.
+    pub fn hide_source(mut self) -> Diagnostic {
+        self.hide_source = true;
         self
     }
 
@@ -67,6 +75,15 @@ impl Diagnostic {
             let number = line.to_string();
             let pad = " ".repeat(number.len());
             let _ = writeln!(out, "{pad}{} {}:{line}:{col}", paint.blue("-->"), file.name);
+            if self.hide_source {
+                if let Some(label) = &self.label {
+                    let _ = writeln!(out, "{pad} {} {label}", paint.blue("="));
+                }
+                for help in &self.help {
+                    let _ = writeln!(out, "  {} {help}", paint.bold("= help:"));
+                }
+                return out;
+            }
             let _ = writeln!(out, "{pad} {}", paint.blue("|"));
             let _ = writeln!(out, "{} {} {}", paint.blue(&number), paint.blue("|"), text.replace('\t', " "));
             // The caret runs to the end of the span or of the line, at least one character.

@@ -94,6 +94,9 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The error for a secret written inline; diagnostics with it do not show the source line.
+pub const INLINE_SECRET: &str = "a secret is given by reference, `{ env: VAR }` or `{ file: PATH }`, never inline";
+
 /// Where a secret comes from. Never the value itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -120,7 +123,7 @@ impl<'de> Deserialize<'de> for SecretRef {
             }
             fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
                 // Do not echo the value: it may be the secret itself.
-                Err(E::custom("a secret is given by reference, `{ env: VAR }` or `{ file: PATH }`, never inline"))
+                Err(E::custom(INLINE_SECRET))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretRef, A::Error> {
                 let r = Reference::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;

@@ -145,9 +145,17 @@ pub fn store_for(instance: &Instance) -> Result<Box<dyn BackupStore>, String> {
     }
 }
 
-/// A new backup id: `20261123T020000Z-postgres`.
-pub fn new_id(kind: &str) -> String {
-    format!("{}-{kind}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"))
+/// A new backup id, unique in the store: `20261123T020000Z-postgres` (then `…-postgres-2`
+/// for a second one within the same second).
+pub async fn new_id(store: &dyn BackupStore, kind: &str) -> String {
+    let base = format!("{}-{kind}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"));
+    let mut id = base.clone();
+    let mut n = 1;
+    while store.manifest(&id).await.is_ok() {
+        n += 1;
+        id = format!("{base}-{n}");
+    }
+    id
 }
 
 /// The manifest for `id`, or an error naming the nearest ids.

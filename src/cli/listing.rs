@@ -267,3 +267,15 @@ pub fn owner_of_backup(g: &Global, id: &str) -> Result<String, Error> {
     }
     Err(Diagnostic::new(msg).help("give the instance with --instance NAME").into())
 }
+
+/// Refuses an unknown backup id before anything runs (exit 2), naming the nearest ids.
+pub fn check_backup_exists(g: &Global, instance: &str, id: &str) -> Result<(), Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let i = inventory.instance(instance)?;
+    let Ok(store) = crate::backup::store_for(&i) else {
+        return Ok(()); // the step reports the missing store
+    };
+    block_on(crate::backup::find(store.as_ref(), id))?
+        .map(|_| ())
+        .map_err(|e| Diagnostic::new(e).help("list the backups with `opsctl backup list`").into())
+}

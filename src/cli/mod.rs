@@ -117,11 +117,15 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                     Some(i) => i,
                     None => listing::owner_of_backup(g, &id)?,
                 };
+                listing::check_backup_exists(g, &instance, &id)?;
                 run_named(g, ui, "backup-verify", &instance, &[("id", id)], g.dry_run)
             }
             Some(args::BackupAction::Prune { instance }) => run_named(g, ui, "backup-prune", &instance, &[], g.dry_run),
         },
-        Command::Restore { instance, from } => run_named(g, ui, "restore", &instance, &[("backup", from)], g.dry_run),
+        Command::Restore { instance, from } => {
+            listing::check_backup_exists(g, &instance, &from)?;
+            run_named(g, ui, "restore", &instance, &[("backup", from)], g.dry_run)
+        }
         Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
         Command::List { what } => listing::list(g, ui, what),
         Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),

@@ -68,7 +68,11 @@ impl DeError {
 
     /// The error as a diagnostic in `file`, at its node or else at `fallback`.
     pub fn diagnostic(self, file: &std::sync::Arc<crate::source::SourceFile>, fallback: Span) -> crate::diagnostic::Diagnostic {
+        let inline_secret = self.message == crate::secret::INLINE_SECRET;
         let mut d = crate::diagnostic::Diagnostic::new(self.message).at(file, self.span.unwrap_or(fallback));
+        if inline_secret {
+            d = d.hide_source().help("the line is not shown: it may hold the secret");
+        }
         if let Some(l) = self.label {
             d = d.label(l);
         }

@@ -10,5 +10,6 @@ mod golden;
 mod host;
 mod http;
 mod outputs;
+mod postgres;
 mod secrets;
 mod tty;

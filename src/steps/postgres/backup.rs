@@ -84,9 +84,14 @@ pub fn store(ctx: &StepContext) -> Result<Box<dyn BackupStore>, StepError> {
 }
 
 /// Checks a dump's structure with `pg_restore --list`; returns the number of entries.
+/// Reading an archive needs a pg_restore at least as new as the pg_dump that wrote it.
 pub async fn list_dump(ctx: &StepContext, store: &dyn BackupStore, manifest: &Manifest) -> Result<usize, StepError> {
-    let major = manifest.postgres.as_ref().map_or(0, |p| p.server_version_num / 10_000);
-    let pg_restore = program(ctx, "pg_restore", major)?;
+    let dump_major = manifest
+        .postgres
+        .as_ref()
+        .and_then(|p| super::tools::parse_version(&format!("pg_dump {}", p.pg_dump_version)))
+        .map_or(0, |(_, m)| m);
+    let pg_restore = program(ctx, "pg_restore", dump_major)?;
     let path = store
         .local_path(&manifest.id, DUMP_FILE)
         .ok_or_else(|| StepError::error("this store keeps no local files; streaming dumps to pg_restore comes with remote stores"))?;
@@ -129,7 +134,7 @@ impl StepKind for Backup {
         let source = read_source(&client).await?;
         drop(client);
         let pg_dump = program(ctx, "pg_dump", source.version_num / 10_000)?;
-        let id = backup::new_id("postgres");
+        let id = backup::new_id(store.as_ref(), "postgres").await;
         let mut pending = store.begin(&id).await.map_err(|e| StepError::error(e.to_string()))?;
         let mut args = vec!["--format=custom".to_string(), "--no-password".to_string()];
         if let Some(c) = self.compress {

@@ -15,10 +15,11 @@ pub struct PgLease {
     _client: tokio_postgres::Client,
 }
 
-/// The lock key for an instance: FNV-1a of `opsctl:<instance>`.
-fn key(instance: &str) -> i64 {
+/// The lock key: FNV-1a of `opsctl:<instance>/<database>` (two inventories that name an
+/// instance alike but use different databases do not block each other).
+fn key(instance: &str, database: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("opsctl:{instance}").bytes() {
+    for b in format!("opsctl:{instance}/{database}").bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -33,15 +34,14 @@ impl PgLease {
         let mut last = String::new();
         for db in ["postgres", "template1"] {
             match info.with_database(db).connect(&app).await {
-                Ok(client) => return PgLease::lock(client, instance).await,
+                Ok(client) => return PgLease::lock(client, key(instance, &info.database)).await,
                 Err(e) => last = e.message,
             }
         }
         Err(last)
     }
 
-    async fn lock(client: tokio_postgres::Client, instance: &str) -> Result<PgLease, String> {
-        let k = key(instance);
+    async fn lock(client: tokio_postgres::Client, k: i64) -> Result<PgLease, String> {
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&k])
             .await
@@ -84,7 +84,8 @@ pub fn to_error(instance: &str, err: String) -> Option<Error> {
 mod tests {
     #[test]
     fn keys_differ_per_instance_and_are_stable() {
-        assert_eq!(super::key("team-a"), super::key("team-a"));
-        assert_ne!(super::key("team-a"), super::key("team-b"));
+        assert_eq!(super::key("team-a", "app"), super::key("team-a", "app"));
+        assert_ne!(super::key("team-a", "app"), super::key("team-b", "app"));
+        assert_ne!(super::key("team-a", "app"), super::key("team-a", "other"));
     }
 }

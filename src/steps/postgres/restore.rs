@@ -134,7 +134,7 @@ impl Restore {
             )));
         }
         let pg_restore = program(ctx, "pg_restore", dst_major)?;
-        let dump_major = super::tools::parse_version(&format!("v {}", source.pg_dump_version)).map_or(0, |(_, m)| m);
+        let dump_major = super::tools::parse_version(&format!("pg_dump {}", source.pg_dump_version)).map_or(0, |(_, m)| m);
         if pg_restore.major < dump_major {
             return Err(StepError::invalid(format!(
                 "pg_restore {} cannot read a dump written by pg_dump {}; install the PostgreSQL {dump_major} client or set `postgres.bin_dir`",

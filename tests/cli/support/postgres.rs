@@ -76,6 +76,36 @@ pub fn shared() -> Option<&'static Cluster> {
 impl Cluster {
     /// A new cluster with extra `-c name=value` settings.
     pub fn start(settings: &[&str]) -> Result<Cluster, String> {
+        Cluster::start_with(settings, |_| Vec::new())
+    }
+
+    /// A cluster serving TLS with a certificate for 127.0.0.1 signed by a fresh test CA;
+    /// returns it and the CA's PEM file.
+    pub fn start_tls() -> Result<(Cluster, PathBuf), String> {
+        let (ca, (cert, key), _) = super::server::certificates();
+        let mut ca_file = PathBuf::new();
+        let cluster = Cluster::start_with(&[], |dir| {
+            std::fs::write(dir.join("server.crt"), &cert).unwrap();
+            std::fs::write(dir.join("server.key"), &key).unwrap();
+            std::fs::write(dir.join("ca.crt"), &ca).unwrap();
+            ca_file = dir.join("ca.crt");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                Command::new("chown").args(["postgres:postgres"]).arg(dir.join("server.crt")).arg(dir.join("server.key")).status().unwrap();
+            }
+            vec![
+                "ssl=on".to_string(),
+                format!("ssl_cert_file={}", dir.join("server.crt").display()),
+                format!("ssl_key_file={}", dir.join("server.key").display()),
+            ]
+        })?;
+        Ok((cluster, ca_file))
+    }
+
+    /// A new cluster; `prepare` may write files into its directory before the server starts
+    /// and returns more `-c` settings.
+    fn start_with(settings: &[&str], prepare: impl FnOnce(&Path) -> Vec<String>) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); scripts/test.sh installs it")?;
         let major: u32 = bin.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).and_then(|n| n.parse().ok()).unwrap_or(0);
         let dir = tempfile::Builder::new().prefix("opsctl-pg-").tempdir().map_err(|e| e.to_string())?.keep();
@@ -103,7 +133,7 @@ impl Cluster {
              -c shared_preload_libraries=pg_stat_statements -c max_connections=80 -c wal_level=replica -c max_wal_senders=4",
             dir.display()
         );
-        for s in settings {
+        for s in settings.iter().map(|s| s.to_string()).chain(prepare(&dir)) {
             opts.push_str(&format!(" -c {s}"));
         }
         let out = as_postgres(&bin, "pg_ctl")
@@ -189,6 +219,40 @@ impl Cluster {
         writeln!(stdin, "{sql}").unwrap();
         stdin.flush().unwrap();
         Background { child, _stdin: stdin }
+    }
+
+    /// A streaming replica of this cluster (pg_basebackup -R), started on its own port.
+    pub fn start_replica(&self) -> Result<Cluster, String> {
+        let dir = tempfile::Builder::new().prefix("opsctl-pg-replica-").tempdir().map_err(|e| e.to_string())?.keep();
+        if is_root() {
+            Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        }
+        let out = as_postgres(&self.bin, "pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-D"])
+            .arg(dir.join("data"))
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .map_err(|e| format!("pg_basebackup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let port = free_port();
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c hot_standby=on -c fsync=off", dir.display());
+        let out = as_postgres(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .args(["-w", "-t", "30", "-o", &opts, "start"])
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("starting the replica failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let replica = Cluster { port, dir, bin: self.bin.clone(), major: self.major, stopped: false.into() };
+        replica.watchdog();
+        Ok(replica)
     }
 
     /// Stops the server at once, like a crash.

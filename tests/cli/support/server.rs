@@ -95,10 +95,10 @@ fn start() -> Servers {
     Servers { http, https, https_expiring, ca_file, _dir: dir }
 }
 
-type CertAndKey = (String, String);
+pub type CertAndKey = (String, String);
 
-/// A CA, a leaf for localhost valid a year, and one expiring in 5 days.
-fn certificates() -> (String, CertAndKey, CertAndKey) {
+/// A CA, a leaf for localhost and 127.0.0.1 valid a year, and one expiring in 5 days (PEM).
+pub fn certificates() -> (String, CertAndKey, CertAndKey) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
