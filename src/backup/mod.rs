@@ -240,7 +240,7 @@ pub fn to_prune(backups: &[Manifest], keep_last: Option<u32>, keep_days: Option<
         return Vec::new();
     }
     let mut newest_first: Vec<&Manifest> = backups.iter().collect();
-    newest_first.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    newest_first.sort_by_key(|m| std::cmp::Reverse(m.created_at));
     let keep_n = keep_last.map_or(1, |n| n.max(1) as usize);
     newest_first
         .into_iter()

@@ -190,8 +190,11 @@ pub fn history(g: &Global, ui: &Ui, instance: Option<&str>, runbook: Option<&str
     Ok(Exit::Passed)
 }
 
+/// An instance's name and its backup store.
+type NamedStore = (String, Box<dyn crate::backup::BackupStore>);
+
 /// The instances that have a backup store.
-fn stores(inventory: &Inventory, only: Option<&str>) -> Result<Vec<(String, Box<dyn crate::backup::BackupStore>)>, Error> {
+fn stores(inventory: &Inventory, only: Option<&str>) -> Result<Vec<NamedStore>, Error> {
     let mut out = Vec::new();
     match only {
         Some(name) => {

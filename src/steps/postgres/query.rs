@@ -194,21 +194,18 @@ impl Expect {
             Expect::Tests(t) => t,
         };
         let mut out = Vec::new();
-        if let Some(want) = &t.equals {
-            if !same(got, want) {
+        if let Some(want) = &t.equals
+            && !same(got, want) {
                 out.push(format!("{col} is {got}, expected {want}"));
             }
-        }
-        if let Some(no) = &t.not_equals {
-            if same(got, no) {
+        if let Some(no) = &t.not_equals
+            && same(got, no) {
                 out.push(format!("{col} is {got}, expected anything else"));
             }
-        }
-        if let Some(null) = t.null {
-            if got.is_null() != null {
+        if let Some(null) = t.null
+            && got.is_null() != null {
                 out.push(format!("{col} is {got}, expected {}", if null { "null" } else { "a value" }));
             }
-        }
         let bounds = [("above", t.above), ("below", t.below), ("min", t.min), ("max", t.max)];
         if bounds.iter().any(|(_, b)| b.is_some()) {
             match num(got) {

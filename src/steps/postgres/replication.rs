@@ -115,12 +115,11 @@ impl StepKind for Replication {
                 human_bytes(max_bytes as u64)
             )
         };
-        if let Some(n) = self.expect_replicas {
-            if (replicas.len() as u32) < n {
+        if let Some(n) = self.expect_replicas
+            && (replicas.len() as u32) < n {
                 verdict = Verdict::Failed;
                 message = format!("{message}; expected at least {n}");
             }
-        }
         let mut thresholds: Vec<String> = Vec::new();
         thresholds.extend(self.time_limits().describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()));
         thresholds.extend(self.byte_limits().describe(|b| human_bytes(b as u64)));

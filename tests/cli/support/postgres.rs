@@ -167,7 +167,9 @@ impl Cluster {
         let mut c = Command::new("sh");
         c.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
-        c.spawn().expect("watchdog starts");
+        // Not waited for on purpose: it must outlive this process.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = c.spawn().expect("watchdog starts");
     }
 
     /// A superuser URL for `db`.
