@@ -246,6 +246,21 @@ impl ConnInfo {
             return StepError::new(ErrorClass::Error, format!("{target}: {}", db.message()));
         }
         let text = crate::steps::http::chain(e);
+        if let Some(tls) = crate::steps::http::find::<rustls::Error>(e) {
+            use rustls::{CertificateError as C, Error as E};
+            let why = match tls {
+                E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => format!(
+                    "the server's certificate is not signed by {}",
+                    self.sslrootcert.as_ref().map_or("a CA this machine trusts".to_string(), |p| format!("the CA in sslrootcert {}", p.display()))
+                ),
+                E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                    format!("the server's certificate is not valid for {} (sslmode=verify-full checks the host name)", self.host)
+                }
+                E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "the server's certificate has expired".to_string(),
+                other => other.to_string(),
+            };
+            return StepError::new(ErrorClass::Error, format!("TLS with PostgreSQL at {target} failed: {why}"));
+        }
         if let Some(io) = crate::steps::http::find::<std::io::Error>(e) {
             use std::io::ErrorKind::*;
             let what = match io.kind() {
