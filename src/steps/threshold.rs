@@ -4,6 +4,7 @@
 //! `warn_percent: 80`, 80% passes and 80.1% warns ("disk > 80%").
 
 use super::Verdict;
+use crate::duration::Duration;
 
 /// Which side of a threshold is bad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,16 @@ impl Limits {
 
     pub fn below(warn: Option<f64>, fail: Option<f64>) -> Limits {
         Limits { warn, fail, direction: Direction::Below }
+    }
+
+    /// Limits on a time, in seconds (`warn_latency`, `fail_lag`).
+    pub fn above_durations(warn: Option<Duration>, fail: Option<Duration>) -> Limits {
+        Limits::above(warn.map(|d| d.std().as_secs_f64()), fail.map(|d| d.std().as_secs_f64()))
+    }
+
+    /// `warn > 150ms, fail > 2s` for limits made by [`Limits::above_durations`].
+    pub fn describe_durations(&self) -> Option<String> {
+        self.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string())
     }
 
     fn crosses(&self, value: f64, limit: f64) -> bool {
@@ -81,7 +92,15 @@ pub fn percent(v: f64) -> String {
     format!("{v:.1}%")
 }
 
-/// Deserialize helper: a percentage must lie in 0..=100.
+/// A share (`warn_ratio: 0.8`) must lie in 0..=1.
+pub fn check_ratio(name: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err(format!("`{name}` is {r}; a share lies between 0 and 1")),
+        _ => Ok(()),
+    }
+}
+
+/// A percentage must lie in 0..=100.
 pub fn check_percent(name: &str, v: Option<f64>) -> Result<(), String> {
     match v {
         Some(p) if !(0.0..=100.0).contains(&p) => Err(format!("`{name}` is {p}; a percentage lies between 0 and 100")),

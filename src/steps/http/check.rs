@@ -189,7 +189,7 @@ impl StepKind for Check {
     }
 
     fn check(&self) -> Result<(), String> {
-        Limits::above(self.warn_latency.map(|d| d.std().as_secs_f64()), self.fail_latency.map(|d| d.std().as_secs_f64()))
+        Limits::above_durations(self.warn_latency, self.fail_latency)
             .check_order("warn_latency", "fail_latency")?;
         Limits::below(self.warn_cert_days.map(f64::from), self.fail_cert_days.map(f64::from))
             .check_order("warn_cert_days", "fail_cert_days")?;
@@ -275,10 +275,7 @@ impl StepKind for Check {
             && !pattern.is_match(&body) {
                 fail(Verdict::Failed, format!("the body does not match {pattern}: {}", snippet(&body)));
             }
-        let latency_limits = Limits::above(
-            self.warn_latency.map(|d| d.std().as_secs_f64()),
-            self.fail_latency.map(|d| d.std().as_secs_f64()),
-        );
+        let latency_limits = Limits::above_durations(self.warn_latency, self.fail_latency);
         match latency_limits.verdict(latency.as_secs_f64()) {
             Verdict::Passed => {}
             v => {
@@ -295,7 +292,7 @@ impl StepKind for Check {
         }
 
         let mut thresholds = Vec::new();
-        if let Some(t) = latency_limits.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()) {
+        if let Some(t) = latency_limits.describe_durations() {
             thresholds.push(format!("latency {t}"));
         }
         if cert_days.is_some()

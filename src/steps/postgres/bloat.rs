@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::backup::human_bytes;
-use crate::steps::threshold::{Limits, percent};
+use crate::steps::threshold::{Limits, check_ratio, percent};
 use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
 
 /// Estimate bloat per table from dead-row statistics.
@@ -52,11 +52,8 @@ impl StepKind for Bloat {
     ];
 
     fn check(&self) -> Result<(), String> {
-        for (n, v) in [("warn_ratio", self.warn_ratio), ("fail_ratio", self.fail_ratio)] {
-            if v.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-                return Err(format!("`{n}` is a share between 0 and 1"));
-            }
-        }
+        check_ratio("warn_ratio", self.warn_ratio)?;
+        check_ratio("fail_ratio", self.fail_ratio)?;
         self.limits().check_order("warn_ratio", "fail_ratio")
     }
 

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::steps::threshold::Limits;
+use crate::steps::threshold::{Limits, check_ratio};
 use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
 
 /// Client sessions (total, active, idle, idle in transaction; per database) against
@@ -41,11 +41,8 @@ impl StepKind for Connections {
     ];
 
     fn check(&self) -> Result<(), String> {
-        for (n, v) in [("warn_ratio", self.warn_ratio), ("fail_ratio", self.fail_ratio)] {
-            if v.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-                return Err(format!("`{n}` is a share between 0 and 1"));
-            }
-        }
+        check_ratio("warn_ratio", self.warn_ratio)?;
+        check_ratio("fail_ratio", self.fail_ratio)?;
         self.limits().check_order("warn_ratio", "fail_ratio")
     }
 

@@ -61,7 +61,7 @@ impl StepKind for Ping {
             format!("PostgreSQL {version} ({role}) at {} answered in {}", info.target(), short(latency)),
         )
         .value(short(latency))
-        .threshold(limits.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()))
+        .threshold(limits.describe_durations())
         .output("latency_ms", super::ms(latency))
         .output("server_version", version)
         .output("server_version_num", num)
@@ -72,6 +72,6 @@ impl StepKind for Ping {
 
 impl Ping {
     fn limits(&self) -> Limits {
-        Limits::above(self.warn_latency.map(|d| d.std().as_secs_f64()), self.fail_latency.map(|d| d.std().as_secs_f64()))
+        Limits::above_durations(self.warn_latency, self.fail_latency)
     }
 }

@@ -72,7 +72,7 @@ impl StepKind for Replication {
             };
             return Ok(Outcome::new(verdict, message)
                 .value(lag.map_or("n/a".into(), |l| short(std::time::Duration::from_secs_f64(l.max(0.0)))))
-                .threshold(limits.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()))
+                .threshold(limits.describe_durations())
                 .output("role", "replica")
                 .output("replicas", serde_json::json!([]))
                 .output("max_lag_seconds", lag)
@@ -121,7 +121,7 @@ impl StepKind for Replication {
                 message = format!("{message}; expected at least {n}");
             }
         let mut thresholds: Vec<String> = Vec::new();
-        thresholds.extend(self.time_limits().describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()));
+        thresholds.extend(self.time_limits().describe_durations());
         thresholds.extend(self.byte_limits().describe(|b| human_bytes(b as u64)));
         Ok(Outcome::new(verdict, message)
             .value(format!("{} replicas", replicas.len()))
@@ -135,7 +135,7 @@ impl StepKind for Replication {
 
 impl Replication {
     fn time_limits(&self) -> Limits {
-        Limits::above(self.warn_lag.map(|d| d.std().as_secs_f64()), self.fail_lag.map(|d| d.std().as_secs_f64()))
+        Limits::above_durations(self.warn_lag, self.fail_lag)
     }
     fn byte_limits(&self) -> Limits {
         Limits::above(self.warn_lag_bytes.map(|b| b.0 as f64), self.fail_lag_bytes.map(|b| b.0 as f64))

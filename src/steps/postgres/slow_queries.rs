@@ -108,7 +108,7 @@ impl StepKind for SlowQueries {
         };
         Ok(Outcome::new(limits.verdict(worst_ms / 1000.0), message)
             .value(format!("{worst_ms:.1}ms"))
-            .threshold(limits.describe(|s| Duration(std::time::Duration::from_secs_f64(s)).to_string()))
+            .threshold(limits.describe_durations())
             .output("available", true)
             .output("queries", queries))
     }
@@ -116,6 +116,6 @@ impl StepKind for SlowQueries {
 
 impl SlowQueries {
     fn limits(&self) -> Limits {
-        Limits::above(self.warn_mean.map(|d| d.std().as_secs_f64()), self.fail_mean.map(|d| d.std().as_secs_f64()))
+        Limits::above_durations(self.warn_mean, self.fail_mean)
     }
 }

@@ -58,6 +58,24 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `pg_ctl start` for the cluster in `dir`, waiting until it accepts connections.
+fn pg_ctl_start(bin: &Path, dir: &Path, opts: &str) -> Result<(), String> {
+    let out = as_postgres(bin, "pg_ctl")
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .args(["-w", "-t", "30", "-o", opts, "start"])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("pg_ctl: {e}"))?;
+    if !out.status.success() {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
 static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 /// The cluster shared by the tests of this binary; `None` (after saying why) when
@@ -136,19 +154,7 @@ impl Cluster {
         for s in settings.iter().map(|s| s.to_string()).chain(prepare(&dir)) {
             opts.push_str(&format!(" -c {s}"));
         }
-        let out = as_postgres(&bin, "pg_ctl")
-            .arg("-D")
-            .arg(dir.join("data"))
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .args(["-w", "-t", "30", "-o", &opts, "start"])
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| format!("pg_ctl: {e}"))?;
-        if !out.status.success() {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
-        }
+        pg_ctl_start(&bin, &dir, &opts)?;
         let cluster = Cluster { port, dir, bin, major, stopped: false.into() };
         cluster.watchdog();
         Ok(cluster)
@@ -240,18 +246,7 @@ impl Cluster {
         }
         let port = free_port();
         let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c hot_standby=on -c fsync=off", dir.display());
-        let out = as_postgres(&self.bin, "pg_ctl")
-            .arg("-D")
-            .arg(dir.join("data"))
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .args(["-w", "-t", "30", "-o", &opts, "start"])
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| format!("pg_ctl: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("starting the replica failed: {}", String::from_utf8_lossy(&out.stderr)));
-        }
+        pg_ctl_start(&self.bin, &dir, &opts)?;
         let replica = Cluster { port, dir, bin: self.bin.clone(), major: self.major, stopped: false.into() };
         replica.watchdog();
         Ok(replica)
