@@ -7,6 +7,9 @@
 #   server on loopback.
 #   postgres: Debian's PostgreSQL server and client programs; the tests start throwaway
 #   clusters themselves (initdb + pg_ctl on free loopback ports, as the postgres user).
+#   compose: the Docker engine (running) and Compose (`docker compose` or `docker-compose`);
+#   test images built locally from Debian's busybox-static and this machine's PostgreSQL
+#   client (tests/images/build.sh; no registry is needed).
 #   terminal tests: script(1) from util-linux.
 #
 # Under CI=true, a test that needs a backend that is missing fails; it never skips.
@@ -36,6 +39,18 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v pg_dump
 fi
 command -v runuser >/dev/null && command -v script >/dev/null || apt_install util-linux bsdutils
 echo "== PostgreSQL $(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | sort -n | tail -1) at $(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+
+# Docker Compose: the engine must be running already; the CLI and images are ours to add.
+file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || apt_install busybox-static file
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+  apt_install docker-compose
+fi
+if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  echo "== Docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short 2>/dev/null || docker-compose version --short)"
+  tests/images/build.sh
+else
+  echo "== the Docker engine is not reachable: the compose tests will fail under CI=true" >&2
+fi
 
 echo "== cargo test (target dir: $CARGO_TARGET_DIR)"
 cargo test --locked "$@"

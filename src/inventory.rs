@@ -65,6 +65,9 @@ pub struct Instance {
     /// Where the instance's backups go, and retention.
     #[serde(default)]
     pub backups: Option<crate::backup::BackupSettings>,
+    /// The instance's Docker Compose project.
+    #[serde(default)]
+    pub compose: Option<crate::steps::compose::ComposeSettings>,
 }
 
 /// How to reach an instance over HTTP.
@@ -210,7 +213,7 @@ impl Inventory {
         }
         let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
             // Backends arrive one by one; say so rather than only "unknown field".
-            let later = ["kubernetes", "aws", "dynamodb", "compose", "routines"]
+            let later = ["kubernetes", "aws", "dynamodb", "routines"]
                 .into_iter()
                 .find(|b| e.message == format!("unknown field `{b}`"));
             let d = e.diagnostic(&file, root.span);
@@ -248,6 +251,13 @@ impl Inventory {
                 .into_iter()
                 .map(|(name, mut i)| {
                     i.name = name.clone();
+                    if let (Some(c), Some(b)) = (i.compose.as_mut(), base) {
+                        for f in c.files.iter_mut().chain(c.env_file.as_mut()) {
+                            if f.is_relative() {
+                                *f = b.join(&*f);
+                            }
+                        }
+                    }
                     (name, Arc::new(i))
                 })
                 .collect(),
@@ -317,6 +327,9 @@ impl Instance {
         }
         if self.backups.is_some() {
             out.push("backups");
+        }
+        if self.compose.is_some() {
+            out.push("compose");
         }
         out
     }

@@ -12,6 +12,7 @@
 
 pub mod assert;
 pub mod backup;
+pub mod compose;
 pub mod host;
 pub mod http;
 pub mod notify;
@@ -347,6 +348,17 @@ pub static KINDS: &[KindInfo] = &[
     kind::<assert::Assert>(),
     kind::<backup::Prune>(),
     kind::<backup::Verify>(),
+    kind::<compose::env_rotate::EnvRotate>(),
+    kind::<compose::exec::Exec>(),
+    kind::<compose::logs::Logs>(),
+    kind::<compose::lifecycle::Restart>(),
+    kind::<compose::lifecycle::Scale>(),
+    kind::<compose::services::ServicesHealthy>(),
+    kind::<compose::lifecycle::Start>(),
+    kind::<compose::stats::Stats>(),
+    kind::<compose::lifecycle::Stop>(),
+    kind::<compose::lifecycle::Up>(),
+    kind::<compose::disk::Disk>(),
     kind::<host::command::Command>(),
     kind::<host::disk::Disk>(),
     kind::<host::load::Load>(),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod compose;
 mod engine;
 mod errors;
 mod examples;

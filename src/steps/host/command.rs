@@ -90,6 +90,67 @@ impl<'de> Deserialize<'de> for ExitCodes {
     }
 }
 
+/// What a finished program left.
+pub(crate) struct Captured {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command to the end, stdin closed, capturing (at most 64 KiB of) its output. It
+/// runs in its own process group, killed whole if the step is dropped (timeout, Ctrl-C).
+pub(crate) async fn capture(mut cmd: tokio::process::Command, program: &str) -> Result<Captured, StepError> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| StepError::new(ErrorClass::Error, format!("cannot run `{program}`: {}", crate::error::io_reason(&e))))?;
+    let mut group = GroupGuard(child.id());
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (out, err, status) = tokio::join!(read_capped(&mut stdout), read_capped(&mut stderr), child.wait());
+    let status = status.map_err(|e| StepError::error(format!("waiting for `{program}` failed: {e}")))?;
+    group.0 = None;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Captured { code: status.code(), signal: status.signal(), stdout: out, stderr: err })
+}
+
+/// The verdict on a finished program: exit code in `expect_exit`, stdout matching.
+pub(crate) fn judge(
+    program: &str,
+    code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    expect_exit: &ExitCodes,
+    expect_stdout: Option<&Pattern>,
+) -> Outcome {
+    let mut problems = Vec::new();
+    match code {
+        Some(c) if !expect_exit.contains(c) => {
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let mut p = format!("exit {c}, expected {}", expect_exit.describe());
+            if !last.is_empty() {
+                p.push_str(&format!(": {}", last.trim()));
+            }
+            problems.push(p);
+        }
+        Some(_) => {}
+        None => problems.push(format!("killed by signal {}", signal.unwrap_or(0))),
+    }
+    if let Some(p) = expect_stdout
+        && !p.is_match(&stdout) {
+            problems.push(format!("stdout does not match {p}"));
+        }
+    let verdict = if problems.is_empty() { Verdict::Passed } else { Verdict::Failed };
+    let message = if problems.is_empty() { format!("`{program}` exited {}", code.unwrap_or(-1)) } else { problems.join("; ") };
+    Outcome::new(verdict, message)
+        .value(code.map_or("signal".to_string(), |c| format!("exit {c}")))
+        .output("exit_code", code)
+        .output("stdout", stdout)
+        .output("stderr", stderr)
+}
+
 impl ExitCodes {
     fn contains(&self, code: i32) -> bool {
         match self {
@@ -138,54 +199,15 @@ impl StepKind for Command {
             (None, None) => unreachable!("check() requires argv or shell"),
         };
         let mut cmd = tokio::process::Command::new(program);
-        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        // Its own process group, so a timeout or Ctrl-C can stop the whole pipeline.
-        cmd.process_group(0);
+        cmd.args(&args);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
         for (k, v) in &self.env {
             cmd.env(k, v.resolve().map_err(|e| StepError::invalid(format!("env {k}: {e}")))?);
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            StepError::new(ErrorClass::Error, format!("cannot run `{program}`: {}", crate::error::io_reason(&e)))
-        })?;
-        let mut group = GroupGuard(child.id());
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let (out, err, status) = tokio::join!(read_capped(&mut stdout), read_capped(&mut stderr), child.wait());
-        let status = status.map_err(|e| StepError::error(format!("waiting for `{program}` failed: {e}")))?;
-        group.0 = None;
-        let (stdout, stderr) = (out, err);
-
-        let code = status.code();
-        let mut problems = Vec::new();
-        match code {
-            Some(c) if !self.expect_exit.contains(c) => {
-                let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                let mut p = format!("exit {c}, expected {}", self.expect_exit.describe());
-                if !last.is_empty() {
-                    p.push_str(&format!(": {}", last.trim()));
-                }
-                problems.push(p);
-            }
-            Some(_) => {}
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                problems.push(format!("killed by signal {}", status.signal().unwrap_or(0)));
-            }
-        }
-        if let Some(p) = &self.expect_stdout
-            && !p.is_match(&stdout) {
-                problems.push(format!("stdout does not match {p}"));
-            }
-        let verdict = if problems.is_empty() { Verdict::Passed } else { Verdict::Failed };
-        let message = if problems.is_empty() { format!("`{program}` exited {}", code.unwrap_or(-1)) } else { problems.join("; ") };
-        Ok(Outcome::new(verdict, message)
-            .value(code.map_or("signal".to_string(), |c| format!("exit {c}")))
-            .output("exit_code", code)
-            .output("stdout", stdout)
-            .output("stderr", stderr))
+        let c = capture(cmd, program).await?;
+        Ok(judge(program, c.code, c.signal, c.stdout, c.stderr, &self.expect_exit, self.expect_stdout.as_ref()))
     }
 
     async fn plan(&self, _ctx: &StepContext) -> Result<String, StepError> {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::tools::{Local, Program, Transport};
+use super::tools::{Program, Transport};
 use crate::backup::{self, BackupStore, MANIFEST_SCHEMA, Manifest, PostgresSource, TableRows, human_bytes};
 use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
 
@@ -65,10 +65,11 @@ pub async fn table_rows(client: &tokio_postgres::Client) -> Result<Vec<TableRows
     Ok(rows.iter().map(|r| TableRows { name: r.get(0), rows_estimate: r.get(1) }).collect())
 }
 
-/// Finds pg_dump/pg_restore able to handle a server of `major`.
-pub fn program(ctx: &StepContext, name: &str, major: u32) -> Result<Program, StepError> {
+/// Finds pg_dump/pg_restore able to handle a server of `major`, where the transport runs
+/// them.
+pub fn program(ctx: &StepContext, transport: &dyn Transport, name: &str, major: u32) -> Result<Program, StepError> {
     let settings = super::settings(ctx)?;
-    let p = Local.find(name, settings.bin_dir.as_deref(), Some(major))?;
+    let p = transport.find(name, settings.bin_dir.as_deref(), Some(major))?;
     if p.major < major {
         return Err(StepError::invalid(format!(
             "{name} {} cannot handle PostgreSQL {major}; install the PostgreSQL {major} client (Debian/Ubuntu: `apt-get install postgresql-client-{major}`) or set `postgres.bin_dir`",
@@ -91,11 +92,16 @@ pub async fn list_dump(ctx: &StepContext, store: &dyn BackupStore, manifest: &Ma
         .as_ref()
         .and_then(|p| super::tools::parse_version(&format!("pg_dump {}", p.pg_dump_version)))
         .map_or(0, |(_, m)| m);
-    let pg_restore = program(ctx, "pg_restore", dump_major)?;
-    let path = store
-        .local_path(&manifest.id, DUMP_FILE)
-        .ok_or_else(|| StepError::error("this store keeps no local files; streaming dumps to pg_restore comes with remote stores"))?;
-    let (out, exit) = super::tools::run(&Local, &pg_restore, &["--list".into(), path.display().to_string()], &[]).await?;
+    let transport = super::transport_only(ctx)?;
+    let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dump_major)?;
+    let local = store.local_path(&manifest.id, DUMP_FILE).filter(|_| transport.local_files());
+    let (out, exit) = match local {
+        Some(path) => super::tools::run(transport.as_ref(), &pg_restore, &["--list".into(), path.display().to_string()], &[]).await?,
+        None => {
+            let input = store.open(&manifest.id, DUMP_FILE).await.map_err(|e| StepError::error(e.to_string()))?;
+            super::tools::run_feeding(transport.as_ref(), &pg_restore, &["--list".into()], &[], input).await?
+        }
+    };
     if !exit.success() {
         return Err(StepError::new(
             ErrorClass::Failed,
@@ -133,7 +139,8 @@ impl StepKind for Backup {
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
         drop(client);
-        let pg_dump = program(ctx, "pg_dump", source.version_num / 10_000)?;
+        let (transport, env) = super::transport(ctx, &info)?;
+        let pg_dump = program(ctx, transport.as_ref(), "pg_dump", source.version_num / 10_000)?;
         let id = backup::new_id(store.as_ref(), "postgres").await;
         let mut pending = store.begin(&id).await.map_err(|e| StepError::error(e.to_string()))?;
         let mut args = vec!["--format=custom".to_string(), "--no-password".to_string()];
@@ -143,7 +150,7 @@ impl StepKind for Backup {
         for t in &self.exclude_tables {
             args.push(format!("--exclude-table={t}"));
         }
-        let process = Local.spawn(&pg_dump, &args, &info.libpq_env(), false)?;
+        let process = transport.spawn(&pg_dump, &args, &env, false)?;
         let stdout = process.stdout;
         let write = async {
             // Owned here so the pipe closes as soon as writing stops (on a store error too),
@@ -202,14 +209,16 @@ impl StepKind for Backup {
         let store = store(ctx)?;
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
-        let pg_dump = program(ctx, "pg_dump", source.version_num / 10_000)?;
+        let (transport, _) = super::transport(ctx, &info)?;
+        let pg_dump = program(ctx, transport.as_ref(), "pg_dump", source.version_num / 10_000)?;
         Ok(format!(
-            "would dump {} (PostgreSQL {}, {}, {}) with pg_dump {} into {} as a new backup",
+            "would dump {} (PostgreSQL {}, {}, {}) with pg_dump {} on {} into {} as a new backup",
             info.database,
             source.version,
             human_bytes(source.database_bytes.max(0) as u64),
             super::plural(source.tables.len() as i64, "table", "tables"),
             pg_dump.version,
+            transport.describe(),
             store.describe()
         ))
     }

@@ -49,9 +49,57 @@ pub struct PostgresSettings {
     #[serde(default)]
     pub connect_timeout: Option<Duration>,
     /// Where `pg_dump` and `pg_restore` are. Default: the version matching the server under
-    /// /usr/lib/postgresql, else the newest there, else $PATH.
+    /// /usr/lib/postgresql, else the newest there, else $PATH (inside the container with
+    /// `exec`).
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
+    /// Run pg_dump and pg_restore inside a compose service of the instance instead of on
+    /// this machine: `{ compose_service: db }`.
+    #[serde(default)]
+    pub exec: Option<ExecSettings>,
+}
+
+/// Where PostgreSQL's programs run when not on this machine.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSettings {
+    /// The compose service whose container has pg_dump and pg_restore.
+    pub compose_service: String,
+    /// The server's address as seen from inside that container. Default 127.0.0.1.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The server's port as seen from inside that container. Default: the connection's.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// A transport and the libpq environment its programs get.
+pub type Placed = (Box<dyn tools::Transport>, Vec<(String, String)>);
+
+/// Where pg_dump and pg_restore run for this instance (no connection settings needed).
+pub fn transport_only(ctx: &StepContext) -> Result<Box<dyn tools::Transport>, StepError> {
+    match &settings(ctx)?.exec {
+        None => Ok(Box::new(tools::Local)),
+        Some(exec) => {
+            let (project, docker) = super::compose::project(ctx)?;
+            project.check_services(std::slice::from_ref(&exec.compose_service))?;
+            Ok(Box::new(super::compose::transport::ComposeExec { project, docker, service: exec.compose_service.clone() }))
+        }
+    }
+}
+
+/// Where pg_dump and pg_restore run for this instance, and the libpq environment they get
+/// (with `exec`, the server as seen from inside the container).
+pub fn transport(ctx: &StepContext, info: &ConnInfo) -> Result<Placed, StepError> {
+    let transport = transport_only(ctx)?;
+    let mut seen = info.clone();
+    if let Some(exec) = &settings(ctx)?.exec {
+        seen.host = exec.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        if let Some(p) = exec.port {
+            seen.port = p;
+        }
+    }
+    Ok((transport, seen.libpq_env()))
 }
 
 /// The instance's PostgreSQL settings, or a clear error.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::backup::{DUMP_FILE, list_dump, program, store, table_rows};
 use super::conn::{ConnInfo, query_error};
-use super::tools::{Local, Program};
+use super::tools::{Program, Transport};
 use super::quote_ident;
 use crate::backup::{self, Manifest, human_bytes};
 use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
@@ -66,10 +66,15 @@ struct Ready {
     info: ConnInfo,
     admin: tokio_postgres::Client,
     pg_restore: Program,
+    transport: Box<dyn Transport>,
+    /// libpq settings for the programs, as the transport's side sees the server.
+    env: Vec<(String, String)>,
     target_version: String,
     target: Option<Database>,
     sessions: Vec<(i32, String, String)>,
-    dump: String,
+    /// The dump as a local path, when the programs can read this machine's files.
+    dump: Option<String>,
+    store: Box<dyn crate::backup::BackupStore>,
 }
 
 /// The target database as it is now.
@@ -133,7 +138,8 @@ impl Restore {
                 manifest.id, source.server_version, info.target()
             )));
         }
-        let pg_restore = program(ctx, "pg_restore", dst_major)?;
+        let (transport, env) = super::transport(ctx, &info)?;
+        let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dst_major)?;
         let dump_major = super::tools::parse_version(&format!("pg_dump {}", source.pg_dump_version)).map_or(0, |(_, m)| m);
         if pg_restore.major < dump_major {
             return Err(StepError::invalid(format!(
@@ -151,12 +157,8 @@ impl Restore {
         .first()
         .map(|r| Database { owner: r.get(0), encoding: r.get(1), collate: r.get(2), ctype: r.get(3) });
         let sessions = sessions(&admin, &info.database).await?;
-        let dump = store
-            .local_path(&manifest.id, DUMP_FILE)
-            .ok_or_else(|| StepError::error("this store keeps no local files"))?
-            .display()
-            .to_string();
-        Ok(Ready { manifest, info, admin, pg_restore, target_version, target, sessions, dump })
+        let dump = store.local_path(&manifest.id, DUMP_FILE).filter(|_| transport.local_files()).map(|p| p.display().to_string());
+        Ok(Ready { manifest, info, admin, pg_restore, transport, env, target_version, target, sessions, dump, store })
     }
 
     async fn pg_restore(&self, ready: &Ready, database: &str) -> Result<(), StepError> {
@@ -168,12 +170,26 @@ impl Restore {
         if self.no_owner {
             args.push("--no-owner".into());
         }
-        if self.jobs > 1 {
-            args.push(format!("--jobs={}", self.jobs));
+        let mut env = ready.env.clone();
+        for (k, v) in env.iter_mut() {
+            if k == "PGDATABASE" {
+                *v = database.to_string();
+            }
         }
-        args.push(ready.dump.clone());
-        let env = ready.info.with_database(database).libpq_env();
-        let (_, exit) = super::tools::run(&Local, &ready.pg_restore, &args, &env).await?;
+        let (_, exit) = match &ready.dump {
+            Some(path) => {
+                // Several jobs need a file to seek in.
+                if self.jobs > 1 {
+                    args.push(format!("--jobs={}", self.jobs));
+                }
+                args.push(path.clone());
+                super::tools::run(ready.transport.as_ref(), &ready.pg_restore, &args, &env).await?
+            }
+            None => {
+                let input = ready.store.open(&ready.manifest.id, DUMP_FILE).await.map_err(|e| StepError::error(e.to_string()))?;
+                super::tools::run_feeding(ready.transport.as_ref(), &ready.pg_restore, &args, &env, input).await?
+            }
+        };
         if !exit.success() {
             return Err(StepError::error(format!("pg_restore into {database} failed: {}", exit.reason())));
         }

@@ -189,6 +189,36 @@ pub async fn run(transport: &dyn Transport, program: &Program, args: &[String], 
     Ok((String::from_utf8_lossy(&out).into_owned(), exit?))
 }
 
+/// Runs a program with `input` streamed into its standard input; returns its standard
+/// output (bounded) and exit.
+pub async fn run_feeding(
+    transport: &dyn Transport,
+    program: &Program,
+    args: &[String],
+    env: &[(String, String)],
+    mut input: Box<dyn AsyncRead + Send + Unpin>,
+) -> Result<(String, Exit), StepError> {
+    use tokio::io::AsyncWriteExt;
+    let mut p = transport.spawn(program, args, env, true)?;
+    let mut stdin = p.stdin.take().ok_or_else(|| StepError::error("no standard input to write to"))?;
+    let feed = async move {
+        let r = tokio::io::copy(&mut input, &mut stdin).await;
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+        r
+    };
+    let mut out = Vec::new();
+    let mut reader = (&mut p.stdout).take(16 * 1024 * 1024);
+    let (fed, read, exit) = tokio::join!(feed, reader.read_to_end(&mut out), p.wait);
+    let exit = exit?;
+    read.map_err(|e| StepError::error(format!("reading {}: {e}", program.path.display())))?;
+    if let Err(e) = fed
+        && exit.success() {
+            return Err(StepError::error(format!("streaming into {}: {e}", program.path.display())));
+        }
+    Ok((String::from_utf8_lossy(&out).into_owned(), exit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

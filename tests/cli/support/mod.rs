@@ -1,5 +1,6 @@
 //! Test support: drive the real `opsctl` binary, and serve HTTP(S) on loopback.
 
+pub mod compose;
 pub mod postgres;
 pub mod server;
 

@@ -1,0 +1,105 @@
+//! `compose.logs`: count the lines of a service's logs that match a pattern, like
+//! `docker-compose logs --since 1h api | grep -ci error`, with thresholds and samples.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::docker::log_lines;
+use super::{by_service, project};
+use crate::duration::Duration;
+use crate::pattern::Pattern;
+use crate::steps::threshold::Limits;
+use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+
+/// Count matching log lines of a service's containers.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    pub service: String,
+    /// A regex, e.g. `(?i)error`.
+    pub pattern: Pattern,
+    /// How far back. Default 1h.
+    #[serde(default = "hour")]
+    pub since: Duration,
+    /// At most this many of the latest lines per container.
+    #[serde(default)]
+    pub tail: Option<u32>,
+    /// Warn when more lines match.
+    #[serde(default)]
+    pub warn_above: Option<u64>,
+    /// Fail when more lines match.
+    #[serde(default)]
+    pub fail_above: Option<u64>,
+    /// Matching lines kept as samples. Default 5.
+    #[serde(default = "five")]
+    pub samples: usize,
+}
+
+fn hour() -> Duration {
+    Duration::from_secs(3600)
+}
+fn five() -> usize {
+    5
+}
+
+impl StepKind for Logs {
+    const NAME: &'static str = "compose.logs";
+    const SUMMARY: &'static str = "count log lines of a service matching a regex (since/tail), warn/fail thresholds, samples";
+    const EFFECT: Effect = Effect::Read;
+    const OUTPUTS: &'static [Output] = &[
+        Output { name: "matches", ty: "int", help: "matching lines" },
+        Output { name: "lines", ty: "int", help: "lines read" },
+        Output { name: "samples", ty: "list", help: "the first matching lines (cut to 300 characters)" },
+    ];
+
+    fn check(&self) -> Result<(), String> {
+        self.limits().check_order("warn_above", "fail_above")
+    }
+
+    async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
+        let (project, docker) = project(ctx)?;
+        project.check_services(std::slice::from_ref(&self.service))?;
+        let containers = docker.project_containers(&project.name).await?;
+        let mine = by_service(&containers, &self.service);
+        if mine.is_empty() {
+            return Err(StepError::new(crate::steps::ErrorClass::Failed, format!("service {} has no containers", self.service)));
+        }
+        let since = jiff::Timestamp::now().as_second() - self.since.std().as_secs() as i64;
+        let tail = self.tail.map_or("all".to_string(), |t| t.to_string());
+        let fetched = futures_util::future::join_all(mine.iter().map(|c| {
+            let path = format!("/containers/{}/logs?stdout=1&stderr=1&since={since}&tail={tail}", c.id);
+            let docker = &docker;
+            async move { docker.get_raw(&path, "reading logs").await }
+        }))
+        .await;
+        let (mut lines, mut matches, mut samples) = (0u64, 0u64, Vec::new());
+        for raw in fetched {
+            for line in log_lines(&raw?) {
+                lines += 1;
+                if self.pattern.is_match(&line) {
+                    matches += 1;
+                    if samples.len() < self.samples {
+                        samples.push(crate::steps::postgres::truncate(&line, 300));
+                    }
+                }
+            }
+        }
+        let limits = self.limits();
+        let mut message = format!("{matches} of {lines} lines of {} in the last {} match {}", self.service, self.since, self.pattern);
+        if let Some(first) = samples.first() {
+            message.push_str(&format!(", e.g. {first}"));
+        }
+        Ok(Outcome::new(limits.verdict(matches as f64), message)
+            .value(matches.to_string())
+            .threshold(limits.describe(|v| format!("{v:.0}")))
+            .output("matches", matches)
+            .output("lines", lines)
+            .output("samples", samples))
+    }
+}
+
+impl Logs {
+    fn limits(&self) -> Limits {
+        Limits::above(self.warn_above.map(|v| v as f64), self.fail_above.map(|v| v as f64))
+    }
+}
