@@ -68,6 +68,12 @@ pub struct Instance {
     /// The instance's Docker Compose project.
     #[serde(default)]
     pub compose: Option<crate::steps::compose::ComposeSettings>,
+    /// How to reach the instance's AWS account.
+    #[serde(default)]
+    pub aws: Option<crate::steps::aws::AwsSettings>,
+    /// The instance's DynamoDB tables.
+    #[serde(default)]
+    pub dynamodb: Option<crate::steps::aws::DynamoSettings>,
 }
 
 /// How to reach an instance over HTTP.
@@ -213,7 +219,7 @@ impl Inventory {
         }
         let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
             // Backends arrive one by one; say so rather than only "unknown field".
-            let later = ["kubernetes", "aws", "dynamodb", "routines"]
+            let later = ["kubernetes", "routines"]
                 .into_iter()
                 .find(|b| e.message == format!("unknown field `{b}`"));
             let d = e.diagnostic(&file, root.span);

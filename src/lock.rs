@@ -84,21 +84,53 @@ impl InstanceLock {
     }
 }
 
+/// A lock held on one of the instance's backends.
+pub enum BackendLease {
+    /// A PostgreSQL advisory lock; released when its session closes.
+    Postgres(crate::steps::postgres::lease::PgLease),
+    /// A DynamoDB lease item; deleted by [`BackendLease::release`], else expires.
+    Dynamo(crate::steps::aws::lease::DynamoLease),
+}
+
+impl BackendLease {
+    pub async fn release(self) {
+        match self {
+            BackendLease::Postgres(l) => drop(l),
+            BackendLease::Dynamo(l) => l.release().await,
+        }
+    }
+}
+
 /// Locks a run needs on the instance's own backends, beyond the local one: a PostgreSQL
-/// advisory lock when the run has mutating PostgreSQL steps. A lock held by another run is
-/// [`Error::Locked`]; a backend that cannot be reached only warns (its steps will fail and
-/// say why).
-pub async fn backend_leases(runbook: &crate::runbook::Runbook, instance: &crate::inventory::Instance, holder: &Holder) -> Result<Vec<Box<dyn std::any::Any + Send>>, Error> {
+/// advisory lock when the run has mutating PostgreSQL steps; a DynamoDB lease when the
+/// instance has `aws.lease_table` (instances without Kubernetes). A lock held by another
+/// run is [`Error::Locked`]; a backend that cannot be reached only warns (its steps will
+/// fail and say why).
+pub async fn backend_leases(runbook: &crate::runbook::Runbook, instance: &crate::inventory::Instance, holder: &Holder) -> Result<Vec<BackendLease>, Error> {
     use crate::steps::Effect;
-    let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let mut held = Vec::new();
+    if let Some(table) = instance.aws.as_ref().and_then(|a| a.lease_table.clone()) {
+        use crate::steps::aws::lease::{DynamoLease, LeaseError};
+        let config = crate::steps::aws::load(instance.aws.as_ref().expect("checked")).await;
+        match DynamoLease::acquire(&config, &table, &instance.name, holder).await {
+            Ok(l) => held.push(BackendLease::Dynamo(l)),
+            Err(LeaseError::Held(h)) => {
+                return Err(Error::Locked { instance: instance.name.clone(), holder: h });
+            }
+            Err(LeaseError::Unavailable(e)) => tracing::warn!("no DynamoDB lease for {}: {e}", instance.name),
+        }
+    }
     let pg_mutates = runbook.steps().any(|s| s.effect >= Effect::Mutate && s.kind.name.starts_with("postgres."));
     if let (true, Some(settings)) = (pg_mutates, &instance.postgres) {
         use crate::steps::postgres::{conn::ConnInfo, lease};
         match ConnInfo::resolve(settings) {
             Ok(info) => match lease::PgLease::acquire(&info, &instance.name, holder).await {
-                Ok(l) => held.push(Box::new(l)),
+                Ok(l) => held.push(BackendLease::Postgres(l)),
                 Err(e) => {
                     if let Some(err) = lease::to_error(&instance.name, e) {
+                        for h in held {
+                            h.release().await;
+                        }
                         return Err(err);
                     }
                 }

@@ -193,6 +193,7 @@ mod tests {
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,
             postgres: None,
+            dynamodb: None,
         }
     }
 

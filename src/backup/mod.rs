@@ -37,6 +37,20 @@ pub struct BackupSettings {
     /// Retention: keep backups younger than this many days.
     #[serde(default)]
     pub keep_days: Option<u32>,
+    /// An S3 bucket; when set, backups go there (`s3://<bucket>/<prefix><instance>/<id>/`),
+    /// and `dir`, if also set, is where restores stage their downloads.
+    #[serde(default)]
+    pub s3: Option<S3Settings>,
+}
+
+/// Where in S3 an instance's backups go. Reached with the instance's `aws` settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// A key prefix, e.g. `opsctl/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 /// What a backup holds and where it came from.
@@ -45,7 +59,7 @@ pub struct Manifest {
     pub schema: String,
     pub id: String,
     pub instance: String,
-    /// `postgres`, later `dynamodb`.
+    /// `postgres` or `dynamodb`.
     pub kind: String,
     pub created_at: jiff::Timestamp,
     pub duration_ms: f64,
@@ -55,6 +69,31 @@ pub struct Manifest {
     pub bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamodb: Option<DynamoSource>,
+}
+
+/// Where a DynamoDB export came from: enough to recreate the table and check a restore.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DynamoSource {
+    pub table: String,
+    pub region: String,
+    /// Items written to the export (exact: counted while scanning).
+    pub item_count: u64,
+    pub segments: u32,
+    /// The table's key: partition key first, then the sort key if any.
+    pub key: Vec<KeyAttribute>,
+    /// `on_demand` or `provisioned`.
+    pub billing_mode: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KeyAttribute {
+    pub name: String,
+    /// `HASH` or `RANGE`.
+    pub key_type: String,
+    /// `S`, `N` or `B`.
+    pub attribute_type: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -132,16 +171,95 @@ pub trait BackupStore: Send + Sync {
     fn local_path(&self, id: &str, file: &str) -> Option<PathBuf>;
     /// Removes a backup (its manifest first, so a half-deleted backup does not exist).
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
+
+    /// A file of a backup as a path on this machine, checked whole against the manifest's
+    /// size and SHA-256 first: the file itself for a local store, a download for a remote
+    /// one (removed when the [`Staged`] drops). Restores read only staged files, so nothing
+    /// is restored from a file that has not been verified.
+    async fn stage(&self, manifest: &Manifest, file: &str) -> Result<Staged, StoreError> {
+        let entry = manifest.file(file).ok_or_else(|| StoreError::Corrupt(format!("backup {} has no file {file} in its manifest", manifest.id)))?;
+        let reader = self.open(&manifest.id, file).await?;
+        let mut hashing = Hashing::new(reader);
+        let staged = match self.local_path(&manifest.id, file) {
+            Some(path) => {
+                tokio::io::copy(&mut hashing, &mut tokio::io::sink())
+                    .await
+                    .map_err(|e| StoreError::Io(format!("reading {file} of backup {}: {e}", manifest.id)))?;
+                Staged { path, _dir: None }
+            }
+            None => {
+                let dir = staging_dir(self.staging_root().as_deref())?;
+                let path = dir.path().join(file);
+                let mut out = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(|e| StoreError::Io(format!("cannot create {}: {}", path.display(), crate::error::io_reason(&e))))?;
+                tokio::io::copy(&mut hashing, &mut out)
+                    .await
+                    .map_err(|e| StoreError::Io(format!("downloading {file} of backup {}: {e}", manifest.id)))?;
+                out.sync_all().await.map_err(|e| StoreError::Io(format!("fsync {}: {e}", path.display())))?;
+                Staged { path, _dir: Some(dir) }
+            }
+        };
+        let (bytes, sha) = hashing.finish();
+        check_entry(&manifest.id, entry, bytes, &sha)?;
+        Ok(staged)
+    }
+
+    /// Where [`BackupStore::stage`] downloads to (default: the system's temp directory).
+    fn staging_root(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
-/// The instance's store, or why it has none.
+/// A backup file on this machine; a download is removed on drop.
+pub struct Staged {
+    pub path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn staging_dir(root: Option<&std::path::Path>) -> Result<tempfile::TempDir, StoreError> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("opsctl-restore-");
+    let made = match root {
+        Some(r) => std::fs::create_dir_all(r).and_then(|_| b.tempdir_in(r)),
+        None => b.tempdir(),
+    };
+    made.map_err(|e| StoreError::Io(format!("cannot create a staging directory: {}", crate::error::io_reason(&e))))
+}
+
+/// Compares what was read with the manifest's entry.
+pub fn check_entry(id: &str, entry: &FileEntry, bytes: u64, sha: &str) -> Result<(), StoreError> {
+    if bytes != entry.bytes {
+        return Err(StoreError::Corrupt(format!(
+            "{} of backup {id} is {bytes} bytes, the manifest says {}: the file is truncated or was replaced",
+            entry.name, entry.bytes
+        )));
+    }
+    if sha != entry.sha256 {
+        return Err(StoreError::Corrupt(format!(
+            "{} of backup {id} does not match its checksum (sha256 {}, expected {}): the file is corrupt",
+            entry.name,
+            &sha[..12],
+            &entry.sha256[..12.min(entry.sha256.len())]
+        )));
+    }
+    Ok(())
+}
+
+/// The instance's store, or why it has none: S3 when `backups.s3` is set, else the
+/// local `dir`.
 pub fn store_for(instance: &Instance) -> Result<Box<dyn BackupStore>, String> {
     let settings = instance.backups.as_ref().ok_or_else(|| {
         format!("instance {} has no backup store; set `backups: {{ dir: /var/backups/opsctl }}` in the inventory", instance.name)
     })?;
-    match &settings.dir {
-        Some(dir) => Ok(Box::new(local::LocalStore::new(dir.join(&instance.name)))),
-        None => Err(format!("instance {}: `backups` needs a `dir`", instance.name)),
+    match (&settings.s3, &settings.dir) {
+        (Some(s3), dir) => {
+            let aws = instance.aws.clone().unwrap_or_default();
+            let staging = dir.as_ref().map(|d| d.join(&instance.name).join(".staging"));
+            Ok(Box::new(crate::steps::aws::s3store::S3Store::new(s3, &instance.name, aws, staging)?))
+        }
+        (None, Some(dir)) => Ok(Box::new(local::LocalStore::new(dir.join(&instance.name)))),
+        (None, None) => Err(format!("instance {}: `backups` needs a `dir` or an `s3: {{ bucket: … }}`", instance.name)),
     }
 }
 
@@ -190,12 +308,7 @@ pub async fn verify_checksums(store: &dyn BackupStore, manifest: &Manifest) -> R
             .await
             .map_err(|e| format!("reading {} of backup {}: {e}", f.name, manifest.id))?;
         let (bytes, sha) = hashing.finish();
-        if bytes != f.bytes {
-            return Err(format!("{} of backup {} is {bytes} bytes, the manifest says {}: the file is truncated or was replaced", f.name, manifest.id, f.bytes));
-        }
-        if sha != f.sha256 {
-            return Err(format!("{} of backup {} does not match its checksum (sha256 {}, expected {}): the file is corrupt", f.name, manifest.id, &sha[..12], &f.sha256[..12.min(f.sha256.len())]));
-        }
+        check_entry(&manifest.id, f, bytes, &sha).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -215,6 +328,12 @@ impl<R> Hashing<R> {
     /// Bytes read and their SHA-256, hex.
     pub fn finish(self) -> (u64, String) {
         let digest = self.ctx.finish();
+        (self.bytes, digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Bytes read so far and their SHA-256, without ending the hash.
+    pub fn so_far(&self) -> (u64, String) {
+        let digest = self.ctx.clone().finish();
         (self.bytes, digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
     }
 }
@@ -274,6 +393,7 @@ mod tests {
             files: vec![],
             bytes: 0,
             postgres: None,
+            dynamodb: None,
         }
     }
 

@@ -256,7 +256,7 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
                 break;
             }
             let meta = RunMeta::current();
-            let _locks = if !dry_run && runbook.effect() >= Effect::Mutate {
+            let locks = if !dry_run && runbook.effect() >= Effect::Mutate {
                 let holder = lock::Holder {
                     run_id: meta.run_id.clone(),
                     runbook: runbook.name.clone(),
@@ -280,6 +280,12 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
             let engine = Engine::new(runbook, p.instance.clone(), p.params, options, meta, &sink, &confirm, interrupts.clone());
             let report = engine.run().await;
             drop(sink);
+            if let Some((local, backends)) = locks {
+                for b in backends {
+                    b.release().await;
+                }
+                drop(local);
+            }
             if let Err(e) = history::append(&state_dir, &report) {
                 tracing::warn!("the run was not recorded in the history: {e}");
             }

@@ -114,6 +114,7 @@ pub struct Engine<'a> {
     /// Second signal: cancel `always` steps too.
     hard_cancel: CancellationToken,
     resources: Arc<Resources>,
+    run_info: Arc<crate::steps::RunInfo>,
     semaphore: Semaphore,
     steps: Arc<StepsObject>,
     steps_value: JValue,
@@ -172,6 +173,7 @@ impl<'a> Engine<'a> {
             }))),
         };
         let parallel = options.parallel.max(1);
+        let run_info = Arc::new(crate::steps::RunInfo { runbook: runbook.name.clone(), run_id: meta.run_id.clone(), steps: steps.clone() });
         Engine {
             runbook,
             instance,
@@ -183,6 +185,7 @@ impl<'a> Engine<'a> {
             cancel: interrupts.stop,
             hard_cancel: interrupts.stop_always,
             resources: Arc::new(Resources::default()),
+            run_info,
             semaphore: Semaphore::new(parallel),
             steps,
             steps_value,
@@ -446,6 +449,7 @@ impl<'a> Engine<'a> {
             &step.params
         };
         let step_ctx = StepContext {
+            run: self.run_info.clone(),
             instance: self.instance.clone(),
             resources: self.resources.clone(),
             file: self.runbook.file.clone(),

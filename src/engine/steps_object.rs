@@ -73,6 +73,31 @@ impl StepsObject {
     }
 }
 
+/// A finished step, as `cloudwatch.put_metrics` publishes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepSummary {
+    pub id: String,
+    pub status: String,
+    pub duration_secs: f64,
+}
+
+impl StepsObject {
+    /// The steps that have finished so far, by id.
+    pub fn summaries(&self) -> Vec<StepSummary> {
+        let mut out: Vec<StepSummary> = self
+            .map()
+            .iter()
+            .map(|(id, v)| StepSummary {
+                id: id.clone(),
+                status: v.get_attr("status").ok().and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default(),
+                duration_secs: v.get_attr("duration").ok().and_then(|d| f64::try_from(d).ok()).unwrap_or(0.0),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
 impl Object for StepsObject {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         self.map().get(key.as_str()?).cloned()

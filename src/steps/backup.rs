@@ -3,12 +3,13 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::postgres::backup::{list_dump, store};
+use super::aws::dynamodb::export::{ITEMS_FILE, check_export};
+use super::postgres::backup::{DUMP_FILE, list_dump, store};
 use super::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
 use crate::backup::{self, human_bytes};
 
 /// Check a backup: every file against its size and SHA-256, then its structure
-/// (`pg_restore --list` for PostgreSQL).
+/// (`pg_restore --list` for PostgreSQL; every item parsed and counted for DynamoDB).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
@@ -18,11 +19,11 @@ pub struct Verify {
 
 impl StepKind for Verify {
     const NAME: &'static str = "backup.verify";
-    const SUMMARY: &'static str = "check a backup's checksums and structure (pg_restore --list)";
+    const SUMMARY: &'static str = "check a backup's checksums and structure (pg_restore --list, or every exported item)";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[
         Output { name: "id", ty: "string", help: "the backup" },
-        Output { name: "kind", ty: "string", help: "postgres, …" },
+        Output { name: "kind", ty: "string", help: "postgres or dynamodb" },
         Output { name: "bytes", ty: "int", help: "total size" },
         Output { name: "created_at", ty: "string", help: "when it was made" },
     ];
@@ -30,9 +31,22 @@ impl StepKind for Verify {
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let store = store(ctx)?;
         let manifest = backup::find(store.as_ref(), &self.id).await.map_err(StepError::invalid)?;
-        backup::verify_checksums(store.as_ref(), &manifest).await.map_err(|e| StepError::new(ErrorClass::Failed, e))?;
+        // Each file is checked whole (a remote one downloaded) before its structure is.
+        let mut staged = Vec::new();
+        for f in &manifest.files {
+            staged.push(store.stage(&manifest, &f.name).await.map_err(|e| StepError::new(ErrorClass::Failed, e.to_string()))?);
+        }
+        let path = |name: &str| manifest.files.iter().position(|f| f.name == name).map(|i| staged[i].path.clone());
+        let missing = |name: &str| StepError::new(ErrorClass::Failed, format!("backup {} has no {name}", manifest.id));
         let detail = match manifest.kind.as_str() {
-            "postgres" => format!(", {} archive entries", list_dump(ctx, store.as_ref(), &manifest).await?),
+            "postgres" => {
+                let dump = path(DUMP_FILE).ok_or_else(|| missing(DUMP_FILE))?;
+                format!(", {} archive entries", list_dump(ctx, &manifest, &dump).await?)
+            }
+            "dynamodb" => {
+                let items = path(ITEMS_FILE).ok_or_else(|| missing(ITEMS_FILE))?;
+                format!(", {} items", check_export(&manifest, &items).await?)
+            }
             _ => String::new(),
         };
         Ok(Outcome::passed(format!(

@@ -11,6 +11,7 @@
 //! [`KindInfo::validate`] before anything runs, with templates as wildcards.
 
 pub mod assert;
+pub mod aws;
 pub mod backup;
 pub mod compose;
 pub mod host;
@@ -195,6 +196,8 @@ pub const COMMON_OUTPUTS: &[Output] = &[
 pub struct Resources {
     http: Mutex<HashMap<http::ClientKey, reqwest::Client>>,
     pub postgres: postgres::conn::Pool,
+    /// The AWS SDK configuration, loaded once per run.
+    pub aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
 }
 
 impl Resources {
@@ -209,8 +212,17 @@ impl Resources {
     }
 }
 
+/// The run a step belongs to.
+pub struct RunInfo {
+    pub runbook: String,
+    pub run_id: String,
+    /// The steps finished so far.
+    pub steps: Arc<crate::engine::StepsObject>,
+}
+
 /// What a running step can see.
 pub struct StepContext {
+    pub run: Arc<RunInfo>,
     pub instance: Arc<Instance>,
     pub resources: Arc<Resources>,
     pub file: Arc<SourceFile>,
@@ -348,6 +360,9 @@ pub static KINDS: &[KindInfo] = &[
     kind::<assert::Assert>(),
     kind::<backup::Prune>(),
     kind::<backup::Verify>(),
+    kind::<aws::cloudwatch::Alarms>(),
+    kind::<aws::cloudwatch::Metric>(),
+    kind::<aws::cloudwatch::PutMetrics>(),
     kind::<compose::env_rotate::EnvRotate>(),
     kind::<compose::exec::Exec>(),
     kind::<compose::logs::Logs>(),
@@ -359,6 +374,12 @@ pub static KINDS: &[KindInfo] = &[
     kind::<compose::lifecycle::Stop>(),
     kind::<compose::lifecycle::Up>(),
     kind::<compose::disk::Disk>(),
+    kind::<aws::dynamodb::backup::Backup>(),
+    kind::<aws::dynamodb::export::Export>(),
+    kind::<aws::dynamodb::table::Pitr>(),
+    kind::<aws::dynamodb::restore::Restore>(),
+    kind::<aws::dynamodb::table::SetCapacity>(),
+    kind::<aws::dynamodb::table::TableStatus>(),
     kind::<host::command::Command>(),
     kind::<host::disk::Disk>(),
     kind::<host::load::Load>(),
@@ -379,6 +400,7 @@ pub static KINDS: &[KindInfo] = &[
     kind::<postgres::slow_queries::SlowQueries>(),
     kind::<postgres::terminate::Terminate>(),
     kind::<postgres::vacuum::Vacuum>(),
+    kind::<aws::secrets::Rotate>(),
     kind::<sleep::Sleep>(),
 ];
 

@@ -86,7 +86,8 @@ pub fn store(ctx: &StepContext) -> Result<Box<dyn BackupStore>, StepError> {
 
 /// Checks a dump's structure with `pg_restore --list`; returns the number of entries.
 /// Reading an archive needs a pg_restore at least as new as the pg_dump that wrote it.
-pub async fn list_dump(ctx: &StepContext, store: &dyn BackupStore, manifest: &Manifest) -> Result<usize, StepError> {
+/// `dump` is the staged (verified) file.
+pub async fn list_dump(ctx: &StepContext, manifest: &Manifest, dump: &std::path::Path) -> Result<usize, StepError> {
     let dump_major = manifest
         .postgres
         .as_ref()
@@ -94,13 +95,11 @@ pub async fn list_dump(ctx: &StepContext, store: &dyn BackupStore, manifest: &Ma
         .map_or(0, |(_, m)| m);
     let transport = super::transport_only(ctx)?;
     let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dump_major)?;
-    let local = store.local_path(&manifest.id, DUMP_FILE).filter(|_| transport.local_files());
-    let (out, exit) = match local {
-        Some(path) => super::tools::run(transport.as_ref(), &pg_restore, &["--list".into(), path.display().to_string()], &[]).await?,
-        None => {
-            let input = store.open(&manifest.id, DUMP_FILE).await.map_err(|e| StepError::error(e.to_string()))?;
-            super::tools::run_feeding(transport.as_ref(), &pg_restore, &["--list".into()], &[], input).await?
-        }
+    let (out, exit) = if transport.local_files() {
+        super::tools::run(transport.as_ref(), &pg_restore, &["--list".into(), dump.display().to_string()], &[]).await?
+    } else {
+        let input = open_local(dump).await?;
+        super::tools::run_feeding(transport.as_ref(), &pg_restore, &["--list".into()], &[], input).await?
     };
     if !exit.success() {
         return Err(StepError::new(
@@ -109,6 +108,12 @@ pub async fn list_dump(ctx: &StepContext, store: &dyn BackupStore, manifest: &Ma
         ));
     }
     Ok(out.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count())
+}
+
+/// A staged file, to feed a program that cannot read this machine's files.
+pub async fn open_local(path: &std::path::Path) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StepError> {
+    let f = tokio::fs::File::open(path).await.map_err(|e| StepError::error(format!("cannot open {}: {}", path.display(), crate::error::io_reason(&e))))?;
+    Ok(Box::new(tokio::io::BufReader::with_capacity(256 * 1024, f)))
 }
 
 impl StepKind for Backup {
@@ -184,6 +189,7 @@ impl StepKind for Backup {
                 tables: source.tables.clone(),
                 rows_estimate: rows,
             }),
+            dynamodb: None,
         };
         let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the backup failed: {e}")))?;
         Ok(Outcome::passed(format!(

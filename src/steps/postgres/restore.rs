@@ -72,9 +72,8 @@ struct Ready {
     target_version: String,
     target: Option<Database>,
     sessions: Vec<(i32, String, String)>,
-    /// The dump as a local path, when the programs can read this machine's files.
-    dump: Option<String>,
-    store: Box<dyn crate::backup::BackupStore>,
+    /// The dump, verified, on this machine (downloaded if the store is remote).
+    dump: crate::backup::Staged,
 }
 
 /// The target database as it is now.
@@ -122,10 +121,11 @@ impl Restore {
             .postgres
             .clone()
             .ok_or_else(|| StepError::invalid(format!("backup {} is a {} backup, not a PostgreSQL one", manifest.id, manifest.kind)))?;
-        backup::verify_checksums(store.as_ref(), &manifest)
+        let staged = store
+            .stage(&manifest, DUMP_FILE)
             .await
             .map_err(|e| StepError::new(ErrorClass::Failed, format!("refusing to restore: {e}; nothing was touched")))?;
-        list_dump(ctx, store.as_ref(), &manifest)
+        list_dump(ctx, &manifest, &staged.path)
             .await
             .map_err(|e| StepError::new(ErrorClass::Failed, format!("refusing to restore: {}; nothing was touched", e.message)))?;
         let info = super::conn_info(ctx, self.database.as_deref())?;
@@ -157,8 +157,7 @@ impl Restore {
         .first()
         .map(|r| Database { owner: r.get(0), encoding: r.get(1), collate: r.get(2), ctype: r.get(3) });
         let sessions = sessions(&admin, &info.database).await?;
-        let dump = store.local_path(&manifest.id, DUMP_FILE).filter(|_| transport.local_files()).map(|p| p.display().to_string());
-        Ok(Ready { manifest, info, admin, pg_restore, transport, env, target_version, target, sessions, dump, store })
+        Ok(Ready { manifest, info, admin, pg_restore, transport, env, target_version, target, sessions, dump: staged })
     }
 
     async fn pg_restore(&self, ready: &Ready, database: &str) -> Result<(), StepError> {
@@ -176,19 +175,16 @@ impl Restore {
                 *v = database.to_string();
             }
         }
-        let (_, exit) = match &ready.dump {
-            Some(path) => {
-                // Several jobs need a file to seek in.
-                if self.jobs > 1 {
-                    args.push(format!("--jobs={}", self.jobs));
-                }
-                args.push(path.clone());
-                super::tools::run(ready.transport.as_ref(), &ready.pg_restore, &args, &env).await?
+        let (_, exit) = if ready.transport.local_files() {
+            // Several jobs need a file to seek in.
+            if self.jobs > 1 {
+                args.push(format!("--jobs={}", self.jobs));
             }
-            None => {
-                let input = ready.store.open(&ready.manifest.id, DUMP_FILE).await.map_err(|e| StepError::error(e.to_string()))?;
-                super::tools::run_feeding(ready.transport.as_ref(), &ready.pg_restore, &args, &env, input).await?
-            }
+            args.push(ready.dump.path.display().to_string());
+            super::tools::run(ready.transport.as_ref(), &ready.pg_restore, &args, &env).await?
+        } else {
+            let input = super::backup::open_local(&ready.dump.path).await?;
+            super::tools::run_feeding(ready.transport.as_ref(), &ready.pg_restore, &args, &env, input).await?
         };
         if !exit.success() {
             return Err(StepError::error(format!("pg_restore into {database} failed: {}", exit.reason())));
