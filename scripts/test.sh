@@ -10,6 +10,9 @@
 #   compose: the Docker engine (running) and Compose (`docker compose` or `docker-compose`);
 #   test images built locally from Debian's busybox-static and this machine's PostgreSQL
 #   client (tests/images/build.sh; no registry is needed).
+#   aws: moto's server (DynamoDB, CloudWatch, S3, Secrets Manager) in a Python venv
+#   ($OPSCTL_TEST_VENV, default ~/.cache/opsctl-venv); the tests start it themselves behind
+#   tests/aws/proxy.py (CloudWatch's CBOR protocol, fault injection) on loopback ports.
 #   terminal tests: script(1) from util-linux.
 #
 # Under CI=true, a test that needs a backend that is missing fails; it never skips.
@@ -51,6 +54,18 @@ if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
 else
   echo "== the Docker engine is not reachable: the compose tests will fail under CI=true" >&2
 fi
+
+# AWS: moto in a venv (pinned: the tests know what this version emulates and what not).
+export OPSCTL_TEST_VENV="${OPSCTL_TEST_VENV:-$HOME/.cache/opsctl-venv}"
+MOTO_PINS=("moto[server,dynamodb,cloudwatch,s3,secretsmanager]==5.2.5" "cbor2==6.3.0")
+if ! "$OPSCTL_TEST_VENV/bin/python" -c 'import moto.server, cbor2, botocore; assert moto.__version__ == "5.2.5"' 2>/dev/null; then
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
+  echo "== creating $OPSCTL_TEST_VENV (moto for the AWS tests)"
+  rm -rf "$OPSCTL_TEST_VENV"
+  python3 -m venv "$OPSCTL_TEST_VENV"
+  "$OPSCTL_TEST_VENV/bin/pip" install -q --disable-pip-version-check "${MOTO_PINS[@]}"
+fi
+echo "== moto $("$OPSCTL_TEST_VENV/bin/python" -c 'import moto; print(moto.__version__)') in $OPSCTL_TEST_VENV"
 
 echo "== cargo test (target dir: $CARGO_TARGET_DIR)"
 cargo test --locked "$@"

@@ -315,10 +315,14 @@ impl Instance {
     /// references (never values). Sections the instance does not have are `null`.
     pub fn template_value(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut()
-            && obj.get("http").is_some_and(|h| h.is_null()) {
+        if let Some(obj) = v.as_object_mut() {
+            if obj.get("http").is_some_and(|h| h.is_null()) {
                 obj.insert("http".into(), serde_json::json!({ "base_url": null, "headers": {}, "health": [] }));
             }
+            if obj.get("dynamodb").is_some_and(|d| d.is_null()) {
+                obj.insert("dynamodb".into(), serde_json::json!({ "tables": [] }));
+            }
+        }
         v
     }
 
@@ -336,6 +340,15 @@ impl Instance {
         }
         if self.compose.is_some() {
             out.push("compose");
+        }
+        if self.aws.is_some() {
+            out.push("aws");
+        }
+        if self.dynamodb.as_ref().is_some_and(|d| !d.tables.is_empty()) {
+            out.push("dynamodb");
+        }
+        if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
+            out.push("s3");
         }
         out
     }

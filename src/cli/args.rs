@@ -195,7 +195,10 @@ pub struct BackupArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackupWhat {
+    /// The instance's PostgreSQL database (pg_dump)
     Postgres,
+    /// Every table in the instance's `dynamodb.tables` (parallel-scan exports)
+    Dynamodb,
 }
 
 #[derive(Debug, Subcommand)]

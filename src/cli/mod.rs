@@ -108,6 +108,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                 };
                 let what = match b.what {
                     args::BackupWhat::Postgres => "postgres",
+                    args::BackupWhat::Dynamodb => "dynamodb",
                 };
                 run_named(g, ui, "backup", &instance, &[("what", what.to_string())], g.dry_run)
             }

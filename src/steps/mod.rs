@@ -309,9 +309,19 @@ const fn kind<T: StepKind>() -> KindInfo {
 fn validate_erased<T: StepKind>(node: &Node) -> Result<Effect, DeError> {
     let params: T = from_node(node, Mode::Validate)?;
     if !crate::template::has_templates(node) {
-        params.check().map_err(|m| DeError::new(m).or_at(node.span))?;
+        params.check().map_err(|m| {
+            let at = field_named(node, &m).unwrap_or(node.span);
+            DeError::new(m).or_at(at)
+        })?;
     }
     Ok(params.effect())
+}
+
+/// The span of the first parameter a `check` message names in backticks (`` `stat` is
+/// one of … ``), so the error points at that field rather than the whole step.
+fn field_named(node: &Node, message: &str) -> Option<crate::source::Span> {
+    let entries = node.as_map()?;
+    message.split('`').skip(1).step_by(2).find_map(|name| entries.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(k, _)| k.span))
 }
 
 /// Parses a rendered parameter node strictly.

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws;
 mod compose;
 mod engine;
 mod errors;

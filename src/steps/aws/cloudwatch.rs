@@ -169,14 +169,15 @@ impl StepKind for Metric {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let (client, config, retries) = client(ctx).await?;
-        let end = jiff::Timestamp::now();
-        let start = end.as_second() - self.window.std().as_secs() as i64;
+        // EndTime is exclusive: a minute ahead takes in what was published this second.
+        let end = jiff::Timestamp::now().as_second() + 60;
+        let start = end - 60 - self.window.std().as_secs() as i64;
         let mut req = client
             .get_metric_statistics()
             .namespace(&self.namespace)
             .metric_name(&self.metric)
             .start_time(DateTime::from_secs(start))
-            .end_time(DateTime::from_secs(end.as_second()))
+            .end_time(DateTime::from_secs(end))
             .period(self.period.std().as_secs() as i32);
         for (k, v) in &self.dimensions {
             req = req.dimensions(Dimension::builder().name(k).value(v).build());

@@ -189,6 +189,7 @@ impl StepKind for Rotate {
                 let current = client
                     .get_secret_value()
                     .secret_id(id)
+                    .version_stage("AWSCURRENT")
                     .send()
                     .await
                     .map_err(|e| sdk_error(e, &format!("reading secret {id}"), &config))?

@@ -1,5 +1,6 @@
 //! Test support: drive the real `opsctl` binary, and serve HTTP(S) on loopback.
 
+pub mod aws;
 pub mod compose;
 pub mod postgres;
 pub mod server;
@@ -88,6 +89,13 @@ impl Opsctl {
         let mut c = Command::new(bin());
         c.args(&self.args);
         c.env_remove("OPSCTL_CONFIG").env_remove("NO_COLOR").env_remove("XDG_STATE_HOME");
+        // AWS: nothing from this machine's environment or files, and never the instance
+        // metadata service; the AWS tests give credentials explicitly.
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"] {
+            c.env_remove(k);
+        }
+        c.env("AWS_CONFIG_FILE", "/nonexistent/opsctl-test/config").env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/opsctl-test/credentials");
+        c.env("AWS_EC2_METADATA_DISABLED", "true");
         if std::env::var_os("OPSCTL_STATE_DIR").is_some() {
             c.env_remove("OPSCTL_STATE_DIR");
         }

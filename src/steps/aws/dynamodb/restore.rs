@@ -247,6 +247,13 @@ impl Ctx<'_> {
             return Err(refuse_existing(table));
         }
         describe(self.client, self.config, source).await?;
+        let (on, _, _) = super::table::pitr_state(self.client, self.config, source).await?;
+        if !on {
+            return Err(StepError::new(
+                ErrorClass::Failed,
+                format!("point-in-time recovery is off for {source}; turn it on with dynamodb.pitr (restores reach back only to when it was turned on); nothing was changed"),
+            ));
+        }
         let mut req = self.client.restore_table_to_point_in_time().source_table_name(source).target_table_name(table);
         req = if at == "latest" {
             req.use_latest_restorable_time(true)

@@ -223,7 +223,7 @@ pub struct Pitr {
     pub table: String,
 }
 
-async fn pitr_state(client: &aws_sdk_dynamodb::Client, config: &aws_config::SdkConfig, table: &str) -> Result<(bool, Option<String>, Option<String>), StepError> {
+pub(super) async fn pitr_state(client: &aws_sdk_dynamodb::Client, config: &aws_config::SdkConfig, table: &str) -> Result<(bool, Option<String>, Option<String>), StepError> {
     let d = client
         .describe_continuous_backups()
         .table_name(table)

@@ -1,0 +1,209 @@
+"""moto's server behind a small proxy, for opsctl's AWS tests and benchmarks.
+
+One process: moto's server (in a thread, on a free loopback port) and, in front of it, a
+proxy on another free loopback port that
+
+1. passes every request through to moto unchanged, except
+2. CloudWatch requests in Smithy RPCv2-CBOR (what aws-sdk-cloudwatch speaks since 1.100,
+   `POST /service/GraniteServiceVersion20100801/operation/<Op>`), which moto does not
+   serve (getmoto/moto#9195): the CBOR body is decoded (cbor2), re-encoded as the Query
+   protocol moto serves, with botocore's serializer and CloudWatch service model; moto's
+   XML answer is parsed with botocore's Query parser and encoded back to CBOR (timestamps
+   as tag 1, errors as `{"__type": …, "message": …}`), and
+3. answers with injected faults when a test asks for them: `POST /__faults` with
+   `{"match": ["DynamoDB_20120810.Scan", "users"], "status": 400, "code": "ProvisionedThroughputExceededException",
+   "times": 3}` makes the next 3 requests whose "METHOD PATH TARGET BODY" contains every
+   match string fail that way (a DynamoDB-style JSON error, an S3/Query-style XML one or a CBOR one,
+   as the service speaks); `DELETE /__faults` clears them; `GET /__faults` tells how many
+   were served.
+
+It prints `READY <proxy port> <moto port>` on stdout once both listen, and exits when its
+standard input closes (so it dies with the test process that started it).
+
+Test fixture only: never shipped with opsctl.
+"""
+
+import http.client
+import json
+import os
+import sys
+import threading
+import traceback
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import botocore.parsers
+import botocore.serialize
+import botocore.session
+import cbor2
+from moto.server import ThreadedMotoServer
+
+CBOR_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
+CLOUDWATCH = botocore.session.get_session().get_service_model("cloudwatch")
+QUERY_SERIALIZER = botocore.serialize.create_serializer("query")
+QUERY_PARSER = botocore.parsers.create_parser("query")
+
+FAULTS = []  # dicts: match, status, code, message, times, served
+FAULTS_LOCK = threading.Lock()
+MOTO_PORT = 0
+
+
+def take_fault(what):
+    with FAULTS_LOCK:
+        for f in FAULTS:
+            wanted = f["match"] if isinstance(f["match"], list) else [f["match"]]
+            if all(m in what for m in wanted) and f["served"] < f["times"]:
+                f["served"] += 1
+                return dict(f)
+    return None
+
+
+def strip_none(v):
+    if isinstance(v, dict):
+        return {k: strip_none(x) for k, x in v.items() if x is not None and k != "ResponseMetadata"}
+    if isinstance(v, list):
+        return [strip_none(x) for x in v]
+    return v
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def reply(self, status, headers, body):
+        self.send_response(status)
+        for k, v in headers:
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def moto(self, method, path, headers, body):
+        conn = http.client.HTTPConnection("127.0.0.1", MOTO_PORT, timeout=120)
+        hdrs = {k: v for k, v in headers.items() if k.lower() not in ("transfer-encoding", "content-length", "connection")}
+        if body or method in ("POST", "PUT"):
+            hdrs["Content-Length"] = str(len(body))
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        out = (r.status, r.getheaders(), data)
+        conn.close()
+        return out
+
+    def control(self, body):
+        if self.command == "POST":
+            rule = json.loads(body or b"{}")
+            rule.setdefault("status", 400)
+            rule.setdefault("code", "ThrottlingException")
+            rule.setdefault("message", "injected by the test proxy")
+            rule.setdefault("times", 1)
+            rule["served"] = 0
+            with FAULTS_LOCK:
+                FAULTS.append(rule)
+        elif self.command == "DELETE":
+            with FAULTS_LOCK:
+                FAULTS.clear()
+        with FAULTS_LOCK:
+            state = [{"match": f["match"], "served": f["served"], "times": f["times"]} for f in FAULTS]
+        self.reply(200, [("Content-Type", "application/json")], json.dumps(state).encode())
+
+    def fault(self, f, cbor, target):
+        if cbor:
+            body = cbor2.dumps({"__type": "com.amazonaws.cloudwatch#" + f["code"], "message": f["message"]})
+            headers = [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor")]
+        elif target:
+            body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#" + f["code"], "message": f["message"]}).encode()
+            headers = [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-ErrorType", f["code"])]
+        else:
+            body = (
+                "<?xml version='1.0' encoding='UTF-8'?><Error><Code>%s</Code><Message>%s</Message><RequestId>x</RequestId></Error>"
+                % (f["code"], f["message"])
+            ).encode()
+            headers = [("Content-Type", "application/xml")]
+        self.reply(int(f["status"]), headers, body)
+
+    def cloudwatch(self, op_name, body):
+        op = CLOUDWATCH.operation_model(op_name)
+        params = cbor2.loads(body) if body else {}
+        req = QUERY_SERIALIZER.serialize_to_request(params, op)
+        form = urllib.parse.urlencode(req["body"]).encode()
+        if os.environ.get("PROXY_DEBUG"):
+            sys.stderr.write("%r -> %r\n" % (params, form))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-type", "smithy-protocol", "accept")}
+        headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        status, _, data = self.moto("POST", "/", headers, form)
+        parsed = QUERY_PARSER.parse({"status_code": status, "headers": {}, "body": data}, op.output_shape)
+        out_headers = [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor")]
+        if status >= 300:
+            err = parsed.get("Error", {})
+            shape = CLOUDWATCH.shape_for_error_code(err.get("Code", "")) if hasattr(CLOUDWATCH, "shape_for_error_code") else None
+            code = shape.name if shape is not None else err.get("Code", "InternalFailure")
+            doc = {"__type": "com.amazonaws.cloudwatch#" + code, "message": err.get("Message", "")}
+            self.reply(status, out_headers, cbor2.dumps(doc))
+            return
+        self.reply(200, out_headers, cbor2.dumps(strip_none(parsed), datetime_as_timestamp=True, timezone=None))
+
+    def handle_any(self):
+        body = self.body()
+        path = self.path
+        if path.startswith("/__faults"):
+            return self.control(body)
+        target = self.headers.get("X-Amz-Target", "")
+        cbor = path.startswith(CBOR_PREFIX)
+        shown = body[:4096]
+        if cbor and body:
+            shown = json.dumps(cbor2.loads(body), default=str).encode()
+        f = take_fault("%s %s %s %s" % (self.command, path, target, shown.decode("utf-8", "replace")))
+        if f:
+            return self.fault(f, cbor, target)
+        if cbor:
+            return self.cloudwatch(path[len(CBOR_PREFIX):].split("?")[0], body)
+        status, headers, data = self.moto(self.command, path, dict(self.headers.items()), body)
+        self.reply(status, headers, data)
+
+    def handle_safely(self):
+        try:
+            self.handle_any()
+        except Exception:  # a proxy bug must show in the test, not as a closed connection
+            text = traceback.format_exc()
+            sys.stderr.write(text)
+            self.reply(500, [("Content-Type", "text/plain")], ("test proxy error: " + text).encode())
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_safely
+
+
+def main():
+    global MOTO_PORT
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    MOTO_PORT = moto.get_host_and_port()[1]
+    proxy = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PROXY_PORT", "0"))), Handler)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    print("READY %d %d" % (proxy.server_address[1], MOTO_PORT), flush=True)
+    # Live as long as whoever started us.
+    sys.stdin.read()
+    proxy.shutdown()
+    moto.stop()
+
+
+if __name__ == "__main__":
+    main()
