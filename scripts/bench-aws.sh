@@ -66,19 +66,29 @@ steps:
 YAML
 export OPSCTL_CONFIG="$work/opsctl.yaml" OPSCTL_STATE_DIR="$work/state"
 
-# "seconds max-rss-kb" of one command.
-measure() { /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null; cat "$work/time"; }
+# "seconds max-rss-kb client-cpu-seconds server-cpu-seconds" of one command: wall time, the
+# client's peak RSS and CPU (user + sys), and the CPU moto spent meanwhile (from /proc).
+tck=$(getconf CLK_TCK)
+moto_cpu() { awk -v t="$tck" '{printf "%.2f", ($14 + $15) / t}' "/proc/$moto/stat"; }
+measure() {
+  local before after
+  before=$(moto_cpu)
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" >/dev/null
+  after=$(moto_cpu)
+  awk -v b="$before" -v a="$after" '{printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, a - b}' "$work/time"
+}
 
 ops=(); cli=(); rss=()
 for i in $(seq "$runs"); do
-  read -r t m < <(measure "$opsctl" run "$work/export.yaml" -i bench -q)
+  read -r t m oc os < <(measure "$opsctl" run "$work/export.yaml" -i bench -q)
   ops+=("$t"); rss+=("$m")
-  read -r t _ < <(measure sh -c "'$cli_venv/bin/aws' dynamodb scan --table-name bench --endpoint-url '$endpoint' --output json > '$work/scan.json'")
+  read -r t _ cc cs < <(measure sh -c "'$cli_venv/bin/aws' dynamodb scan --table-name bench --endpoint-url '$endpoint' --output json > '$work/scan.json'")
   cli+=("$t")
-  echo "run $i: opsctl ${ops[-1]}s (peak RSS $((rss[-1] / 1024)) MB), aws dynamodb scan ${cli[-1]}s"
+  echo "run $i: opsctl ${ops[-1]}s (peak RSS $((rss[-1] / 1024)) MB, CPU ${oc}s; moto CPU meanwhile ${os}s)," \
+       "aws dynamodb scan ${cli[-1]}s (CPU ${cc}s; moto CPU meanwhile ${cs}s)"
 done
-read -r _ small < <(measure "$opsctl" run "$work/export.yaml" -i bench -p table=bench_small -q)
-lines=$(find "$work/store" -name items.jsonl | head -1 | xargs wc -l | awk '{print $1}')
+read -r _ small _ _ < <(measure "$opsctl" run "$work/export.yaml" -i bench -p table=bench_small -q)
+lines=$(find "$work/store" -name items.jsonl -exec wc -l {} + | awk '$2 != "total" {print $1}' | sort -n | tail -1)
 scanned=$("$venv/bin/python" -c "import json; print(json.load(open('$work/scan.json'))['Count'])")
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

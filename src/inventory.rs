@@ -74,6 +74,9 @@ pub struct Instance {
     /// The instance's DynamoDB tables.
     #[serde(default)]
     pub dynamodb: Option<crate::steps::aws::DynamoSettings>,
+    /// How to reach the instance's Kubernetes cluster.
+    #[serde(default)]
+    pub kubernetes: Option<crate::steps::k8s::KubeSettings>,
 }
 
 /// How to reach an instance over HTTP.
@@ -219,7 +222,7 @@ impl Inventory {
         }
         let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
             // Backends arrive one by one; say so rather than only "unknown field".
-            let later = ["kubernetes", "routines"]
+            let later = ["routines"]
                 .into_iter()
                 .find(|b| e.message == format!("unknown field `{b}`"));
             let d = e.diagnostic(&file, root.span);
@@ -257,6 +260,10 @@ impl Inventory {
                 .into_iter()
                 .map(|(name, mut i)| {
                     i.name = name.clone();
+                    if let (Some(k), Some(b)) = (i.kubernetes.as_mut(), base)
+                        && let Some(f) = k.kubeconfig.as_mut().filter(|f| f.is_relative()) {
+                            *f = b.join(&*f);
+                        }
                     if let (Some(c), Some(b)) = (i.compose.as_mut(), base) {
                         for f in c.files.iter_mut().chain(c.env_file.as_mut()) {
                             if f.is_relative() {
@@ -340,6 +347,9 @@ impl Instance {
         }
         if self.compose.is_some() {
             out.push("compose");
+        }
+        if self.kubernetes.is_some() {
+            out.push("kubernetes");
         }
         if self.aws.is_some() {
             out.push("aws");

@@ -90,6 +90,8 @@ pub enum BackendLease {
     Postgres(crate::steps::postgres::lease::PgLease),
     /// A DynamoDB lease item; deleted by [`BackendLease::release`], else expires.
     Dynamo(crate::steps::aws::lease::DynamoLease),
+    /// A Kubernetes Lease; cleared by [`BackendLease::release`], else expires.
+    Kube(crate::steps::k8s::lease::KubeLease),
 }
 
 impl BackendLease {
@@ -97,19 +99,33 @@ impl BackendLease {
         match self {
             BackendLease::Postgres(l) => drop(l),
             BackendLease::Dynamo(l) => l.release().await,
+            BackendLease::Kube(l) => l.release().await,
         }
     }
 }
 
 /// Locks a run needs on the instance's own backends, beyond the local one: a PostgreSQL
-/// advisory lock when the run has mutating PostgreSQL steps; a DynamoDB lease when the
-/// instance has `aws.lease_table` (instances without Kubernetes). A lock held by another
+/// advisory lock when the run has mutating PostgreSQL steps; a Kubernetes Lease when the
+/// instance has `kubernetes:` (unless `lease: false`); else a DynamoDB lease when it has
+/// `aws.lease_table`. A lock held by another
 /// run is [`Error::Locked`]; a backend that cannot be reached only warns (its steps will
 /// fail and say why).
 pub async fn backend_leases(runbook: &crate::runbook::Runbook, instance: &crate::inventory::Instance, holder: &Holder) -> Result<Vec<BackendLease>, Error> {
     use crate::steps::Effect;
     let mut held = Vec::new();
-    if let Some(table) = instance.aws.as_ref().and_then(|a| a.lease_table.clone()) {
+    let kube_lease = instance.kubernetes.as_ref().filter(|k| k.lease);
+    if let Some(settings) = kube_lease {
+        use crate::steps::k8s::lease::{KubeLease, LeaseError};
+        match crate::steps::k8s::connect(settings).await {
+            Ok(kube) => match KubeLease::acquire(&kube, &instance.name, holder).await {
+                Ok(l) => held.push(BackendLease::Kube(l)),
+                Err(LeaseError::Held(h)) => return Err(Error::Locked { instance: instance.name.clone(), holder: h }),
+                Err(LeaseError::Unavailable(e)) => tracing::warn!("no Kubernetes Lease for {}: {e}", instance.name),
+            },
+            Err(e) => tracing::warn!("no Kubernetes Lease for {}: {}", instance.name, e.message),
+        }
+    }
+    if let Some(table) = instance.aws.as_ref().and_then(|a| a.lease_table.clone()).filter(|_| kube_lease.is_none()) {
         use crate::steps::aws::lease::{DynamoLease, LeaseError};
         let config = crate::steps::aws::load(instance.aws.as_ref().expect("checked")).await;
         match DynamoLease::acquire(&config, &table, &instance.name, holder).await {

@@ -144,6 +144,28 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         from: String,
     },
+    /// Scale a Kubernetes deployment or statefulset (the `scale` runbook) and wait until ready
+    Scale {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// `deployment/NAME` (or `NAME`), `statefulset/NAME`
+        target: String,
+        /// The replicas wanted
+        #[arg(long, value_name = "N")]
+        replicas: u32,
+    },
+    /// Roll a Kubernetes deployment back (the `rollback` runbook) and wait until healthy
+    Rollback {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// `deployment/NAME` (or `NAME`)
+        target: String,
+        /// The revision to go back to (`opsctl run rollback` shows them); default the previous
+        #[arg(long, value_name = "N")]
+        to_revision: Option<u32>,
+    },
     /// Check runbooks without running them (every known runbook when no path is given)
     Validate {
         /// Runbook files or names

@@ -235,10 +235,18 @@ pub fn backups(g: &Global, ui: &Ui, instance: Option<&str>) -> Result<Exit, Erro
         print(&if where_.is_empty() { "no instance has a backup store (`backups: { dir: … }`)".to_string() } else { format!("no backups in {where_}") })?;
         return Ok(Exit::Passed);
     }
-    let mut t = new_table(ui, &["BACKUP", "INSTANCE", "KIND", "CREATED (UTC)", "SIZE", "SOURCE", "ROWS (EST.)"]);
+    let mut t = new_table(ui, &["BACKUP", "INSTANCE", "KIND", "CREATED (UTC)", "SIZE", "SOURCE", "ROWS / ITEMS"]);
     for m in &all {
-        let source = m.postgres.as_ref().map(|p| format!("{} @ PostgreSQL {}", p.database, p.server_version)).unwrap_or_default();
-        let rows = m.postgres.as_ref().map(|p| p.rows_estimate.to_string()).unwrap_or_default();
+        let source = match (&m.postgres, &m.dynamodb) {
+            (Some(p), _) => format!("{} @ PostgreSQL {}", p.database, p.server_version),
+            (None, Some(d)) => format!("{} @ DynamoDB {}", d.table, d.region),
+            (None, None) => String::new(),
+        };
+        let rows = match (&m.postgres, &m.dynamodb) {
+            (Some(p), _) => p.rows_estimate.to_string(),
+            (None, Some(d)) => d.item_count.to_string(),
+            (None, None) => String::new(),
+        };
         t.add_row(vec![
             m.id.clone(),
             m.instance.clone(),

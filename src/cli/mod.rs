@@ -127,6 +127,16 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             listing::check_backup_exists(g, &instance, &from)?;
             run_named(g, ui, "restore", &instance, &[("backup", from)], g.dry_run)
         }
+        Command::Scale { instance, target, replicas } => {
+            run_named(g, ui, "scale", &instance, &[("target", target), ("replicas", replicas.to_string())], g.dry_run)
+        }
+        Command::Rollback { instance, target, to_revision } => {
+            let mut params = vec![("target", target)];
+            if let Some(n) = to_revision {
+                params.push(("to_revision", n.to_string()));
+            }
+            run_named(g, ui, "rollback", &instance, &params, g.dry_run)
+        }
         Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
         Command::List { what } => listing::list(g, ui, what),
         Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),

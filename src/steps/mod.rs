@@ -16,6 +16,7 @@ pub mod backup;
 pub mod compose;
 pub mod host;
 pub mod http;
+pub mod k8s;
 pub mod notify;
 pub mod postgres;
 pub mod sleep;
@@ -198,6 +199,8 @@ pub struct Resources {
     pub postgres: postgres::conn::Pool,
     /// The AWS SDK configuration, loaded once per run.
     pub aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    /// The Kubernetes client, built once per run.
+    pub kube: tokio::sync::OnceCell<Result<k8s::Kube, StepError>>,
 }
 
 impl Resources {
@@ -395,6 +398,29 @@ pub static KINDS: &[KindInfo] = &[
     kind::<host::load::Load>(),
     kind::<host::memory::Memory>(),
     kind::<http::check::Check>(),
+    kind::<k8s::nodes::Cordon>(),
+    kind::<k8s::jobs::CronjobSucceeded>(),
+    kind::<k8s::health::DeploymentReady>(),
+    kind::<k8s::nodes::Drain>(),
+    kind::<k8s::observe::Events>(),
+    kind::<k8s::exec::Exec>(),
+    kind::<k8s::jobs::Jobs>(),
+    kind::<k8s::observe::Logs>(),
+    kind::<k8s::health::NodesReady>(),
+    kind::<k8s::patch::PatchStep>(),
+    kind::<k8s::health::PodsHealthy>(),
+    kind::<k8s::rollout::RolloutHistory>(),
+    kind::<k8s::rollout::RolloutRestart>(),
+    kind::<k8s::rollout::RolloutStatus>(),
+    kind::<k8s::rollout::RolloutUndo>(),
+    kind::<k8s::scale::Scale>(),
+    kind::<k8s::scale::ScaleAll>(),
+    kind::<k8s::secret::SecretRotate>(),
+    kind::<k8s::rollout::SetImage>(),
+    kind::<k8s::rollout::SetResources>(),
+    kind::<k8s::observe::Top>(),
+    kind::<k8s::nodes::Uncordon>(),
+    kind::<k8s::health::Workloads>(),
     kind::<notify::Slack>(),
     kind::<notify::Webhook>(),
     kind::<postgres::backup::Backup>(),

@@ -649,3 +649,29 @@ fn a_dynamodb_lease_keeps_mutating_runs_apart() {
     put(jiff::Timestamp::now().as_second() - 1);
     cmd(&s, &["run", rb.to_str().unwrap(), "-i", "a"]).code(0);
 }
+
+#[test]
+fn a_profile_and_the_endpoint_from_the_environment() {
+    let Some((s, aws)) = setup() else { return };
+    aws.table("prof-users", 3);
+    // Credentials and region from a named profile; the endpoint from $AWS_ENDPOINT_URL.
+    s.write("aws-config", "[profile ops]\nregion = us-east-1\n");
+    s.write("aws-credentials", "[ops]\naws_access_key_id = profkey\naws_secret_access_key = profsecret\n");
+    s.write("opsctl.yaml", "instances:\n  a:\n    aws: { profile: ops }\n");
+    let rb = s.write("rb.yaml", "name: t\nsteps:\n  - id: t\n    dynamodb.table_status: { table: prof-users }\n");
+    let with = |profile_files: bool| {
+        let mut o = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "a", "-o", "json"]).env("AWS_ENDPOINT_URL", &aws.endpoint());
+        if profile_files {
+            o = o.env("AWS_CONFIG_FILE", s.path().join("aws-config").to_str().unwrap()).env("AWS_SHARED_CREDENTIALS_FILE", s.path().join("aws-credentials").to_str().unwrap());
+        }
+        o.run()
+    };
+    let r = with(true);
+    r.code(0);
+    assert_eq!(r.step("t")["outputs"]["item_count"], 3);
+    // Without the files, the profile is missing: no region and no credentials, said plainly.
+    let r = with(false);
+    r.code(1);
+    let m = r.step("t")["message"].as_str().unwrap().to_string();
+    assert!(m.contains("no AWS region") || m.contains("no AWS credentials found"), "{m}");
+}

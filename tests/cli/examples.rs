@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::support::{bin, Opsctl, Scratch};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::support::repo()
 }
 
 #[test]

@@ -3,13 +3,12 @@
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test golden`, then
 //! read the diff.
 
-use std::path::Path;
 
 use crate::support::Opsctl;
 
 #[test]
 fn error_messages_match_their_golden_files() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let dir = crate::support::repo().join("tests/golden");
     let state = tempfile::tempdir().unwrap();
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut cases: Vec<_> = std::fs::read_dir(&dir)

@@ -10,6 +10,7 @@ mod errors;
 mod examples;
 mod golden;
 mod host;
+mod k8s;
 mod http;
 mod outputs;
 mod postgres;

@@ -253,24 +253,18 @@ impl StepKind for Alarms {
         let mut reasons = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error(e, "listing CloudWatch alarms", &config))?;
-            for a in page.metric_alarms() {
+            // Metric and composite alarms alike: name, state, reason.
+            let alarms = page
+                .metric_alarms()
+                .iter()
+                .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()))
+                .chain(page.composite_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason())));
+            for (name, state, reason) in alarms {
                 total += 1;
-                let name = a.alarm_name().unwrap_or("?").to_string();
-                match a.state_value() {
+                let name = name.unwrap_or("?").to_string();
+                match state {
                     Some(StateValue::Alarm) => {
-                        reasons.push(format!("{name} ({})", a.state_reason().unwrap_or("no reason given")));
-                        firing.push(name);
-                    }
-                    Some(StateValue::InsufficientData) => insufficient.push(name),
-                    _ => {}
-                }
-            }
-            for a in page.composite_alarms() {
-                total += 1;
-                let name = a.alarm_name().unwrap_or("?").to_string();
-                match a.state_value() {
-                    Some(StateValue::Alarm) => {
-                        reasons.push(format!("{name} ({})", a.state_reason().unwrap_or("no reason given")));
+                        reasons.push(format!("{name} ({})", reason.unwrap_or("no reason given")));
                         firing.push(name);
                     }
                     Some(StateValue::InsufficientData) => insufficient.push(name),

@@ -53,8 +53,9 @@ pub struct PostgresSettings {
     /// `exec`).
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
-    /// Run pg_dump and pg_restore inside a compose service of the instance instead of on
-    /// this machine: `{ compose_service: db }`.
+    /// Run pg_dump and pg_restore inside a compose service (`{ compose_service: db }`) or a
+    /// Kubernetes pod (`{ pod: postgres-primary-0 }`) of the instance instead of on this
+    /// machine.
     #[serde(default)]
     pub exec: Option<ExecSettings>,
 }
@@ -64,7 +65,14 @@ pub struct PostgresSettings {
 #[serde(deny_unknown_fields)]
 pub struct ExecSettings {
     /// The compose service whose container has pg_dump and pg_restore.
-    pub compose_service: String,
+    #[serde(default)]
+    pub compose_service: Option<String>,
+    /// The pod (in the instance's Kubernetes namespace) that has them.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The pod's container. Default: its first.
+    #[serde(default)]
+    pub container: Option<String>,
     /// The server's address as seen from inside that container. Default 127.0.0.1.
     #[serde(default)]
     pub host: Option<String>,
@@ -80,11 +88,16 @@ pub type Placed = (Box<dyn tools::Transport>, Vec<(String, String)>);
 pub fn transport_only(ctx: &StepContext) -> Result<Box<dyn tools::Transport>, StepError> {
     match &settings(ctx)?.exec {
         None => Ok(Box::new(tools::Local)),
-        Some(exec) => {
+        Some(ExecSettings { compose_service: Some(service), pod: None, .. }) => {
             let (project, docker) = super::compose::project(ctx)?;
-            project.check_services(std::slice::from_ref(&exec.compose_service))?;
-            Ok(Box::new(super::compose::transport::ComposeExec { project, docker, service: exec.compose_service.clone() }))
+            project.check_services(std::slice::from_ref(service))?;
+            Ok(Box::new(super::compose::transport::ComposeExec { project, docker, service: service.clone() }))
         }
+        Some(ExecSettings { pod: Some(pod), compose_service: None, container, .. }) => {
+            let kube = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(super::k8s::client(ctx)))?;
+            Ok(Box::new(super::k8s::transport::PodExec { kube, pod: pod.clone(), container: container.clone() }))
+        }
+        Some(_) => Err(StepError::invalid("`postgres.exec` needs exactly one of `compose_service` and `pod`")),
     }
 }
 

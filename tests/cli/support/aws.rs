@@ -73,7 +73,7 @@ impl Aws {
         if !python.is_file() {
             return Err(format!("no Python venv with moto at {} (scripts/test.sh makes it)", venv().display()));
         }
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/aws/proxy.py");
+        let script = super::repo().join("tests/aws/proxy.py");
         let mut child = Command::new(&python)
             .arg(&script)
             .stdin(Stdio::piped())

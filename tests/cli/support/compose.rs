@@ -4,7 +4,7 @@
 //! its own project name; a watchdog removes the project's containers when the test
 //! process exits, however it exits.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -30,7 +30,7 @@ pub fn available() -> Option<Vec<String>> {
         } else {
             return Err("neither `docker compose` nor `docker-compose` is installed".into());
         };
-        let build = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images/build.sh")).output().map_err(|e| e.to_string())?;
+        let build = Command::new(super::repo().join("tests/images/build.sh")).output().map_err(|e| e.to_string())?;
         if !build.status.success() {
             return Err(format!("building the test images failed: {}", String::from_utf8_lossy(&build.stderr)));
         }

@@ -2,11 +2,20 @@
 
 pub mod aws;
 pub mod compose;
+pub mod fake_kube;
+pub mod kube;
 pub mod postgres;
 pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// The checkout under test. Read at run time: `cargo test` sets it for the test process,
+/// while a compile-time `env!` would name whichever checkout last built the binary when
+/// two checkouts share a target directory (as CI's clean clone does).
+pub fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -96,6 +105,8 @@ impl Opsctl {
         }
         c.env("AWS_CONFIG_FILE", "/nonexistent/opsctl-test/config").env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/opsctl-test/credentials");
         c.env("AWS_EC2_METADATA_DISABLED", "true");
+        // Kubernetes: only the kubeconfig a test names.
+        c.env_remove("KUBECONFIG").env_remove("KUBERNETES_SERVICE_HOST");
         if std::env::var_os("OPSCTL_STATE_DIR").is_some() {
             c.env_remove("OPSCTL_STATE_DIR");
         }

@@ -3,9 +3,10 @@
 //! Each segment scans its share of the table page by page; a page becomes a block of
 //! lines, `{"Item":{"id":{"S":"u1"},…}}` (the format of DynamoDB's own export to S3), sent
 //! through a small bounded channel to the one writer, which streams it through a SHA-256
-//! into the store. Memory is bounded by the pages in flight (segments + a few), whatever
-//! the table's size. Throttling the SDK could not absorb is waited out with exponential
-//! backoff and jitter and counted in the step's message. The manifest — table, key
+//! into the store. Memory is bounded by the pages in flight — at most 8 fetched at once,
+//! 4 waiting to be written — whatever the table's size or the number of segments.
+//! Throttling the SDK could not absorb is waited out with exponential backoff and jitter
+//! and counted in the step's message. The manifest — table, key
 //! schema, exact item count (counted while writing), segments — is written last.
 
 use std::collections::HashMap;
@@ -129,11 +130,16 @@ pub fn backoff(attempt: u32) -> Duration {
 
 type Chunk = Result<bytes::Bytes, std::io::Error>;
 
+/// Scan pages being fetched or turned into lines at once, whatever the number of segments:
+/// what bounds memory (a page is at most 1 MB of JSON, a few MB once parsed).
+const PAGES_IN_FLIGHT: usize = 8;
+
 struct Segment<'a> {
     client: &'a aws_sdk_dynamodb::Client,
     config: &'a aws_config::SdkConfig,
     params: &'a Export,
     throttled: &'a std::sync::atomic::AtomicU64,
+    pages: &'a tokio::sync::Semaphore,
 }
 
 impl Segment<'_> {
@@ -144,6 +150,7 @@ impl Segment<'_> {
         let mut sent = 0u64;
         let mut backoffs = 0;
         loop {
+            let _permit = self.pages.acquire().await.map_err(|_| StepError::error("the export was stopped"))?;
             let out = match self
                 .client
                 .scan()
@@ -237,7 +244,8 @@ impl StepKind for Export {
 
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
         let throttled = std::sync::atomic::AtomicU64::new(0);
-        let seg = Segment { client: &client, config: &config, params: self, throttled: &throttled };
+        let pages = tokio::sync::Semaphore::new(PAGES_IN_FLIGHT);
+        let seg = Segment { client: &client, config: &config, params: self, throttled: &throttled, pages: &pages };
         let scan = async {
             let results = futures_util::future::join_all((0..self.segments as i32).map(|s| seg.run(s, tx.clone()))).await;
             let mut total = 0;

@@ -23,32 +23,8 @@ pub async fn client(ctx: &StepContext) -> Result<(aws_sdk_dynamodb::Client, aws_
     Ok((aws_sdk_dynamodb::Client::from_conf(conf), c, retries))
 }
 
-/// An attribute value as DynamoDB's typed JSON: `{"S": "x"}`, `{"N": "1"}`, `{"M": {...}}`.
-pub fn to_json(v: &AttributeValue) -> serde_json::Value {
-    use serde_json::{Value as J, json};
-    let b64 = |b: &Blob| J::String(aws_smithy_types::base64::encode(b.as_ref()));
-    match v {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::B(b) => json!({ "B": b64(b) }),
-        AttributeValue::Bool(b) => json!({ "BOOL": b }),
-        AttributeValue::Null(n) => json!({ "NULL": n }),
-        AttributeValue::Ss(v) => json!({ "SS": v }),
-        AttributeValue::Ns(v) => json!({ "NS": v }),
-        AttributeValue::Bs(v) => json!({ "BS": v.iter().map(b64).collect::<Vec<_>>() }),
-        AttributeValue::L(v) => json!({ "L": v.iter().map(to_json).collect::<Vec<_>>() }),
-        AttributeValue::M(m) => json!({ "M": item_to_json(m) }),
-        _ => J::Null,
-    }
-}
-
-pub fn item_to_json(item: &HashMap<String, AttributeValue>) -> serde_json::Map<String, serde_json::Value> {
-    let mut keys: Vec<&String> = item.keys().collect();
-    keys.sort();
-    keys.into_iter().map(|k| (k.clone(), to_json(&item[k]))).collect()
-}
-
-/// The inverse of [`to_json`].
+/// An attribute value from DynamoDB's typed JSON: `{"S": "x"}`, `{"N": "1"}`, `{"M": {...}}`
+/// (what exports and `aws dynamodb scan` write; see `export::write_line` for the other way).
 pub fn from_json(v: &serde_json::Value) -> Result<AttributeValue, String> {
     let obj = v.as_object().filter(|o| o.len() == 1).ok_or_else(|| format!("expected one typed value such as {{\"S\": \"x\"}}, found {v}"))?;
     let (t, x) = obj.iter().next().expect("one entry");
@@ -169,10 +145,14 @@ mod tests {
         item.insert("tags".to_string(), AttributeValue::Ss(vec!["a".into(), "b".into()]));
         item.insert("raw".to_string(), AttributeValue::B(Blob::new(vec![0u8, 255])));
         item.insert("nested".to_string(), AttributeValue::M(HashMap::from([("ok".to_string(), AttributeValue::Bool(true))])));
-        let json = serde_json::Value::Object(item_to_json(&item));
-        assert_eq!(json["id"], serde_json::json!({ "S": "u1" }));
-        assert_eq!(json["raw"], serde_json::json!({ "B": "AP8=" }));
-        assert_eq!(item_from_json(&json).unwrap(), item);
-        assert!(from_json(&serde_json::json!({ "X": 1 })).is_err());
+        let mut line = Vec::new();
+        export::write_line(&mut line, &item).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(json["Item"]["id"], serde_json::json!({ "S": "u1" }));
+        assert_eq!(json["Item"]["raw"], serde_json::json!({ "B": "AP8=" }));
+        assert_eq!(item_from_json(&json["Item"]).unwrap(), item);
+        assert_eq!(from_json(&serde_json::json!({ "N": 5 })).unwrap(), AttributeValue::N("5".into()));
+        assert!(from_json(&serde_json::json!({ "X": 1 })).unwrap_err().contains("unknown DynamoDB type"));
+        assert!(from_json(&serde_json::json!({ "S": "a", "N": "1" })).is_err());
     }
 }

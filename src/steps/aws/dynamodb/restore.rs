@@ -171,7 +171,7 @@ impl StepKind for Restore {
             Source::File(path) => {
                 let items = read_file(path).await?;
                 describe(client, config, self.new_table()).await?;
-                Ok(format!("would write {} items from {} into {}, overwriting items with the same key", items.count(), path.display(), self.new_table()))
+                Ok(format!("would write {} items from {} into {}, overwriting items with the same key", items.len(), path.display(), self.new_table()))
             }
         }
     }
@@ -303,7 +303,7 @@ impl Ctx<'_> {
         describe(self.client, self.config, table).await.map_err(|e| {
             if e.class == ErrorClass::Failed { StepError::invalid(format!("{}; create it first (restoring from a file needs the table's key)", e.message)) } else { e }
         })?;
-        let written = self.write(table, items).await?;
+        let written = self.write(table, Items::Loaded(items)).await?;
         self.verify(table, written, false, &path.display().to_string()).await
     }
 
@@ -435,17 +435,8 @@ enum Items {
     Loaded(Vec<HashMap<String, AttributeValue>>),
 }
 
-impl Items {
-    fn count(&self) -> usize {
-        match self {
-            Items::Lines(_) => 0,
-            Items::Loaded(v) => v.len(),
-        }
-    }
-}
-
 /// Reads and checks a file of items: JSON Lines of `{"Item": …}`, or `{"Items": [...]}`.
-async fn read_file(path: &Path) -> Result<Items, StepError> {
+async fn read_file(path: &Path) -> Result<Vec<HashMap<String, AttributeValue>>, StepError> {
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|e| StepError::invalid(format!("cannot read {}: {}", path.display(), crate::error::io_reason(&e))))?;
@@ -456,17 +447,15 @@ async fn read_file(path: &Path) -> Result<Items, StepError> {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             items.push(parse_line(line).map_err(|e| bad(i + 1, e))?);
         }
-        return Ok(Items::Loaded(items));
+        return Ok(items);
     }
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.line(), format!("not JSON: {e}")))?;
     let list = doc
         .get("Items")
         .and_then(|v| v.as_array())
         .ok_or_else(|| bad(1, "expected the JSON `aws dynamodb scan` prints, {\"Items\": [...]}, or JSON Lines of {\"Item\": {...}}".into()))?;
-    let items = list
-        .iter()
+    list.iter()
         .enumerate()
         .map(|(i, v)| super::item_from_json(v).map_err(|e| StepError::invalid(format!("{}: item {}: {e}; nothing was written", path.display(), i + 1))))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Items::Loaded(items))
+        .collect()
 }

@@ -1,0 +1,131 @@
+//! Running PostgreSQL's programs inside a pod (the exec subresource), for
+//! `postgres: { exec: { pod: postgres-primary-0 } }`.
+//!
+//! The connection settings must not travel as arguments: exec arguments show in the API
+//! server's audit log and in the pod's process list. So the program runs under
+//! `sh -c`, which reads `NAME=value` lines from standard input up to an empty line,
+//! exports them, and then `exec`s the program with the rest of standard input (`read`
+//! consumes exactly those lines). Files on this machine are not visible in the pod, so
+//! dumps stream through standard input and output.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::AttachParams;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Kube;
+use crate::steps::postgres::tools::{Exit, Process, Program, Transport, parse_version};
+use crate::steps::{ErrorClass, StepError};
+
+/// Reads `NAME=value` lines until an empty one, exports them, runs "$0" "$@".
+const PRELUDE: &str = r#"while IFS= read -r opsctl_line && [ -n "$opsctl_line" ]; do export "$opsctl_line"; done; exec "$0" "$@""#;
+
+pub struct PodExec {
+    pub kube: Kube,
+    pub pod: String,
+    pub container: Option<String>,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+impl PodExec {
+    fn params(&self, stdin: bool) -> AttachParams {
+        let mut p = AttachParams::default().stdin(stdin).stdout(true).stderr(true);
+        if let Some(c) = &self.container {
+            p = p.container(c);
+        }
+        p
+    }
+
+    async fn start(&self, argv: Vec<String>, env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
+        for (k, v) in env {
+            if v.contains('\n') || k.contains('=') {
+                return Err(StepError::invalid(format!("the connection setting {k} cannot be passed to pod {}", self.pod)));
+            }
+        }
+        let mut full = vec!["sh".to_string(), "-c".to_string(), PRELUDE.to_string()];
+        full.extend(argv);
+        let mut attached = self
+            .kube
+            .api::<Pod>()
+            .exec(&self.pod, full, &self.params(true))
+            .await
+            .map_err(|e| self.kube.error(e, &format!("exec in pod {}", self.pod)))?;
+        let mut input = attached.stdin().ok_or_else(|| StepError::error("exec gave no stdin stream"))?;
+        let mut prelude = String::new();
+        for (k, v) in env {
+            prelude.push_str(&format!("{k}={v}\n"));
+        }
+        prelude.push('\n');
+        input.write_all(prelude.as_bytes()).await.map_err(|e| StepError::new(ErrorClass::Unavailable, format!("writing to pod {}: {e}", self.pod)))?;
+        let stdout = attached.stdout().ok_or_else(|| StepError::error("exec gave no stdout stream"))?;
+        let mut stderr = attached.stderr().ok_or_else(|| StepError::error("exec gave no stderr stream"))?;
+        let status = attached.take_status().ok_or_else(|| StepError::error("exec gave no status"))?;
+        let stdin_pipe = if stdin {
+            Some(Box::pin(input) as std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>)
+        } else {
+            let _ = input.shutdown().await;
+            drop(input);
+            None
+        };
+        let pod = self.pod.clone();
+        let wait = Box::pin(async move {
+            let mut err = Vec::new();
+            let _ = (&mut stderr).take(8192).read_to_end(&mut err).await;
+            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+            let status = status.await;
+            let _ = attached.join().await;
+            let stderr = String::from_utf8_lossy(&err).into_owned();
+            match status {
+                Some(s) => match super::exec::exit_code(&s) {
+                    Ok(code) => Ok(Exit { code: Some(code), stderr }),
+                    Err(m) => Err(StepError::new(ErrorClass::Error, format!("cannot run in pod {pod}: {m}"))),
+                },
+                None => Err(StepError::new(ErrorClass::Unavailable, format!("the exec stream of pod {pod} ended without an exit status"))),
+            }
+        });
+        Ok(Process { stdout: Box::pin(stdout), stdin: stdin_pipe, wait })
+    }
+}
+
+impl Transport for PodExec {
+    fn describe(&self) -> String {
+        format!("pod {}", self.pod)
+    }
+
+    fn local_files(&self) -> bool {
+        false
+    }
+
+    fn find(&self, program: &str, bin_dir: Option<&Path>, _server_major: Option<u32>) -> Result<Program, StepError> {
+        let path = bin_dir.map_or(program.to_string(), |d| d.join(program).display().to_string());
+        let out = block_on(async {
+            let mut p = self.start(vec![path.clone(), "--version".into()], &[], false).await?;
+            let mut text = String::new();
+            let _ = p.stdout.read_to_string(&mut text).await;
+            let exit = p.wait.await?;
+            Ok::<_, StepError>((text, exit))
+        });
+        match out {
+            Ok((text, exit)) if exit.success() => match parse_version(&text) {
+                Some((version, major)) => Ok(Program { path: path.into(), version, major }),
+                None => Err(StepError::invalid(format!("{program} in pod {} printed no version ({text:?})", self.pod))),
+            },
+            Ok((_, exit)) => Err(StepError::invalid(format!(
+                "{program} does not run in pod {} ({}): use an image with the PostgreSQL client, or set `postgres.bin_dir`",
+                self.pod,
+                exit.reason()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn spawn(&self, program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
+        let mut argv = vec![program.path.display().to_string()];
+        argv.extend(args.iter().cloned());
+        block_on(self.start(argv, env, stdin))
+    }
+}
