@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use super::Project;
 use super::docker::Docker;
-use crate::steps::postgres::tools::{Exit, Process, Program, Transport, parse_version};
+use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version};
 use crate::steps::{ErrorClass, StepError};
 
 pub struct ComposeExec {
@@ -22,11 +22,12 @@ pub struct ComposeExec {
 
 impl ComposeExec {
     /// The id of the first running container of the service.
-    fn container(&self) -> Result<String, StepError> {
-        let out = std::process::Command::new("docker")
+    async fn container(&self) -> Result<String, StepError> {
+        let out = tokio::process::Command::new("docker")
             .args(["ps", "-q", "--filter", &format!("label=com.docker.compose.project={}", self.project.name)])
             .args(["--filter", &format!("label=com.docker.compose.service={}", self.service)])
             .output()
+            .await
             .map_err(|e| StepError::error(format!("cannot run docker: {}", crate::error::io_reason(&e))))?;
         if !out.status.success() {
             return Err(StepError::new(ErrorClass::Unavailable, format!("docker ps failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
@@ -48,12 +49,23 @@ impl Transport for ComposeExec {
         false
     }
 
-    fn find(&self, program: &str, bin_dir: Option<&Path>, _server_major: Option<u32>) -> Result<Program, StepError> {
-        let id = self.container()?;
+    fn find<'a>(&'a self, program: &'a str, bin_dir: Option<&'a Path>, _server_major: Option<u32>) -> BoxFuture<'a, Result<Program, StepError>> {
+        Box::pin(self.find_here(program, bin_dir))
+    }
+
+    fn spawn<'a>(&'a self, program: &'a Program, args: &'a [String], env: &'a [(String, String)], stdin: bool) -> BoxFuture<'a, Result<Process, StepError>> {
+        Box::pin(self.spawn_here(program, args, env, stdin))
+    }
+}
+
+impl ComposeExec {
+    async fn find_here(&self, program: &str, bin_dir: Option<&Path>) -> Result<Program, StepError> {
+        let id = self.container().await?;
         let path = bin_dir.map_or(program.to_string(), |d| d.join(program).display().to_string());
-        let out = std::process::Command::new("docker")
+        let out = tokio::process::Command::new("docker")
             .args(["exec", &id, &path, "--version"])
             .output()
+            .await
             .map_err(|e| StepError::error(format!("cannot run docker: {}", crate::error::io_reason(&e))))?;
         let text = String::from_utf8_lossy(&out.stdout);
         match (out.status.success(), parse_version(&text)) {
@@ -66,8 +78,8 @@ impl Transport for ComposeExec {
         }
     }
 
-    fn spawn(&self, program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
-        let id = self.container()?;
+    async fn spawn_here(&self, program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
+        let id = self.container().await?;
         let mut cmd = tokio::process::Command::new("docker");
         cmd.arg("exec");
         if stdin {
@@ -87,6 +99,8 @@ impl Transport for ComposeExec {
             use tokio::io::AsyncReadExt;
             let mut err = Vec::new();
             let _ = (&mut stderr).take(8192).read_to_end(&mut err).await;
+            // The rest is drained, or a chatty program would block on a full pipe.
+            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
             let status = child.wait().await.map_err(|e| StepError::error(format!("waiting for docker exec failed: {e}")))?;
             Ok(Exit { code: status.code(), stderr: String::from_utf8_lossy(&err).into_owned() })
         });

@@ -15,7 +15,7 @@ use kube::api::AttachParams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Kube;
-use crate::steps::postgres::tools::{Exit, Process, Program, Transport, parse_version};
+use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version};
 use crate::steps::{ErrorClass, StepError};
 
 /// Reads `NAME=value` lines until an empty one, exports them, runs "$0" "$@".
@@ -25,10 +25,6 @@ pub struct PodExec {
     pub kube: Kube,
     pub pod: String,
     pub container: Option<String>,
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 impl PodExec {
@@ -100,15 +96,27 @@ impl Transport for PodExec {
         false
     }
 
-    fn find(&self, program: &str, bin_dir: Option<&Path>, _server_major: Option<u32>) -> Result<Program, StepError> {
+    fn find<'a>(&'a self, program: &'a str, bin_dir: Option<&'a Path>, _server_major: Option<u32>) -> BoxFuture<'a, Result<Program, StepError>> {
+        Box::pin(self.find_here(program, bin_dir))
+    }
+
+    fn spawn<'a>(&'a self, program: &'a Program, args: &'a [String], env: &'a [(String, String)], stdin: bool) -> BoxFuture<'a, Result<Process, StepError>> {
+        let mut argv = vec![program.path.display().to_string()];
+        argv.extend(args.iter().cloned());
+        Box::pin(self.start(argv, env, stdin))
+    }
+}
+
+impl PodExec {
+    async fn find_here(&self, program: &str, bin_dir: Option<&Path>) -> Result<Program, StepError> {
         let path = bin_dir.map_or(program.to_string(), |d| d.join(program).display().to_string());
-        let out = block_on(async {
+        let out = async {
             let mut p = self.start(vec![path.clone(), "--version".into()], &[], false).await?;
             let mut text = String::new();
-            let _ = p.stdout.read_to_string(&mut text).await;
-            let exit = p.wait.await?;
-            Ok::<_, StepError>((text, exit))
-        });
+            let (_, exit) = tokio::join!(p.stdout.read_to_string(&mut text), p.wait);
+            Ok::<_, StepError>((text, exit?))
+        }
+        .await;
         match out {
             Ok((text, exit)) if exit.success() => match parse_version(&text) {
                 Some((version, major)) => Ok(Program { path: path.into(), version, major }),
@@ -121,11 +129,5 @@ impl Transport for PodExec {
             ))),
             Err(e) => Err(e),
         }
-    }
-
-    fn spawn(&self, program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
-        let mut argv = vec![program.path.display().to_string()];
-        argv.extend(args.iter().cloned());
-        block_on(self.start(argv, env, stdin))
     }
 }

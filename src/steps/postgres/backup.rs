@@ -67,9 +67,9 @@ pub async fn table_rows(client: &tokio_postgres::Client) -> Result<Vec<TableRows
 
 /// Finds pg_dump/pg_restore able to handle a server of `major`, where the transport runs
 /// them.
-pub fn program(ctx: &StepContext, transport: &dyn Transport, name: &str, major: u32) -> Result<Program, StepError> {
+pub async fn program(ctx: &StepContext, transport: &dyn Transport, name: &str, major: u32) -> Result<Program, StepError> {
     let settings = super::settings(ctx)?;
-    let p = transport.find(name, settings.bin_dir.as_deref(), Some(major))?;
+    let p = transport.find(name, settings.bin_dir.as_deref(), Some(major)).await?;
     if p.major < major {
         return Err(StepError::invalid(format!(
             "{name} {} cannot handle PostgreSQL {major}; install the PostgreSQL {major} client (Debian/Ubuntu: `apt-get install postgresql-client-{major}`) or set `postgres.bin_dir`",
@@ -93,8 +93,8 @@ pub async fn list_dump(ctx: &StepContext, manifest: &Manifest, dump: &std::path:
         .as_ref()
         .and_then(|p| super::tools::parse_version(&format!("pg_dump {}", p.pg_dump_version)))
         .map_or(0, |(_, m)| m);
-    let transport = super::transport_only(ctx)?;
-    let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dump_major)?;
+    let transport = super::transport_only(ctx).await?;
+    let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dump_major).await?;
     let (out, exit) = if transport.local_files() {
         super::tools::run(transport.as_ref(), &pg_restore, &["--list".into(), dump.display().to_string()], &[]).await?
     } else {
@@ -144,8 +144,8 @@ impl StepKind for Backup {
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
         drop(client);
-        let (transport, env) = super::transport(ctx, &info)?;
-        let pg_dump = program(ctx, transport.as_ref(), "pg_dump", source.version_num / 10_000)?;
+        let (transport, env) = super::transport(ctx, &info).await?;
+        let pg_dump = program(ctx, transport.as_ref(), "pg_dump", source.version_num / 10_000).await?;
         let id = backup::new_id(store.as_ref(), "postgres").await;
         let mut pending = store.begin(&id).await.map_err(|e| StepError::error(e.to_string()))?;
         let mut args = vec!["--format=custom".to_string(), "--no-password".to_string()];
@@ -155,7 +155,7 @@ impl StepKind for Backup {
         for t in &self.exclude_tables {
             args.push(format!("--exclude-table={t}"));
         }
-        let process = transport.spawn(&pg_dump, &args, &env, false)?;
+        let process = transport.spawn(&pg_dump, &args, &env, false).await?;
         let stdout = process.stdout;
         let write = async {
             // Owned here so the pipe closes as soon as writing stops (on a store error too),
@@ -215,8 +215,8 @@ impl StepKind for Backup {
         let store = store(ctx)?;
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
-        let (transport, _) = super::transport(ctx, &info)?;
-        let pg_dump = program(ctx, transport.as_ref(), "pg_dump", source.version_num / 10_000)?;
+        let (transport, _) = super::transport(ctx, &info).await?;
+        let pg_dump = program(ctx, transport.as_ref(), "pg_dump", source.version_num / 10_000).await?;
         Ok(format!(
             "would dump {} (PostgreSQL {}, {}, {}) with pg_dump {} on {} into {} as a new backup",
             info.database,

@@ -85,7 +85,7 @@ pub struct ExecSettings {
 pub type Placed = (Box<dyn tools::Transport>, Vec<(String, String)>);
 
 /// Where pg_dump and pg_restore run for this instance (no connection settings needed).
-pub fn transport_only(ctx: &StepContext) -> Result<Box<dyn tools::Transport>, StepError> {
+pub async fn transport_only(ctx: &StepContext) -> Result<Box<dyn tools::Transport>, StepError> {
     match &settings(ctx)?.exec {
         None => Ok(Box::new(tools::Local)),
         Some(ExecSettings { compose_service: Some(service), pod: None, .. }) => {
@@ -94,7 +94,7 @@ pub fn transport_only(ctx: &StepContext) -> Result<Box<dyn tools::Transport>, St
             Ok(Box::new(super::compose::transport::ComposeExec { project, docker, service: service.clone() }))
         }
         Some(ExecSettings { pod: Some(pod), compose_service: None, container, .. }) => {
-            let kube = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(super::k8s::client(ctx)))?;
+            let kube = super::k8s::client(ctx).await?;
             Ok(Box::new(super::k8s::transport::PodExec { kube, pod: pod.clone(), container: container.clone() }))
         }
         Some(_) => Err(StepError::invalid("`postgres.exec` needs exactly one of `compose_service` and `pod`")),
@@ -103,8 +103,8 @@ pub fn transport_only(ctx: &StepContext) -> Result<Box<dyn tools::Transport>, St
 
 /// Where pg_dump and pg_restore run for this instance, and the libpq environment they get
 /// (with `exec`, the server as seen from inside the container).
-pub fn transport(ctx: &StepContext, info: &ConnInfo) -> Result<Placed, StepError> {
-    let transport = transport_only(ctx)?;
+pub async fn transport(ctx: &StepContext, info: &ConnInfo) -> Result<Placed, StepError> {
+    let transport = transport_only(ctx).await?;
     let mut seen = info.clone();
     if let Some(exec) = &settings(ctx)?.exec {
         seen.host = exec.host.clone().unwrap_or_else(|| "127.0.0.1".into());

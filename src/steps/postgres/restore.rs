@@ -138,8 +138,8 @@ impl Restore {
                 manifest.id, source.server_version, info.target()
             )));
         }
-        let (transport, env) = super::transport(ctx, &info)?;
-        let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dst_major)?;
+        let (transport, env) = super::transport(ctx, &info).await?;
+        let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dst_major).await?;
         let dump_major = super::tools::parse_version(&format!("pg_dump {}", source.pg_dump_version)).map_or(0, |(_, m)| m);
         if pg_restore.major < dump_major {
             return Err(StepError::invalid(format!(

@@ -42,7 +42,7 @@ impl Exit {
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A started program.
 pub struct Process {
@@ -50,7 +50,7 @@ pub struct Process {
     pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
     /// Resolves when the program ends (standard error is collected meanwhile). Dropping the
     /// process before that kills it.
-    pub wait: BoxFuture<Result<Exit, StepError>>,
+    pub wait: BoxFuture<'static, Result<Exit, StepError>>,
 }
 
 /// Where PostgreSQL's programs run.
@@ -61,9 +61,9 @@ pub trait Transport: Send + Sync {
     /// path and restore with several jobs).
     fn local_files(&self) -> bool;
     /// Finds a program, preferring the version for `server_major`.
-    fn find(&self, program: &str, bin_dir: Option<&Path>, server_major: Option<u32>) -> Result<Program, StepError>;
+    fn find<'a>(&'a self, program: &'a str, bin_dir: Option<&'a Path>, server_major: Option<u32>) -> BoxFuture<'a, Result<Program, StepError>>;
     /// Starts `program args…` with `env`; stdin is piped when `stdin` is set.
-    fn spawn(&self, program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError>;
+    fn spawn<'a>(&'a self, program: &'a Program, args: &'a [String], env: &'a [(String, String)], stdin: bool) -> BoxFuture<'a, Result<Process, StepError>>;
 }
 
 /// A program found by a transport, with its major version.
@@ -118,7 +118,17 @@ impl Transport for Local {
         true
     }
 
-    fn find(&self, program: &str, bin_dir: Option<&Path>, server_major: Option<u32>) -> Result<Program, StepError> {
+    fn find<'a>(&'a self, program: &'a str, bin_dir: Option<&'a Path>, server_major: Option<u32>) -> BoxFuture<'a, Result<Program, StepError>> {
+        Box::pin(Self::find_here(program, bin_dir, server_major))
+    }
+
+    fn spawn<'a>(&'a self, program: &'a Program, args: &'a [String], env: &'a [(String, String)], stdin: bool) -> BoxFuture<'a, Result<Process, StepError>> {
+        Box::pin(std::future::ready(Self::spawn_here(program, args, env, stdin)))
+    }
+}
+
+impl Local {
+    async fn find_here(program: &str, bin_dir: Option<&Path>, server_major: Option<u32>) -> Result<Program, StepError> {
         let candidates = Self::candidates(program, bin_dir, server_major);
         let Some(path) = candidates.iter().find(|p| p.is_file()) else {
             let looked = match bin_dir {
@@ -129,9 +139,10 @@ impl Transport for Local {
                 "{program} was not found ({looked}); install the PostgreSQL client programs (Debian/Ubuntu: `apt-get install postgresql-client`, Fedora/RHEL: `dnf install postgresql`) or set `postgres.bin_dir` in the inventory"
             )));
         };
-        let out = std::process::Command::new(path)
+        let out = tokio::process::Command::new(path)
             .arg("--version")
             .output()
+            .await
             .map_err(|e| StepError::error(format!("cannot run {}: {}", path.display(), crate::error::io_reason(&e))))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let (version, major) = parse_version(&text)
@@ -139,7 +150,7 @@ impl Transport for Local {
         Ok(Program { path: path.clone(), version, major })
     }
 
-    fn spawn(&self, program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
+    fn spawn_here(program: &Program, args: &[String], env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
         let mut cmd = tokio::process::Command::new(&program.path);
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -181,7 +192,7 @@ impl Transport for Local {
 
 /// Runs a program to the end, returning its standard output (bounded) and exit.
 pub async fn run(transport: &dyn Transport, program: &Program, args: &[String], env: &[(String, String)]) -> Result<(String, Exit), StepError> {
-    let mut p = transport.spawn(program, args, env, false)?;
+    let mut p = transport.spawn(program, args, env, false).await?;
     let mut out = Vec::new();
     let mut reader = (&mut p.stdout).take(16 * 1024 * 1024);
     let (read, exit) = tokio::join!(reader.read_to_end(&mut out), p.wait);
@@ -199,7 +210,7 @@ pub async fn run_feeding(
     mut input: Box<dyn AsyncRead + Send + Unpin>,
 ) -> Result<(String, Exit), StepError> {
     use tokio::io::AsyncWriteExt;
-    let mut p = transport.spawn(program, args, env, true)?;
+    let mut p = transport.spawn(program, args, env, true).await?;
     let mut stdin = p.stdin.take().ok_or_else(|| StepError::error("no standard input to write to"))?;
     let feed = async move {
         let r = tokio::io::copy(&mut input, &mut stdin).await;
@@ -232,7 +243,8 @@ mod tests {
 
     #[test]
     fn a_missing_program_names_the_package() {
-        let err = Local.find("pg_dump", Some(Path::new("/nonexistent")), None).unwrap_err();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = rt.block_on(Local.find("pg_dump", Some(Path::new("/nonexistent")), None)).unwrap_err();
         assert!(err.message.starts_with("pg_dump was not found (in /nonexistent); install the PostgreSQL client programs (Debian/Ubuntu: `apt-get install postgresql-client`"), "{}", err.message);
     }
 }

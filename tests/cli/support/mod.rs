@@ -120,12 +120,64 @@ impl Opsctl {
         c
     }
 
+    /// Runs opsctl to the end. A run that has not ended after `$OPSCTL_TEST_RUN_TIMEOUT`
+    /// seconds (default 300) is a hang: the test fails with what it printed so far, its
+    /// process tree and every thread's stack (gdb, when installed), instead of stalling
+    /// the whole suite until CI's own limit.
     pub fn run(self) -> Run {
-        let out = self.command().output().expect("opsctl runs");
+        let limit = std::env::var("OPSCTL_TEST_RUN_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(300u64);
+        let mut child = self.command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("opsctl runs");
+        // Each stream is read as it comes, so a hang can show what was printed so far.
+        let pipe = |r: Option<Box<dyn std::io::Read + Send>>| {
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let writer = seen.clone();
+            let done = std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                if let Some(mut r) = r {
+                    while let Ok(n @ 1..) = r.read(&mut buf) {
+                        writer.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+            (seen, done)
+        };
+        let text = |seen: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        let out = pipe(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+        let err = pipe(child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for opsctl") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let pid = child.id().to_string();
+                let tree = Command::new("ps").args(["-e", "--forest", "-o", "pid,ppid,stat,etime,args"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+                let stacks = Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-nx", "-ex", "thread apply all bt 30"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_else(|e| format!("(no stacks: gdb: {e})"));
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "opsctl {:?} (pid {pid}) did not end within {limit}s\n--- stdout\n{}\n--- stderr\n{}\n--- processes\n{tree}\n--- stacks\n{stacks}",
+                    self.args,
+                    text(&out.0),
+                    text(&err.0)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: {
+                out.1.join().expect("stdout reader");
+                text(&out.0)
+            },
+            stderr: {
+                err.1.join().expect("stderr reader");
+                text(&err.0)
+            },
             args: self.args,
         }
     }
