@@ -709,7 +709,9 @@ fn postgres_backup_and_restore_run_inside_a_pod() {
         c.seed("pods", p);
     });
     pg.create_db("t_podexec");
-    pg.psql("t_podexec", "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 3000) g; ANALYZE");
+    // Big enough (≈ 8 MB as a dump) that `pg_restore --list`, which reads only the table of
+    // contents, exits long before opsctl has streamed the dump into the pod.
+    pg.psql("t_podexec", "CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 200000) g; ANALYZE");
     k.scratch.write(
         "opsctl.yaml",
         &format!(
@@ -729,7 +731,7 @@ fn postgres_backup_and_restore_run_inside_a_pod() {
     pg.psql("t_podexec", "DELETE FROM items WHERE id > 10");
     let r = k.scratch.opsctl().args(["restore", "-i", "team-a", "--from", &id, "--yes", "-o", "json"]).env("PG_URL", &url).run();
     r.code(0);
-    assert_eq!(pg.psql("t_podexec", "SELECT count(*) FROM items"), "3000");
+    assert_eq!(pg.psql("t_podexec", "SELECT count(*) FROM items"), "200000");
 }
 
 #[test]

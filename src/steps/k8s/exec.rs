@@ -3,7 +3,7 @@
 //! exit code and stdout checked like `host.command`.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, ListParams};
+use kube::api::ListParams;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
@@ -109,13 +109,10 @@ impl StepKind for Exec {
             Some(c) => c.clone(),
             None => pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()).unwrap_or_default(),
         };
-        let params = AttachParams::default().container(&container).stdin(false).stdout(true).stderr(true);
-        let mut attached = kube.api::<Pod>().exec(&name, self.argv.clone(), &params).await.map_err(|e| kube.error(e, &format!("exec in pod {name} container {container}")))?;
-        let mut stdout = attached.stdout().ok_or_else(|| StepError::error("exec gave no stdout stream"))?;
-        let mut stderr = attached.stderr().ok_or_else(|| StepError::error("exec gave no stderr stream"))?;
-        let status = attached.take_status().ok_or_else(|| StepError::error("exec gave no status"))?;
-        let (out, err, status) = tokio::join!(read_capped(&mut stdout), read_capped(&mut stderr), status);
-        let _ = attached.join().await;
+        let started = super::stream::exec(&kube, &name, Some(&container), self.argv.clone(), false).await?;
+        let (mut stdout, mut stderr) = (started.stdout, started.stderr);
+        let (out, err, status) = tokio::join!(read_capped(&mut stdout), read_capped(&mut stderr), started.status);
+        let status = status.ok().flatten();
         let status = status.ok_or_else(|| StepError::new(ErrorClass::Unavailable, format!("the exec stream of pod {name} ended without an exit status")))?;
         let code = exit_code(&status).map_err(|m| StepError::new(ErrorClass::Error, format!("cannot run {:?} in pod {name} container {container}: {m}", self.argv[0])))?;
         let outcome = judge(&self.argv[0], Some(code), None, out, err, &self.expect_exit, self.expect_stdout.as_ref());

@@ -10,8 +10,13 @@ use super::{check_selector, client, valid_name};
 use crate::duration::Duration;
 use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
 
+/// `42s ago`, `5m12s ago`; from an hour on, to the minute (`3h ago`, `26h5m ago`): a
+/// second's precision in a job's age is noise.
 fn ago(t: jiff::Timestamp) -> String {
-    let secs = (jiff::Timestamp::now() - t).get_seconds().max(0) as u64;
+    let mut secs = (jiff::Timestamp::now() - t).get_seconds().max(0) as u64;
+    if secs >= 3600 {
+        secs -= secs % 60;
+    }
     format!("{} ago", Duration(std::time::Duration::from_secs(secs)))
 }
 

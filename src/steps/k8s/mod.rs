@@ -22,6 +22,7 @@ pub mod patch;
 pub mod rollout;
 pub mod scale;
 pub mod secret;
+pub mod stream;
 pub mod transport;
 
 use std::path::PathBuf;

@@ -4,22 +4,26 @@
 //! The connection settings must not travel as arguments: exec arguments show in the API
 //! server's audit log and in the pod's process list. So the program runs under
 //! `sh -c`, which reads `NAME=value` lines from standard input up to an empty line,
-//! exports them, and then `exec`s the program with the rest of standard input (`read`
+//! exports them, and then runs the program with the rest of standard input (`read`
 //! consumes exactly those lines). Files on this machine are not visible in the pod, so
 //! dumps stream through standard input and output.
+//!
+//! After the program, the shell reads what is left of standard input (`cat >/dev/null`)
+//! and exits with the program's code. `pg_restore --list` reads only an archive's table of
+//! contents; without the drain the API server would close the connection with our input
+//! unread, and TCP's reset on such a close can destroy the exit status on its way.
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::AttachParams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Kube;
 use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version};
 use crate::steps::{ErrorClass, StepError};
 
-/// Reads `NAME=value` lines until an empty one, exports them, runs "$0" "$@".
-const PRELUDE: &str = r#"while IFS= read -r opsctl_line && [ -n "$opsctl_line" ]; do export "$opsctl_line"; done; exec "$0" "$@""#;
+/// Reads `NAME=value` lines until an empty one, exports them, runs "$0" "$@", reads the
+/// rest of standard input and exits with the program's code.
+const PRELUDE: &str = r#"while IFS= read -r opsctl_line && [ -n "$opsctl_line" ]; do export "$opsctl_line"; done; "$0" "$@"; opsctl_rc=$?; cat >/dev/null; exit $opsctl_rc"#;
 
 pub struct PodExec {
     pub kube: Kube,
@@ -28,14 +32,6 @@ pub struct PodExec {
 }
 
 impl PodExec {
-    fn params(&self, stdin: bool) -> AttachParams {
-        let mut p = AttachParams::default().stdin(stdin).stdout(true).stderr(true);
-        if let Some(c) = &self.container {
-            p = p.container(c);
-        }
-        p
-    }
-
     async fn start(&self, argv: Vec<String>, env: &[(String, String)], stdin: bool) -> Result<Process, StepError> {
         for (k, v) in env {
             if v.contains('\n') || k.contains('=') {
@@ -44,38 +40,28 @@ impl PodExec {
         }
         let mut full = vec!["sh".to_string(), "-c".to_string(), PRELUDE.to_string()];
         full.extend(argv);
-        let mut attached = self
-            .kube
-            .api::<Pod>()
-            .exec(&self.pod, full, &self.params(true))
-            .await
-            .map_err(|e| self.kube.error(e, &format!("exec in pod {}", self.pod)))?;
-        let mut input = attached.stdin().ok_or_else(|| StepError::error("exec gave no stdin stream"))?;
+        let started = super::stream::exec(&self.kube, &self.pod, self.container.as_deref(), full, true).await?;
+        let mut input = started.stdin.ok_or_else(|| StepError::error("exec gave no stdin stream"))?;
         let mut prelude = String::new();
         for (k, v) in env {
             prelude.push_str(&format!("{k}={v}\n"));
         }
         prelude.push('\n');
         input.write_all(prelude.as_bytes()).await.map_err(|e| StepError::new(ErrorClass::Unavailable, format!("writing to pod {}: {e}", self.pod)))?;
-        let stdout = attached.stdout().ok_or_else(|| StepError::error("exec gave no stdout stream"))?;
-        let mut stderr = attached.stderr().ok_or_else(|| StepError::error("exec gave no stderr stream"))?;
-        let status = attached.take_status().ok_or_else(|| StepError::error("exec gave no status"))?;
         let stdin_pipe = if stdin {
             Some(Box::pin(input) as std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>)
         } else {
             let _ = input.shutdown().await;
-            drop(input);
             None
         };
+        let (mut stderr, status) = (started.stderr, started.status);
         let pod = self.pod.clone();
         let wait = Box::pin(async move {
             let mut err = Vec::new();
             let _ = (&mut stderr).take(8192).read_to_end(&mut err).await;
             let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-            let status = status.await;
-            let _ = attached.join().await;
             let stderr = String::from_utf8_lossy(&err).into_owned();
-            match status {
+            match status.await.ok().flatten() {
                 Some(s) => match super::exec::exit_code(&s) {
                     Ok(code) => Ok(Exit { code: Some(code), stderr }),
                     Err(m) => Err(StepError::new(ErrorClass::Error, format!("cannot run in pod {pod}: {m}"))),
@@ -83,7 +69,7 @@ impl PodExec {
                 None => Err(StepError::new(ErrorClass::Unavailable, format!("the exec stream of pod {pod} ended without an exit status"))),
             }
         });
-        Ok(Process { stdout: Box::pin(stdout), stdin: stdin_pipe, wait })
+        Ok(Process { stdout: Box::pin(started.stdout), stdin: stdin_pipe, wait })
     }
 }
 

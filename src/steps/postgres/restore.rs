@@ -87,7 +87,10 @@ struct Database {
 async fn sessions(admin: &tokio_postgres::Client, db: &str) -> Result<Vec<(i32, String, String)>, StepError> {
     let rows = super::query(
         admin,
-        "SELECT pid, coalesce(usename, ''), coalesce(application_name, '') FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() ORDER BY pid",
+        // Client sessions only: an autovacuum worker is not an application to stop, and the
+        // server ends it itself when the database is renamed or dropped.
+        "SELECT pid, coalesce(usename, ''), coalesce(application_name, '') FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY pid",
         &[&db],
         "reading pg_stat_activity",
     )

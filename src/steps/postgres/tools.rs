@@ -223,10 +223,14 @@ pub async fn run_feeding(
     let (fed, read, exit) = tokio::join!(feed, reader.read_to_end(&mut out), p.wait);
     let exit = exit?;
     read.map_err(|e| StepError::error(format!("reading {}: {e}", program.path.display())))?;
+    // A program that ends well without reading all its input did not need the rest
+    // (`pg_restore --list` reads only the table of contents): that is not an error.
     if let Err(e) = fed
-        && exit.success() {
-            return Err(StepError::error(format!("streaming into {}: {e}", program.path.display())));
-        }
+        && exit.success()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(StepError::error(format!("streaming into {}: {e}", program.path.display())));
+    }
     Ok((String::from_utf8_lossy(&out).into_owned(), exit))
 }
 

@@ -200,6 +200,9 @@ impl Cluster {
             .arg("-d")
             .arg(db)
             .env("PGPASSWORD", PASSWORD)
+            // A statement stuck behind a lock fails the test with the reason instead of
+            // stalling the suite.
+            .env("PGOPTIONS", "-c lock_timeout=60s -c statement_timeout=180s")
             .env_remove("PGDATABASE");
         c
     }
