@@ -17,6 +17,7 @@ pub mod compose;
 pub mod host;
 pub mod http;
 pub mod k8s;
+pub mod logscan;
 pub mod notify;
 pub mod postgres;
 pub mod sleep;

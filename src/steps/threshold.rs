@@ -31,6 +31,11 @@ impl Limits {
         Limits { warn, fail, direction: Direction::Below }
     }
 
+    /// Limits on a count (`warn_above`, `fail_above` of matching lines or events).
+    pub fn above_counts(warn: Option<u64>, fail: Option<u64>) -> Limits {
+        Limits::above(warn.map(|v| v as f64), fail.map(|v| v as f64))
+    }
+
     /// Limits on a time, in seconds (`warn_latency`, `fail_lag`).
     pub fn above_durations(warn: Option<Duration>, fail: Option<Duration>) -> Limits {
         Limits::above(warn.map(|d| d.std().as_secs_f64()), fail.map(|d| d.std().as_secs_f64()))

@@ -8,6 +8,7 @@ use super::docker::log_lines;
 use super::{by_service, project};
 use crate::duration::Duration;
 use crate::pattern::Pattern;
+use crate::steps::logscan::Tally;
 use crate::steps::threshold::Limits;
 use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
 
@@ -19,7 +20,7 @@ pub struct Logs {
     /// A regex, e.g. `(?i)error`.
     pub pattern: Pattern,
     /// How far back. Default 1h.
-    #[serde(default = "hour")]
+    #[serde(default = "crate::steps::logscan::hour")]
     pub since: Duration,
     /// At most this many of the latest lines per container.
     #[serde(default)]
@@ -31,15 +32,8 @@ pub struct Logs {
     #[serde(default)]
     pub fail_above: Option<u64>,
     /// Matching lines kept as samples. Default 5.
-    #[serde(default = "five")]
+    #[serde(default = "crate::steps::logscan::five")]
     pub samples: usize,
-}
-
-fn hour() -> Duration {
-    Duration::from_secs(3600)
-}
-fn five() -> usize {
-    5
 }
 
 impl StepKind for Logs {
@@ -53,7 +47,7 @@ impl StepKind for Logs {
     ];
 
     fn check(&self) -> Result<(), String> {
-        self.limits().check_order("warn_above", "fail_above")
+        Limits::above_counts(self.warn_above, self.fail_above).check_order("warn_above", "fail_above")
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
@@ -72,34 +66,13 @@ impl StepKind for Logs {
             async move { docker.get_raw(&path, "reading logs").await }
         }))
         .await;
-        let (mut lines, mut matches, mut samples) = (0u64, 0u64, Vec::new());
+        let mut tally = Tally::default();
         for raw in fetched {
             for line in log_lines(&raw?) {
-                lines += 1;
-                if self.pattern.is_match(&line) {
-                    matches += 1;
-                    if samples.len() < self.samples {
-                        samples.push(crate::steps::postgres::truncate(&line, 300));
-                    }
-                }
+                tally.line(&line, &self.pattern, self.samples, None);
             }
         }
-        let limits = self.limits();
-        let mut message = format!("{matches} of {lines} lines of {} in the last {} match {}", self.service, self.since, self.pattern);
-        if let Some(first) = samples.first() {
-            message.push_str(&format!(", e.g. {first}"));
-        }
-        Ok(Outcome::new(limits.verdict(matches as f64), message)
-            .value(matches.to_string())
-            .threshold(limits.describe(|v| format!("{v:.0}")))
-            .output("matches", matches)
-            .output("lines", lines)
-            .output("samples", samples))
-    }
-}
-
-impl Logs {
-    fn limits(&self) -> Limits {
-        Limits::above(self.warn_above.map(|v| v as f64), self.fail_above.map(|v| v as f64))
+        let message = format!("{} of {} lines of {} in the last {} match {}", tally.matches, tally.lines, self.service, self.since, self.pattern);
+        Ok(tally.outcome(&Limits::above_counts(self.warn_above, self.fail_above), message))
     }
 }

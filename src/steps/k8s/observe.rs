@@ -13,22 +13,12 @@ use super::health::for_each_page;
 use super::{Kube, check_selector, client};
 use crate::duration::Duration;
 use crate::pattern::Pattern;
+use crate::steps::logscan::Tally;
 use crate::steps::threshold::Limits;
 use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
 
-fn hour() -> Duration {
-    Duration::from_secs(3600)
-}
-fn five() -> usize {
-    5
-}
 fn zero() -> Option<u64> {
     Some(0)
-}
-
-/// Warn/fail limits on a count.
-fn count_limits(warn: Option<u64>, fail: Option<u64>) -> Limits {
-    Limits::above(warn.map(|v| v as f64), fail.map(|v| v as f64))
 }
 
 /// Warning events of the namespace within a window, newest first.
@@ -36,7 +26,7 @@ fn count_limits(warn: Option<u64>, fail: Option<u64>) -> Limits {
 #[serde(deny_unknown_fields)]
 pub struct Events {
     /// How far back. Default 1h.
-    #[serde(default = "hour")]
+    #[serde(default = "crate::steps::logscan::hour")]
     pub window: Duration,
     /// Only these reasons (`BackOff`, `FailedScheduling`, `OOMKilling`, …).
     #[serde(default)]
@@ -72,7 +62,7 @@ impl StepKind for Events {
     ];
 
     fn check(&self) -> Result<(), String> {
-        count_limits(self.warn_above, self.fail_above).check_order("warn_above", "fail_above")
+        Limits::above_counts(self.warn_above, self.fail_above).check_order("warn_above", "fail_above")
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
@@ -112,7 +102,7 @@ impl StepKind for Events {
                 })
             })
             .collect();
-        let limits = count_limits(self.warn_above, self.fail_above);
+        let limits = Limits::above_counts(self.warn_above, self.fail_above);
         let mut message = format!("{count} warning events in the last {}", self.window);
         if !by_reason.is_empty() {
             message.push_str(&format!(" ({})", by_reason.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ")));
@@ -146,7 +136,7 @@ pub struct Logs {
     /// A regex, e.g. `(?i)error`.
     pub pattern: Pattern,
     /// How far back. Default 1h.
-    #[serde(default = "hour")]
+    #[serde(default = "crate::steps::logscan::hour")]
     pub since: Duration,
     /// At most this many of the latest lines per container.
     #[serde(default)]
@@ -156,12 +146,12 @@ pub struct Logs {
     #[serde(default)]
     pub fail_above: Option<u64>,
     /// Matching lines kept as samples. Default 5.
-    #[serde(default = "five")]
+    #[serde(default = "crate::steps::logscan::five")]
     pub samples: usize,
 }
 
-/// Lines, matches, samples and 401/403/429 counts of one container's log.
-type LogCount = (u64, u64, Vec<String>, [u64; 3]);
+/// One container's log: the tally and its 401/403/429 counts.
+type LogCount = (Tally, [u64; 3]);
 
 /// Pods a target names: a pod, or the pods of a workload's selector.
 async fn pods_of(kube: &Kube, target: Option<&str>, selector: Option<&str>) -> Result<(String, Vec<Pod>), StepError> {
@@ -205,7 +195,7 @@ impl StepKind for Logs {
             (None, Some(s)) => check_selector(s)?,
             _ => {}
         }
-        count_limits(self.warn_above, self.fail_above).check_order("warn_above", "fail_above")
+        Limits::above_counts(self.warn_above, self.fail_above).check_order("warn_above", "fail_above")
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
@@ -235,16 +225,10 @@ impl StepKind for Logs {
                     let params = LogParams { container: Some(container.clone()), since_seconds: Some(since), tail_lines: self.tail.map(i64::from), ..LogParams::default() };
                     let stream = kube.api::<Pod>().log_stream(&pod, &params).await.map_err(|e| kube.error(e, &format!("logs of pod {pod} container {container}")))?;
                     let mut lines = stream.lines();
-                    let (mut n, mut m, mut samples, mut status) = (0u64, 0u64, Vec::new(), [0u64; 3]);
+                    let (mut tally, mut status) = (Tally::default(), [0u64; 3]);
                     while let Some(line) = lines.next().await {
                         let line = line.map_err(|e| StepError::new(ErrorClass::Unavailable, format!("reading logs of pod {pod}: {e}")))?;
-                        n += 1;
-                        if self.pattern.is_match(&line) {
-                            m += 1;
-                            if samples.len() < self.samples {
-                                samples.push(crate::steps::postgres::truncate(&format!("{pod}: {line}"), 300));
-                            }
-                        }
+                        tally.line(&line, &self.pattern, self.samples, Some(&pod));
                         if let Some(c) = status_re.captures(&line) {
                             status[match &c[1] {
                                 "401" => 0,
@@ -253,37 +237,26 @@ impl StepKind for Logs {
                             }] += 1;
                         }
                     }
-                    Ok((n, m, samples, status))
+                    Ok((tally, status))
                 }
             })
             .buffer_unordered(8)
             .collect()
             .await;
-        let (mut lines, mut matches, mut samples, mut status) = (0u64, 0u64, Vec::new(), [0u64; 3]);
+        let (mut tally, mut status) = (Tally::default(), [0u64; 3]);
         for r in results {
-            let (n, m, s, st) = r?;
-            lines += n;
-            matches += m;
-            samples.extend(s);
+            let (t, st) = r?;
+            tally.merge(t, self.samples);
             for i in 0..3 {
                 status[i] += st[i];
             }
         }
-        samples.truncate(self.samples);
-        let limits = count_limits(self.warn_above, self.fail_above);
-        let mut message = format!("{matches} of {lines} lines of {what} ({} pods) in the last {} match {}", pods.len(), self.since, self.pattern);
+        let mut message = format!("{} of {} lines of {what} ({} pods) in the last {} match {}", tally.matches, tally.lines, pods.len(), self.since, self.pattern);
         if status.iter().any(|s| *s > 0) {
             message.push_str(&format!("; HTTP 401: {}, 403: {}, 429: {}", status[0], status[1], status[2]));
         }
-        if let Some(first) = samples.first() {
-            message.push_str(&format!(", e.g. {first}"));
-        }
-        Ok(Outcome::new(limits.verdict(matches as f64), message)
-            .value(matches.to_string())
-            .threshold(limits.describe(|v| format!("{v:.0}")))
-            .output("matches", matches)
-            .output("lines", lines)
-            .output("samples", samples)
+        Ok(tally
+            .outcome(&Limits::above_counts(self.warn_above, self.fail_above), message)
             .output("status_counts", serde_json::json!({"401": status[0], "403": status[1], "429": status[2]}))
             .output("pods", pods.len()))
     }
