@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use super::Project;
 use super::docker::Docker;
-use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version};
+use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
 use crate::steps::{ErrorClass, StepError};
 
 pub struct ComposeExec {
@@ -94,15 +94,11 @@ impl ComposeExec {
         let mut child = cmd.spawn().map_err(|e| StepError::error(format!("cannot run docker exec: {}", crate::error::io_reason(&e))))?;
         let stdout = child.stdout.take().expect("piped");
         let stdin_pipe = child.stdin.take();
-        let mut stderr = child.stderr.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
         let wait = Box::pin(async move {
-            use tokio::io::AsyncReadExt;
-            let mut err = Vec::new();
-            let _ = (&mut stderr).take(8192).read_to_end(&mut err).await;
-            // The rest is drained, or a chatty program would block on a full pipe.
-            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+            let stderr = stderr_tail(stderr).await;
             let status = child.wait().await.map_err(|e| StepError::error(format!("waiting for docker exec failed: {e}")))?;
-            Ok(Exit { code: status.code(), stderr: String::from_utf8_lossy(&err).into_owned() })
+            Ok(Exit { code: status.code(), stderr })
         });
         Ok(Process {
             stdout: Box::pin(stdout),

@@ -18,7 +18,7 @@ use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Kube;
-use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version};
+use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
 use crate::steps::{ErrorClass, StepError};
 
 /// Reads `NAME=value` lines until an empty one, exports them, runs "$0" "$@", reads the
@@ -54,13 +54,10 @@ impl PodExec {
             let _ = input.shutdown().await;
             None
         };
-        let (mut stderr, status) = (started.stderr, started.status);
+        let (stderr, status) = (started.stderr, started.status);
         let pod = self.pod.clone();
         let wait = Box::pin(async move {
-            let mut err = Vec::new();
-            let _ = (&mut stderr).take(8192).read_to_end(&mut err).await;
-            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-            let stderr = String::from_utf8_lossy(&err).into_owned();
+            let stderr = stderr_tail(stderr).await;
             match status.await.ok().flatten() {
                 Some(s) => match super::exec::exit_code(&s) {
                     Ok(code) => Ok(Exit { code: Some(code), stderr }),

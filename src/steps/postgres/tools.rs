@@ -42,6 +42,25 @@ impl Exit {
     }
 }
 
+/// Reads standard error to its end and keeps the last 8 KiB (where a program's final
+/// error is); reading it all means a chatty program never blocks on a full pipe.
+pub async fn stderr_tail(mut stderr: impl AsyncRead + Unpin) -> String {
+    let mut err = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                err.extend_from_slice(&buf[..n]);
+                if err.len() > 8192 {
+                    err.drain(..err.len() - 8192);
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&err).into_owned()
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A started program.
@@ -162,25 +181,13 @@ impl Local {
             StepError::new(ErrorClass::Error, format!("cannot run {}: {}", program.path.display(), crate::error::io_reason(&e)))
         })?;
         let stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
         let stdin_pipe = child.stdin.take();
         let name = program.path.display().to_string();
         let wait = Box::pin(async move {
-            let mut err = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                match stderr.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        err.extend_from_slice(&buf[..n]);
-                        if err.len() > 8192 {
-                            err.drain(..err.len() - 8192);
-                        }
-                    }
-                }
-            }
+            let stderr = stderr_tail(stderr).await;
             let status = child.wait().await.map_err(|e| StepError::error(format!("waiting for {name} failed: {e}")))?;
-            Ok(Exit { code: status.code(), stderr: String::from_utf8_lossy(&err).into_owned() })
+            Ok(Exit { code: status.code(), stderr })
         });
         Ok(Process {
             stdout: Box::pin(stdout),
