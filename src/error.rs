@@ -95,18 +95,6 @@ impl Error {
     }
 }
 
-impl From<crate::report::RunStatus> for Exit {
-    fn from(status: crate::report::RunStatus) -> Exit {
-        use crate::report::RunStatus;
-        match status {
-            RunStatus::Passed => Exit::Passed,
-            RunStatus::Failed => Exit::Failed,
-            RunStatus::Interrupted => Exit::Interrupted,
-            RunStatus::Refused => Exit::Invalid,
-        }
-    }
-}
-
 impl From<Diagnostic> for Error {
     fn from(d: Diagnostic) -> Error {
         Error::Invalid(vec![d])
@@ -142,7 +130,6 @@ mod tests {
         assert_eq!(Error::Invalid(vec![]).exit().code(), 2);
         assert_eq!(Error::Locked { instance: "a".into(), holder: "b".into() }.exit().code(), 3);
         assert_eq!(Error::Interrupted.exit().code(), 130);
-        assert_eq!(Exit::from(crate::report::RunStatus::Refused).code(), 2);
         assert_eq!(Exit::worst([Exit::Passed, Exit::Failed, Exit::Passed]), Exit::Failed);
         assert_eq!(Exit::worst([Exit::Failed, Exit::Interrupted]), Exit::Interrupted);
         assert_eq!(Exit::worst([]), Exit::Passed);

@@ -14,8 +14,9 @@
 //!
 //! Found at `--config`, else `$OPSCTL_CONFIG`, else `./opsctl.yaml` if it exists. Without
 //! one there is still the built-in `localhost` instance (the machine opsctl runs on), so
-//! `opsctl check --instance localhost` works on a fresh machine. Each backend adds its own
-//! section to [`Instance`]; this module holds the parts the core uses.
+//! `opsctl check --instance localhost` works on a fresh machine. An instance itself is pure
+//! data ([`Instance`], each backend's section in that backend's `settings.rs`); this module
+//! finds the file, loads it with positions for its errors, and selects instances.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,13 +24,14 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::source::{SourceFile, Span};
-use crate::steps::http::HeaderValue;
 use crate::yaml::de::{Mode, from_node};
 use crate::yaml::{self, Node};
+
+pub use crate::instance::Instance;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -41,116 +43,6 @@ pub struct InventoryFile {
     /// Instances by name.
     #[serde(default)]
     pub instances: IndexMap<String, Instance>,
-}
-
-/// One deployed copy of a platform: a tenant, an environment.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Instance {
-    /// Filled in from the key under `instances:`.
-    #[serde(skip_deserializing)]
-    pub name: String,
-    /// Free-form labels, for `--selector` and for templates (`instance.labels.tier`).
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Values runbooks read as `{{ vars.NAME }}`.
-    #[serde(default)]
-    pub vars: BTreeMap<String, serde_json::Value>,
-    /// The instance's HTTP API.
-    #[serde(default)]
-    pub http: Option<HttpSettings>,
-    /// The instance's PostgreSQL.
-    #[serde(default)]
-    pub postgres: Option<crate::steps::postgres::PostgresSettings>,
-    /// Where the instance's backups go, and retention.
-    #[serde(default)]
-    pub backups: Option<crate::backup::BackupSettings>,
-    /// The instance's Docker Compose project.
-    #[serde(default)]
-    pub compose: Option<crate::steps::compose::ComposeSettings>,
-    /// How to reach the instance's AWS account.
-    #[serde(default)]
-    pub aws: Option<crate::steps::aws::AwsSettings>,
-    /// The instance's DynamoDB tables.
-    #[serde(default)]
-    pub dynamodb: Option<crate::steps::aws::DynamoSettings>,
-    /// How to reach the instance's Kubernetes cluster.
-    #[serde(default)]
-    pub kubernetes: Option<crate::steps::k8s::KubeSettings>,
-}
-
-/// How to reach an instance over HTTP.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSettings {
-    /// `https://api.team-a.example.com`; runbooks use `{{ instance.http.base_url }}`.
-    pub base_url: String,
-    /// Headers sent by the `check` runbook's health checks; values may be secret references.
-    #[serde(default)]
-    pub headers: IndexMap<String, HeaderValue>,
-    /// Endpoints the `check` runbook probes, relative to `base_url`.
-    #[serde(default)]
-    pub health: Vec<HealthEndpoint>,
-}
-
-/// A health endpoint: a path, or a path with expectations.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct HealthEndpoint {
-    pub path: String,
-    pub expect_status: Option<u16>,
-    pub expect_json: Option<IndexMap<String, serde_json::Value>>,
-    pub expect_body: Option<String>,
-    pub warn_latency: Option<crate::duration::Duration>,
-    pub fail_latency: Option<crate::duration::Duration>,
-}
-
-impl<'de> Deserialize<'de> for HealthEndpoint {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            path: String,
-            #[serde(default)]
-            expect_status: Option<u16>,
-            #[serde(default)]
-            expect_json: Option<IndexMap<String, serde_json::Value>>,
-            #[serde(default)]
-            expect_body: Option<String>,
-            #[serde(default)]
-            warn_latency: Option<crate::duration::Duration>,
-            #[serde(default)]
-            fail_latency: Option<crate::duration::Duration>,
-        }
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = HealthEndpoint;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a path such as `/health`, or a mapping with `path`")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HealthEndpoint, E> {
-                Ok(HealthEndpoint {
-                    path: s.to_string(),
-                    expect_status: None,
-                    expect_json: None,
-                    expect_body: None,
-                    warn_latency: None,
-                    fail_latency: None,
-                })
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<HealthEndpoint, A::Error> {
-                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(HealthEndpoint {
-                    path: f.path,
-                    expect_status: f.expect_status,
-                    expect_json: f.expect_json,
-                    expect_body: f.expect_body,
-                    warn_latency: f.warn_latency,
-                    fail_latency: f.fail_latency,
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// The loaded inventory.
@@ -314,53 +206,6 @@ impl Inventory {
             .filter(|i| selector.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
             .cloned()
             .collect()
-    }
-}
-
-impl Instance {
-    /// What templates see as `instance`: every setting, with secret references shown as
-    /// references (never values). Sections the instance does not have are `null`.
-    pub fn template_value(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            if obj.get("http").is_some_and(|h| h.is_null()) {
-                obj.insert("http".into(), serde_json::json!({ "base_url": null, "headers": {}, "health": [] }));
-            }
-            if obj.get("dynamodb").is_some_and(|d| d.is_null()) {
-                obj.insert("dynamodb".into(), serde_json::json!({ "tables": [] }));
-            }
-        }
-        v
-    }
-
-    /// The backends this instance declares, for `list instances`.
-    pub fn backends(&self) -> Vec<&'static str> {
-        let mut out = vec!["host"];
-        if self.http.is_some() {
-            out.push("http");
-        }
-        if self.postgres.is_some() {
-            out.push("postgres");
-        }
-        if self.backups.is_some() {
-            out.push("backups");
-        }
-        if self.compose.is_some() {
-            out.push("compose");
-        }
-        if self.kubernetes.is_some() {
-            out.push("kubernetes");
-        }
-        if self.aws.is_some() {
-            out.push("aws");
-        }
-        if self.dynamodb.as_ref().is_some_and(|d| !d.tables.is_empty()) {
-            out.push("dynamodb");
-        }
-        if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
-            out.push("s3");
-        }
-        out
     }
 }
 

@@ -2,18 +2,14 @@
 //!
 //! Editors use it for completion and checking (`# yaml-language-server: $schema=…`). The
 //! runbook schema is assembled from each step kind's parameter struct, so a new kind appears
-//! in it by being in [`crate::steps::KINDS`]. Values that take a number, a boolean, an enum
+//! in it by being in [`crate::registry::KINDS`]. Values that take a number, a boolean, an enum
 //! or a patterned string also accept a `{{ }}` template, as the loader does.
 
 use serde_json::{Value, json};
 
 use crate::inventory::InventoryFile;
+use crate::registry::{KINDS, generator};
 use crate::runbook::{CONTROLS, OnFailure, ParamDecl, Retry};
-use crate::steps::{self, KINDS};
-
-fn generator() -> schemars::SchemaGenerator {
-    schemars::generate::SchemaSettings::draft2020_12().into_generator()
-}
 
 /// The runbook schema.
 pub fn runbook() -> Value {
@@ -119,31 +115,6 @@ fn allow_templates(v: &mut Value) {
     }
 }
 
-/// A step kind's parameter names, required ones first, for error messages.
-pub fn kind_fields(kind: &steps::KindInfo) -> (Vec<String>, Vec<String>) {
-    let mut g = generator();
-    let schema = (kind.schema)(&mut g).to_value();
-    let defs = g.definitions().clone();
-    let resolved = match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => defs.get(r.trim_start_matches("#/$defs/")).cloned().unwrap_or_default(),
-        None => schema,
-    };
-    let required: Vec<String> = resolved["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-    let optional: Vec<String> = resolved["properties"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k.clone())
-        .filter(|k| !required.contains(k))
-        .collect();
-    (required, optional)
-}
-
-/// Step kinds for `opsctl list kinds` and the README.
-pub fn kinds() -> Vec<(&'static str, steps::Effect, &'static str)> {
-    KINDS.iter().map(|k| (k.name, k.effect, k.summary)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,13 +133,6 @@ mod tests {
         let mut v = json!({ "type": "integer", "minimum": 0 });
         allow_templates(&mut v);
         assert_eq!(v, json!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "$ref": "#/$defs/Template" }] }));
-    }
-
-    #[test]
-    fn kind_fields_lists_required_then_optional() {
-        let (required, optional) = kind_fields(steps::lookup("host.command").unwrap());
-        assert_eq!(required, ["effect"]);
-        assert!(optional.contains(&"argv".to_string()));
     }
 
     #[test]

@@ -182,6 +182,57 @@ impl<W: std::io::Write> std::io::Write for ScrubWriter<W> {
     }
 }
 
+/// A header value: text (may be templated), or a secret reference.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Text(String),
+    Secret(SecretRef),
+}
+
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HeaderValue, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HeaderValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a header value, or a secret reference such as `{ env: API_TOKEN }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::Text(s.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::Text(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<HeaderValue, A::Error> {
+                SecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(HeaderValue::Secret)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl HeaderValue {
+    /// The value to send. Secret values are registered for scrubbing when resolved.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            HeaderValue::Text(t) => Ok(t.clone()),
+            HeaderValue::Secret(r) => r.resolve().map(|s| s.expose().to_string()),
+        }
+    }
+
+    /// For plans: secrets as references.
+    pub fn describe(&self) -> String {
+        match self {
+            HeaderValue::Text(t) => t.clone(),
+            HeaderValue::Secret(r) => format!("<secret {}>", r.describe()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

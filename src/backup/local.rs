@@ -192,8 +192,7 @@ mod tests {
             opsctl_version: "0".into(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,
-            postgres: None,
-            dynamodb: None,
+            sources: serde_json::Map::new(),
         }
     }
 

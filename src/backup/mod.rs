@@ -5,53 +5,30 @@
 //! is the commit marker, and a backup without one does not exist. Listing, verification
 //! (checksums, then a structural check by kind, e.g. `pg_restore --list`), and retention
 //! (`keep_last`, `keep_days`) work the same on every store. [`BackupStore`] is the trait;
-//! [`local::LocalStore`] keeps backups in a directory; the AWS backend adds S3.
+//! [`local::LocalStore`] keeps backups in a directory; the AWS backend adds S3, and the
+//! registry picks an instance's store.
+//!
+//! This layer knows no backend: what a PostgreSQL dump or a DynamoDB export records about
+//! its source is the backend's own section of the manifest ([`Manifest::source`]), and
+//! how such a backup is checked beyond its checksums is the backend's
+//! (`crate::kind::BackupFormat`).
 
 pub mod local;
+pub mod settings;
 
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::diagnostic::did_you_mean;
-use crate::inventory::Instance;
 
 /// The manifest's `schema`.
 pub const MANIFEST_SCHEMA: &str = "opsctl.backup/v1";
 pub const MANIFEST_FILE: &str = "manifest.json";
-
-/// Where an instance keeps its backups, and for how long.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BackupSettings {
-    /// A local directory; backups go to `<dir>/<instance>/<id>/`.
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
-    /// Retention: always keep this many of the newest backups.
-    #[serde(default)]
-    pub keep_last: Option<u32>,
-    /// Retention: keep backups younger than this many days.
-    #[serde(default)]
-    pub keep_days: Option<u32>,
-    /// An S3 bucket; when set, backups go there (`s3://<bucket>/<prefix><instance>/<id>/`),
-    /// and `dir`, if also set, is where restores stage their downloads.
-    #[serde(default)]
-    pub s3: Option<S3Settings>,
-}
-
-/// Where in S3 an instance's backups go. Reached with the instance's `aws` settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct S3Settings {
-    pub bucket: String,
-    /// A key prefix, e.g. `opsctl/`.
-    #[serde(default)]
-    pub prefix: Option<String>,
-}
 
 /// What a backup holds and where it came from.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -67,33 +44,10 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// Total size of the files.
     pub bytes: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<PostgresSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamodb: Option<DynamoSource>,
-}
-
-/// Where a DynamoDB export came from: enough to recreate the table and check a restore.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct DynamoSource {
-    pub table: String,
-    pub region: String,
-    /// Items written to the export (exact: counted while scanning).
-    pub item_count: u64,
-    pub segments: u32,
-    /// The table's key: partition key first, then the sort key if any.
-    pub key: Vec<KeyAttribute>,
-    /// `on_demand` or `provisioned`.
-    pub billing_mode: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct KeyAttribute {
-    pub name: String,
-    /// `HASH` or `RANGE`.
-    pub key_type: String,
-    /// `S`, `N` or `B`.
-    pub attribute_type: String,
+    /// Where the backup came from, in its backend's words, under the backend's key
+    /// (`"postgres": {database, server_version, …}`, `"dynamodb": {table, item_count, …}`).
+    #[serde(flatten)]
+    pub sources: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -104,33 +58,20 @@ pub struct FileEntry {
     pub format: String,
 }
 
-/// Where a PostgreSQL backup came from.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PostgresSource {
-    pub database: String,
-    pub server_version: String,
-    pub server_version_num: u32,
-    pub pg_dump_version: String,
-    pub database_bytes: u64,
-    /// Row estimates per table (`pg_class.reltuples`; -1 when never analyzed).
-    pub tables: Vec<TableRows>,
-    pub rows_estimate: i64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct TableRows {
-    pub name: String,
-    pub rows_estimate: i64,
-}
-
 impl Manifest {
     pub fn file(&self, name: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.name == name)
     }
 
-    /// The source server's major version (15 for 150004).
-    pub fn postgres_major(&self) -> Option<u32> {
-        self.postgres.as_ref().map(|p| p.server_version_num / 10_000)
+    /// The backend's section `key`, read as `T`; `None` when it has none or it does not
+    /// read as `T`.
+    pub fn source<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.sources.get(key).and_then(|v| T::deserialize(v).ok())
+    }
+
+    /// Sets the backend's section `key`.
+    pub fn set_source(&mut self, key: &str, source: &impl Serialize) {
+        self.sources.insert(key.to_string(), serde_json::to_value(source).unwrap_or_default());
     }
 }
 
@@ -246,23 +187,6 @@ pub fn check_entry(id: &str, entry: &FileEntry, bytes: u64, sha: &str) -> Result
     Ok(())
 }
 
-/// The instance's store, or why it has none: S3 when `backups.s3` is set, else the
-/// local `dir`.
-pub fn store_for(instance: &Instance) -> Result<Box<dyn BackupStore>, String> {
-    let settings = instance.backups.as_ref().ok_or_else(|| {
-        format!("instance {} has no backup store; set `backups: {{ dir: /var/backups/opsctl }}` in the inventory", instance.name)
-    })?;
-    match (&settings.s3, &settings.dir) {
-        (Some(s3), dir) => {
-            let aws = instance.aws.clone().unwrap_or_default();
-            let staging = dir.as_ref().map(|d| d.join(&instance.name).join(".staging"));
-            Ok(Box::new(crate::steps::aws::s3store::S3Store::new(s3, &instance.name, aws, staging)?))
-        }
-        (None, Some(dir)) => Ok(Box::new(local::LocalStore::new(dir.join(&instance.name)))),
-        (None, None) => Err(format!("instance {}: `backups` needs a `dir` or an `s3: {{ bucket: … }}`", instance.name)),
-    }
-}
-
 /// A new backup id, unique in the store: `20261123T020000Z-postgres` (then `…-postgres-2`
 /// for a second one within the same second).
 pub async fn new_id(store: &dyn BackupStore, kind: &str) -> String {
@@ -372,11 +296,6 @@ pub fn to_prune(backups: &[Manifest], keep_last: Option<u32>, keep_days: Option<
         .collect()
 }
 
-/// `1.4 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    crate::steps::host::disk::bytes(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,8 +311,7 @@ mod tests {
             opsctl_version: "0".into(),
             files: vec![],
             bytes: 0,
-            postgres: None,
-            dynamodb: None,
+            sources: serde_json::Map::new(),
         }
     }
 

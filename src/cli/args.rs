@@ -1,4 +1,4 @@
-//! Command-line arguments (clap). No I/O here; `commands` acts on them.
+//! Command-line arguments (clap). No I/O here; `dispatch` in the CLI's root acts on them.
 
 use std::path::PathBuf;
 

@@ -4,13 +4,14 @@ use comfy_table::{ContentArrangement, Table, presets};
 
 use super::Ui;
 use super::args::{Format, Global, ListWhat};
-use crate::catalog;
 use crate::diagnostic::Diagnostic;
 use crate::error::{Error, Exit};
 use crate::inventory::Inventory;
-use crate::report::{Destination, RunReport};
+use crate::procedures::catalog;
+use crate::registry;
+use crate::report::{Destination, RunReport, history};
 use crate::runbook::{self, Runbook};
-use crate::{history, sysinfo};
+use crate::sysinfo;
 
 fn new_table(ui: &Ui, header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -82,7 +83,7 @@ pub fn validate(g: &Global, _ui: &Ui, specs: &[String], instance: Option<&str>) 
 pub fn list(g: &Global, ui: &Ui, what: ListWhat) -> Result<Exit, Error> {
     match what {
         ListWhat::Kinds => {
-            let kinds = crate::steps::KINDS;
+            let kinds = registry::KINDS;
             if wants_json(g) {
                 let v: Vec<_> = kinds
                     .iter()
@@ -199,12 +200,12 @@ fn stores(inventory: &Inventory, only: Option<&str>) -> Result<Vec<NamedStore>, 
     match only {
         Some(name) => {
             let i = inventory.instance(name)?;
-            let store = crate::backup::store_for(&i).map_err(|e| Error::from(Diagnostic::new(e)))?;
+            let store = registry::backup_store(&i).map_err(|e| Error::from(Diagnostic::new(e)))?;
             out.push((i.name.clone(), store));
         }
         None => {
             for i in inventory.instances.values() {
-                if let Ok(store) = crate::backup::store_for(i) {
+                if let Ok(store) = registry::backup_store(i) {
                     out.push((i.name.clone(), store));
                 }
             }
@@ -237,22 +238,13 @@ pub fn backups(g: &Global, ui: &Ui, instance: Option<&str>) -> Result<Exit, Erro
     }
     let mut t = new_table(ui, &["BACKUP", "INSTANCE", "KIND", "CREATED (UTC)", "SIZE", "SOURCE", "ROWS / ITEMS"]);
     for m in &all {
-        let source = match (&m.postgres, &m.dynamodb) {
-            (Some(p), _) => format!("{} @ PostgreSQL {}", p.database, p.server_version),
-            (None, Some(d)) => format!("{} @ DynamoDB {}", d.table, d.region),
-            (None, None) => String::new(),
-        };
-        let rows = match (&m.postgres, &m.dynamodb) {
-            (Some(p), _) => p.rows_estimate.to_string(),
-            (None, Some(d)) => d.item_count.to_string(),
-            (None, None) => String::new(),
-        };
+        let (source, rows) = registry::backup_format(&m.kind).and_then(|f| (f.describe)(m)).unwrap_or_default();
         t.add_row(vec![
             m.id.clone(),
             m.instance.clone(),
             m.kind.clone(),
             m.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
-            crate::backup::human_bytes(m.bytes),
+            crate::units::human_bytes(m.bytes),
             source,
             rows,
         ]);
@@ -283,7 +275,7 @@ pub fn owner_of_backup(g: &Global, id: &str) -> Result<String, Error> {
 pub fn check_backup_exists(g: &Global, instance: &str, id: &str) -> Result<(), Error> {
     let inventory = Inventory::discover(g.config.as_deref())?;
     let i = inventory.instance(instance)?;
-    let Ok(store) = crate::backup::store_for(&i) else {
+    let Ok(store) = registry::backup_store(&i) else {
         return Ok(()); // the step reports the missing store
     };
     block_on(crate::backup::find(store.as_ref(), id))?

@@ -5,17 +5,16 @@ mod listing;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
 
-use crate::engine::{Confirm, Engine, Interrupts, Options, RunMeta};
+use crate::engine::{Confirm, Interrupts, Options};
 use crate::error::{Error, Exit};
-use crate::inventory::{Instance, Inventory};
+use crate::inventory::Inventory;
+use crate::procedures::{self, Prepared, catalog};
 use crate::report::{Destination, LogSink, RunReport, Sink, Sinks, json, junit, progress, table};
-use crate::runbook::{self, ParamValue, Runbook};
-use crate::steps::Effect;
-use crate::{catalog, history, lock, secret, sysinfo};
+use crate::runbook::Runbook;
+use crate::{secret, sysinfo};
 use args::{Cli, ColorChoice, Command, Format, Global, OutputSpec, RunArgs};
 
 /// Runs the command line and returns the process exit code.
@@ -95,7 +94,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             let runbook = Runbook::load(source).map_err(Error::Invalid)?;
             let prepared = instances
                 .into_iter()
-                .map(|i| prepare(&runbook, i, &[]))
+                .map(|i| procedures::prepare(&runbook, i, &[]))
                 .collect::<Result<Vec<_>, _>>()?;
             execute(g, ui, &runbook, prepared, g.dry_run)
         }
@@ -160,28 +159,12 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
     }
 }
 
-/// A runbook bound to one instance, ready to run.
-struct Prepared {
-    instance: Arc<Instance>,
-    params: indexmap::IndexMap<String, ParamValue>,
-}
-
-/// Checks references against the instance and binds parameters.
-fn prepare(runbook: &Runbook, instance: Arc<Instance>, given: &[(String, String)]) -> Result<Prepared, Error> {
-    let errors = runbook::check::references(runbook, Some(&instance));
-    if !errors.is_empty() {
-        return Err(Error::Invalid(errors));
-    }
-    let params = runbook::check::bind_params(runbook, given).map_err(Error::Invalid)?;
-    Ok(Prepared { instance, params })
-}
-
 fn run(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<Exit, Error> {
     let inventory = Inventory::discover(g.config.as_deref())?;
     let instance = inventory.instance(&a.instance)?;
     let source = catalog::find(&a.runbook, &inventory)?;
     let runbook = Runbook::load(source).map_err(Error::Invalid)?;
-    let prepared = prepare(&runbook, instance, &a.params)?;
+    let prepared = procedures::prepare(&runbook, instance, &a.params)?;
     execute(g, ui, &runbook, vec![prepared], dry_run)
 }
 
@@ -233,25 +216,21 @@ fn check_outputs(g: &Global) -> Result<Vec<OutputSpec>, Error> {
     Ok(specs)
 }
 
-/// Runs a runbook on one or more instances, renders the outputs, records history.
+/// Runs a runbook on one or more instances, renders the outputs.
 fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<Exit, Error> {
     let outputs = check_outputs(g)?;
     let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
-    if !dry_run && !g.yes && !confirm.interactive() {
-        let needing: Vec<String> = runbook
-            .steps()
-            .filter(|s| s.controls.confirm.is_some() || s.effect == Effect::Destroy)
-            .map(|s| format!("`{}` ({}, {})", s.id, s.kind.name, s.effect))
-            .collect();
-        if !needing.is_empty() {
-            return Err(Error::Refused(format!(
-                "{} needs confirmation ({}), and there is no terminal to ask; run with --yes to go ahead, or --dry-run to see the plan",
-                if needing.len() == 1 { "a step" } else { "steps" },
-                needing.join(", ")
-            )));
-        }
-    }
+    let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
+    procedures::refuse_unconfirmable(runbook, &options, confirm.interactive())?;
     let state_dir = sysinfo::state_dir();
+    let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
+    let sink = || -> Box<dyn Sink> {
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
+        if progress_line {
+            sinks.push(Box::new(progress::Progress::new()));
+        }
+        Box::new(Sinks(sinks))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -260,49 +239,8 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
     let reports: Vec<RunReport> = runtime.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let cancel = interrupts.stop.clone();
-        let mut reports = Vec::new();
-        for p in prepared {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let meta = RunMeta::current();
-            let locks = if !dry_run && runbook.effect() >= Effect::Mutate {
-                let holder = lock::Holder {
-                    run_id: meta.run_id.clone(),
-                    runbook: runbook.name.clone(),
-                    user: meta.user.clone(),
-                    host: meta.host.clone(),
-                    pid: std::process::id(),
-                    since: jiff::Timestamp::now(),
-                };
-                let local = lock::InstanceLock::acquire(&state_dir, &p.instance.name, &holder)?;
-                let backends = lock::backend_leases(runbook, &p.instance, &holder).await?;
-                Some((local, backends))
-            } else {
-                None
-            };
-            let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
-            if ui.stderr_tty && !g.quiet && g.verbose == 0 {
-                sinks.push(Box::new(progress::Progress::new()));
-            }
-            let sink = Sinks(sinks);
-            let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
-            let engine = Engine::new(runbook, p.instance.clone(), p.params, options, meta, &sink, &confirm, interrupts.clone());
-            let report = engine.run().await;
-            drop(sink);
-            if let Some((local, backends)) = locks {
-                for b in backends {
-                    b.release().await;
-                }
-                drop(local);
-            }
-            if let Err(e) = history::append(&state_dir, &report) {
-                tracing::warn!("the run was not recorded in the history: {e}");
-            }
-            reports.push(report);
-        }
-        Ok::<_, Error>(reports)
+        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink };
+        run.on(prepared).await
     })?;
     render(g, ui, &outputs, &reports)?;
     Ok(Exit::worst(reports.iter().map(|r| r.status.exit())))

@@ -27,11 +27,12 @@ use minijinja::value::Value as JValue;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::inventory::Instance;
+use crate::instance::Instance;
+use crate::kind::{Resources, RunInfo, StepContext};
 use crate::report::{Event, RunReport, RunStatus, SCHEMA, Sink, Status, StepReport};
 use crate::runbook::{Block, OnFailure, ParamValue, Runbook, Step};
-use crate::steps::{Effect, ErrorClass, Outcome, Resources, StepContext, StepError, Verdict};
 use crate::template;
+use crate::vocab::{Effect, ErrorClass, Outcome, StepError, Verdict};
 use crate::yaml::Node;
 
 pub use steps_object::StepsObject;
@@ -114,7 +115,7 @@ pub struct Engine<'a> {
     /// Second signal: cancel `always` steps too.
     hard_cancel: CancellationToken,
     resources: Arc<Resources>,
-    run_info: Arc<crate::steps::RunInfo>,
+    run_info: Arc<RunInfo>,
     semaphore: Semaphore,
     steps: Arc<StepsObject>,
     steps_value: JValue,
@@ -173,7 +174,12 @@ impl<'a> Engine<'a> {
             }))),
         };
         let parallel = options.parallel.max(1);
-        let run_info = Arc::new(crate::steps::RunInfo { runbook: runbook.name.clone(), run_id: meta.run_id.clone(), steps: steps.clone() });
+        let run_info = Arc::new(RunInfo {
+            runbook: runbook.name.clone(),
+            run_id: meta.run_id.clone(),
+            steps: steps.clone(),
+            backends: &crate::registry::BACKENDS,
+        });
         Engine {
             runbook,
             instance,

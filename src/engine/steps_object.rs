@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::value::{Enumerator, Object, Value};
 
+use crate::kind::FinishedSteps;
 use crate::report::{Status, StepReport};
+use crate::vocab::StepSummary;
 
 #[derive(Debug, Default)]
 pub struct StepsObject {
@@ -73,17 +75,8 @@ impl StepsObject {
     }
 }
 
-/// A finished step, as `cloudwatch.put_metrics` publishes it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepSummary {
-    pub id: String,
-    pub status: String,
-    pub duration_secs: f64,
-}
-
-impl StepsObject {
-    /// The steps that have finished so far, by id.
-    pub fn summaries(&self) -> Vec<StepSummary> {
+impl FinishedSteps for StepsObject {
+    fn summaries(&self) -> Vec<StepSummary> {
         let mut out: Vec<StepSummary> = self
             .map()
             .iter()

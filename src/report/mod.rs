@@ -1,10 +1,13 @@
 //! What a run did: the report every output is rendered from.
 //!
-//! The engine emits [`Event`]s while it runs and returns a [`RunReport`] at the end.
-//! Renderers ([`table`], [`json`], [`junit`]) and the live progress line are [`Sink`]s;
-//! none of them know how steps run. The JSON form of [`RunReport`] is the stable document
-//! printed by `--output json` (schema `opsctl.run/v1`, documented in the README).
+//! The engine emits [`Event`]s to a [`Sink`] while it runs — the live progress line
+//! ([`progress`]) and the log ([`LogSink`]) are sinks — and returns a [`RunReport`] at the
+//! end. The renderers ([`table`], [`json`], [`junit`]) are functions of finished reports,
+//! called after the runs; [`history`] appends each report to the audit log. None of them
+//! know how steps run. The JSON form of [`RunReport`] is the stable document printed by
+//! `--output json` (schema `opsctl.run/v1`, documented in the README).
 
+pub mod history;
 pub mod json;
 pub mod junit;
 pub mod progress;
@@ -14,7 +17,8 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::steps::{Effect, ErrorClass};
+use crate::error::Exit;
+use crate::vocab::{Effect, ErrorClass};
 
 /// The status of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,8 +60,14 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub fn exit(self) -> crate::error::Exit {
-        self.into()
+    /// How the command ends for a run that ended so.
+    pub fn exit(self) -> Exit {
+        match self {
+            RunStatus::Passed => Exit::Passed,
+            RunStatus::Failed => Exit::Failed,
+            RunStatus::Interrupted => Exit::Interrupted,
+            RunStatus::Refused => Exit::Invalid,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -235,5 +245,18 @@ impl Destination {
                     })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_statuses_map_to_the_documented_exit_codes() {
+        assert_eq!(RunStatus::Passed.exit().code(), 0);
+        assert_eq!(RunStatus::Failed.exit().code(), 1);
+        assert_eq!(RunStatus::Refused.exit().code(), 2);
+        assert_eq!(RunStatus::Interrupted.exit().code(), 130);
     }
 }

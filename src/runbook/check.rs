@@ -10,9 +10,9 @@ use indexmap::IndexMap;
 
 use super::{Block, Runbook, Step};
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::inventory::Instance;
+use crate::instance::Instance;
 use crate::source::Span;
-use crate::steps::KindInfo;
+use crate::registry::KindInfo;
 use crate::template;
 use crate::yaml::Node;
 use crate::yaml::de::is_template;

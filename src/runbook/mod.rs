@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::duration::Duration;
+use crate::registry::{self, KindInfo};
 use crate::source::{SourceFile, Span};
-use crate::steps::{self, Effect, ErrorClass, KindInfo};
+use crate::vocab::{Effect, ErrorClass};
 use crate::yaml::de::{Mode, from_node};
 use crate::yaml::{self, Node};
 
@@ -289,7 +290,7 @@ impl Loader<'_> {
                 Some(s) => d.label(format!("did you mean `{s}`?")),
                 None => d.label(format!("expected one of {}", crate::yaml::de::quoted_list(TOP_LEVEL))),
             };
-            if steps::lookup(key).is_some() {
+            if registry::lookup(key).is_some() {
                 d = d.help("steps go in a list under `steps:`");
             }
             self.error(d);
@@ -379,7 +380,7 @@ impl Loader<'_> {
             _ => {
                 let mut d = self.at(format!("a step is a mapping with one action such as `http.check: {{…}}`, not {}", node.describe()), node.span);
                 if let Some(word) = node.as_str()
-                    && let Some(k) = steps::lookup(word).or_else(|| did_you_mean(word, steps::KINDS.iter().map(|k| k.name)).and_then(steps::lookup)) {
+                    && let Some(k) = registry::lookup(word).or_else(|| did_you_mean(word, registry::KINDS.iter().map(|k| k.name)).and_then(registry::lookup)) {
                         d = d.help(format!("write `- {}: {{}}`", k.name));
                     }
                 self.error(d);
@@ -395,19 +396,19 @@ impl Loader<'_> {
 
         // The action: the keys that are not controls.
         let candidates: Vec<&(Node, Node)> = entries.iter().filter(|(k, _)| !CONTROLS.contains(&k.as_str().unwrap_or(""))).collect();
-        let known: Vec<&(Node, Node)> = candidates.iter().copied().filter(|(k, _)| steps::lookup(k.as_str().unwrap_or("")).is_some()).collect();
+        let known: Vec<&(Node, Node)> = candidates.iter().copied().filter(|(k, _)| registry::lookup(k.as_str().unwrap_or("")).is_some()).collect();
         let action = match (known.len(), candidates.len()) {
             (1, _) => Some(known[0]),
             (0, 0) => {
                 self.error(self.at("this step has no action", node.span)
                     .label("expected one key naming a step kind, such as `http.check`")
-                    .help(format!("step kinds: {}", steps::KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "))));
+                    .help(format!("step kinds: {}", registry::KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "))));
                 None
             }
             (0, _) => {
                 for (k, _) in &candidates {
                     let key = k.as_str().unwrap_or_default();
-                    let all = steps::KINDS.iter().map(|k| k.name).chain(CONTROLS.iter().copied());
+                    let all = registry::KINDS.iter().map(|k| k.name).chain(CONTROLS.iter().copied());
                     let mut d = self.at(format!("unknown step kind `{key}`"), k.span);
                     d = match did_you_mean(key, all) {
                         Some(s) => d.label(format!("did you mean `{s}`?")),
@@ -436,7 +437,7 @@ impl Loader<'_> {
             let mut d = self.at(format!("unknown field `{key}` in a step"), k.span);
             d = match did_you_mean(key, CONTROLS.iter().copied()) {
                 Some(s) => d.label(format!("did you mean `{s}`?")),
-                None if steps::lookup(key).is_none() && key.contains('.') => {
+                None if registry::lookup(key).is_none() && key.contains('.') => {
                     d.label("not a step kind; a step has exactly one action")
                 }
                 None => d.label(format!("step controls are {}", crate::yaml::de::quoted_list(CONTROLS))),
@@ -497,13 +498,13 @@ impl Loader<'_> {
         }
 
         let (kind_node, params) = action?;
-        let kind = steps::lookup(kind_node.as_str().unwrap_or_default())?;
+        let kind = registry::lookup(kind_node.as_str().unwrap_or_default())?;
         let effect = match (kind.validate)(params) {
             Ok(effect) => effect,
             Err(e) => {
                 let mut d = e.diagnostic(self.file, params.span);
                 if d.help.is_empty() {
-                    let (required, optional) = crate::schema::kind_fields(kind);
+                    let (required, optional) = kind.fields();
                     let mut takes: Vec<String> = required.iter().map(|f| format!("{f} (required)")).collect();
                     takes.extend(optional);
                     d = d.help(format!("`{}` takes: {}", kind.name, takes.join(", ")));
@@ -512,11 +513,14 @@ impl Loader<'_> {
                 return None;
             }
         };
-        if kind.name == "host.command"
-            && let Some(n) = params.get("effect").filter(|n| n.as_str().is_some_and(crate::yaml::de::is_template)) {
-                self.error(self.at("`effect` must be written literally: opsctl decides what a dry run may do before anything is rendered", n.span));
-                return None;
-            }
+        if let Some((field, n)) = kind
+            .literal
+            .iter()
+            .find_map(|f| params.get(f).filter(|n| n.as_str().is_some_and(crate::yaml::de::is_template)).map(|n| (f, n)))
+        {
+            self.error(self.at(format!("`{field}` must be written literally: opsctl decides what a dry run may do before anything is rendered"), n.span));
+            return None;
+        }
         if !ok {
             return None;
         }

@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, Severity, StepError};
 
 /// Fail unless a condition holds: `that: "{{ steps.api.status_code == 200 }}"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -17,14 +18,6 @@ pub struct Assert {
     /// `warn` to only warn when it does not hold.
     #[serde(default)]
     pub severity: Severity,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    #[default]
-    Fail,
-    Warn,
 }
 
 /// A rendered condition.
@@ -65,11 +58,7 @@ impl StepKind for Assert {
     const OUTPUTS: &'static [Output] = &[Output { name: "holds", ty: "bool", help: "whether the condition held" }];
 
     async fn run(&self, _ctx: &StepContext) -> Result<Outcome, StepError> {
-        let verdict = match (self.that.0, self.severity) {
-            (true, _) => Verdict::Passed,
-            (false, Severity::Fail) => Verdict::Failed,
-            (false, Severity::Warn) => Verdict::Warned,
-        };
+        let verdict = self.severity.verdict(self.that.0);
         let message = match (self.that.0, &self.message) {
             (true, _) => "the condition holds".to_string(),
             (false, Some(m)) => m.clone(),

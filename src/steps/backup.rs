@@ -1,12 +1,15 @@
 //! `backup.verify` and `backup.prune`: the backup store, whatever the kind of backup.
+//!
+//! The structure of a backup is checked by the backend that wrote it, through its
+//! `BackupFormat` (which the registry finds by the manifest's `kind`).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::aws::dynamodb::export::{ITEMS_FILE, check_export};
-use super::postgres::backup::{DUMP_FILE, list_dump, store};
-use super::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
-use crate::backup::{self, human_bytes};
+use crate::backup;
+use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Check a backup: every file against its size and SHA-256, then its structure
 /// (`pg_restore --list` for PostgreSQL; every item parsed and counted for DynamoDB).
@@ -29,7 +32,7 @@ impl StepKind for Verify {
     ];
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
-        let store = store(ctx)?;
+        let store = ctx.backup_store()?;
         let manifest = backup::find(store.as_ref(), &self.id).await.map_err(StepError::invalid)?;
         // Each file is checked whole (a remote one downloaded) before its structure is.
         let mut staged = Vec::new();
@@ -38,16 +41,12 @@ impl StepKind for Verify {
         }
         let path = |name: &str| manifest.files.iter().position(|f| f.name == name).map(|i| staged[i].path.clone());
         let missing = |name: &str| StepError::new(ErrorClass::Failed, format!("backup {} has no {name}", manifest.id));
-        let detail = match manifest.kind.as_str() {
-            "postgres" => {
-                let dump = path(DUMP_FILE).ok_or_else(|| missing(DUMP_FILE))?;
-                format!(", {} archive entries", list_dump(ctx, &manifest, &dump).await?)
+        let detail = match ctx.run.backends.backup_format(&manifest.kind) {
+            Some(format) => {
+                let file = path(format.file).ok_or_else(|| missing(format.file))?;
+                format!(", {} {}", (format.check)(ctx, &manifest, &file).await?, format.counts)
             }
-            "dynamodb" => {
-                let items = path(ITEMS_FILE).ok_or_else(|| missing(ITEMS_FILE))?;
-                format!(", {} items", check_export(&manifest, &items).await?)
-            }
-            _ => String::new(),
+            None => String::new(),
         };
         Ok(Outcome::passed(format!(
             "{} is intact: {} file(s), {}, checksums match{detail}",
@@ -79,7 +78,7 @@ pub struct Prune {
 
 impl Prune {
     async fn selected(&self, ctx: &StepContext) -> Result<(Box<dyn backup::BackupStore>, Vec<backup::Manifest>, usize, String), StepError> {
-        let store = store(ctx)?;
+        let store = ctx.backup_store()?;
         let settings = ctx.instance.backups.clone().unwrap_or_default();
         let keep_last = self.keep_last.or(settings.keep_last);
         let keep_days = self.keep_days.or(settings.keep_days);

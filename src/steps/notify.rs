@@ -5,8 +5,10 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::http::{ClientKey, HeaderValue, classify};
-use super::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::http::{ClientKey, HttpClients, classify};
+use crate::secret::HeaderValue;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 use crate::secret::SecretRef;
 
 /// POST a JSON document to a webhook.
@@ -104,7 +106,7 @@ async fn post(
     let secret = url.resolve().map_err(|e| StepError::invalid(format!("webhook URL: {e}")))?;
     let parsed = reqwest::Url::parse(secret.expose())
         .map_err(|e| StepError::invalid(format!("the webhook URL in {} is not a URL: {e}", url.describe())))?;
-    let client = ctx.resources.http_client(&ClientKey::default())?;
+    let client = ctx.resources.get::<HttpClients>().client(&ClientKey::default())?;
     let mut request = client.post(parsed.clone()).header("content-type", "application/json").body(doc.to_string());
     for (name, value) in headers {
         let v = value.resolve().map_err(|e| StepError::invalid(format!("header {name}: {e}")))?;

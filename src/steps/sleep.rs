@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 use crate::duration::Duration;
 
 /// Wait for a while (e.g. for caches to expire between two steps).

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Retries, config, sdk_error};
 use crate::duration::Duration;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 async fn client(ctx: &StepContext) -> Result<(aws_sdk_cloudwatch::Client, aws_config::SdkConfig, Retries), StepError> {
     let c = config(ctx).await?;
@@ -128,7 +129,7 @@ fn format_value(v: f64, unit: Option<&StandardUnit>) -> String {
         Some("Milliseconds") => format!("{n} ms"),
         Some("Seconds") => format!("{n} s"),
         Some("Microseconds") => format!("{n} µs"),
-        Some("Bytes") => crate::backup::human_bytes(v.max(0.0) as u64),
+        Some("Bytes") => crate::units::human_bytes(v.max(0.0) as u64),
         Some("Count") | Some("None") | None => n,
         Some(other) => format!("{n} {other}"),
     }

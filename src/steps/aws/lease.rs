@@ -14,26 +14,49 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::lock::Holder;
+use crate::instance::Instance;
+use crate::lease::{Held, Holder, LeaseError, Scope};
 
 /// How long a lease lives without renewal.
 pub const TTL: Duration = Duration::from_secs(300);
 
-/// A held lease; [`DynamoLease::release`] deletes it, and renewal stops on drop.
-pub struct DynamoLease {
+/// The instance lease for instances with `aws.lease_table` (when no Kubernetes Lease
+/// applies: the registry tries that one first).
+pub struct DynamoLease;
+
+#[async_trait::async_trait]
+impl crate::lease::Lease for DynamoLease {
+    fn name(&self) -> &'static str {
+        "DynamoDB lease"
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Instance
+    }
+
+    fn applies(&self, instance: &Instance, _needs: &[&str]) -> bool {
+        instance.aws.as_ref().is_some_and(|a| a.lease_table.is_some())
+    }
+
+    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
+        let settings = instance.aws.as_ref().expect("applies() checked");
+        let table = settings.lease_table.as_deref().expect("applies() checked");
+        let config = super::load(settings).await;
+        match HeldLease::take(&config, table, &instance.name, holder).await {
+            Ok(l) => Ok(Box::new(l)),
+            Err(LeaseError::Unavailable(e)) => Err(LeaseError::Unavailable(format!("no DynamoDB lease for {}: {e}", instance.name))),
+            Err(held) => Err(held),
+        }
+    }
+}
+
+/// A lease item this run holds; [`Held::release`] deletes it, and renewal stops on drop.
+struct HeldLease {
     client: aws_sdk_dynamodb::Client,
     table: String,
     instance: String,
     run_id: String,
     renewal: tokio::task::JoinHandle<()>,
-}
-
-/// Why a lease could not be taken.
-pub enum LeaseError {
-    /// Another run holds it.
-    Held(String),
-    /// The table could not be used; the run goes on with the local lock only.
-    Unavailable(String),
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -44,8 +67,8 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-impl DynamoLease {
-    pub async fn acquire(config: &aws_config::SdkConfig, table: &str, instance: &str, holder: &Holder) -> Result<DynamoLease, LeaseError> {
+impl HeldLease {
+    async fn take(config: &aws_config::SdkConfig, table: &str, instance: &str, holder: &Holder) -> Result<HeldLease, LeaseError> {
         let client = aws_sdk_dynamodb::Client::new(config);
         let expires = now() + TTL.as_secs() as i64;
         let holder_json = serde_json::to_string(holder).unwrap_or_default();
@@ -92,12 +115,12 @@ impl DynamoLease {
                         .send()
                         .await;
                     if let Err(e) = r {
-                        tracing::warn!("could not renew the lease of {instance} in {table}: {}", crate::steps::http::chain(&e));
+                        tracing::warn!("could not renew the lease of {instance} in {table}: {}", crate::helpers::errors::chain(&e));
                     }
                 }
             })
         };
-        Ok(DynamoLease { client, table: table.to_string(), instance: instance.to_string(), run_id: holder.run_id.clone(), renewal })
+        Ok(HeldLease { client, table: table.to_string(), instance: instance.to_string(), run_id: holder.run_id.clone(), renewal })
     }
 
     /// Who holds the lease, for the error.
@@ -116,8 +139,12 @@ impl DynamoLease {
         }
     }
 
+}
+
+#[async_trait::async_trait]
+impl Held for HeldLease {
     /// Deletes the lease if it is still ours.
-    pub async fn release(self) {
+    async fn release(self: Box<Self>) {
         self.renewal.abort();
         let r = self
             .client
@@ -129,12 +156,12 @@ impl DynamoLease {
             .send()
             .await;
         if let Err(e) = r {
-            tracing::warn!("could not release the lease of {} in {}: {} (it expires by itself)", self.instance, self.table, crate::steps::http::chain(&e));
+            tracing::warn!("could not release the lease of {} in {}: {} (it expires by itself)", self.instance, self.table, crate::helpers::errors::chain(&e));
         }
     }
 }
 
-impl Drop for DynamoLease {
+impl Drop for HeldLease {
     fn drop(&mut self) {
         self.renewal.abort();
     }

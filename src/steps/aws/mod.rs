@@ -12,62 +12,15 @@ pub mod dynamodb;
 pub mod lease;
 pub mod s3store;
 pub mod secrets;
+pub mod settings;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use settings::{AwsSettings, RetryMode};
 
-use super::{ErrorClass, StepContext, StepError};
-use crate::duration::Duration;
-
-/// How to reach an instance's AWS account.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    /// The region, e.g. `us-east-1`. Default: the SDK's (environment, profile).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// A profile from ~/.aws/config.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// Another endpoint (an emulator); `$AWS_ENDPOINT_URL` works too.
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-    /// The longest an AWS call may take, retries included. Default 60s.
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-    /// How long to wait for a connection. Default 5s.
-    #[serde(default)]
-    pub connect_timeout: Option<Duration>,
-    /// `standard` (default) or `adaptive` (client-side rate limiting).
-    #[serde(default)]
-    pub retry_mode: RetryMode,
-    /// Tries per call, the first included. Default 3.
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-    /// A DynamoDB table for the instance lease (partition key `instance`, a string), for
-    /// instances without Kubernetes.
-    #[serde(default)]
-    pub lease_table: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RetryMode {
-    #[default]
-    Standard,
-    Adaptive,
-}
-
-/// An instance's DynamoDB tables (for `check` and templates).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DynamoSettings {
-    #[serde(default)]
-    pub tables: Vec<String>,
-}
+use crate::kind::StepContext;
+use crate::vocab::{ErrorClass, StepError};
 
 /// Builds the SDK configuration for these settings.
 pub async fn load(settings: &AwsSettings) -> aws_config::SdkConfig {
@@ -104,10 +57,14 @@ pub fn settings(ctx: &StepContext) -> Result<&AwsSettings, StepError> {
     })
 }
 
+/// The run's SDK configuration (kept in its resources), loaded once per run.
+#[derive(Default)]
+struct SdkConfig(tokio::sync::OnceCell<aws_config::SdkConfig>);
+
 /// The run's SDK configuration, built on first use.
 pub async fn config(ctx: &StepContext) -> Result<aws_config::SdkConfig, StepError> {
     let settings = settings(ctx)?.clone();
-    Ok(ctx.resources.aws.get_or_init(|| async move { load(&settings).await }).await.clone())
+    Ok(ctx.resources.get::<SdkConfig>().0.get_or_init(|| async move { load(&settings).await }).await.clone())
 }
 
 /// Where calls go, for messages: the region, and the endpoint when it is not AWS's.
@@ -225,7 +182,7 @@ where
         }
         SdkError::TimeoutError(_) => StepError::new(ErrorClass::Timeout, format!("{what}: no answer in time [{target}]")),
         SdkError::DispatchFailure(d) => {
-            let chain = crate::steps::http::chain(&err);
+            let chain = crate::helpers::errors::chain(&err);
             if chain.contains("credentials") || chain.contains("no credentials") {
                 return StepError::invalid(format!(
                     "{what}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, `aws.profile`, or run with a role [{target}]"
@@ -235,7 +192,7 @@ where
             StepError::new(class, format!("{what}: cannot reach AWS ({}) [{target}]", short_cause(&err)))
         }
         SdkError::ConstructionFailure(_) => {
-            let chain = crate::steps::http::chain(&err);
+            let chain = crate::helpers::errors::chain(&err);
             if chain.contains("credentials") {
                 return StepError::invalid(format!(
                     "{what}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, `aws.profile`, or run with a role [{target}]"
@@ -246,7 +203,7 @@ where
             }
             StepError::invalid(format!("{what}: {chain}"))
         }
-        _ => StepError::error(format!("{what}: {} [{target}]", crate::steps::http::chain(&err))),
+        _ => StepError::error(format!("{what}: {} [{target}]", crate::helpers::errors::chain(&err))),
     }
 }
 

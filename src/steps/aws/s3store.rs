@@ -17,8 +17,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::{AwsSettings, sdk_error};
-use crate::backup::{BackupStore, FileEntry, Hashing, MANIFEST_FILE, Manifest, PendingBackup, S3Settings, StoreError};
+use crate::steps::aws::settings::AwsSettings;
+use super::sdk_error;
+use crate::backup::{BackupStore, FileEntry, Hashing, MANIFEST_FILE, Manifest, PendingBackup, StoreError};
+use crate::backup::settings::S3Settings;
 
 /// The size of one uploaded part; S3's minimum is 5 MiB.
 const PART: usize = 8 * 1024 * 1024;
@@ -102,7 +104,7 @@ impl S3Store {
         for chunk in keys.chunks(1000) {
             let objects = chunk.iter().map(|k| ObjectIdentifier::builder().key(k).build().map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|e| e.to_string())?;
-            let out = client.delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| crate::steps::http::chain(&e))?;
+            let out = client.delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| crate::helpers::errors::chain(&e))?;
             if let Some(err) = out.errors().first() {
                 return Err(format!("{} could not be deleted: {}", err.key().unwrap_or("?"), err.message().unwrap_or("?")));
             }
@@ -111,7 +113,7 @@ impl S3Store {
     }
 }
 
-fn io(e: crate::steps::StepError) -> StoreError {
+fn io(e: crate::vocab::StepError) -> StoreError {
     StoreError::Io(e.message)
 }
 

@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 use super::{Retries, config, sdk_error, target};
 use crate::secret::{Secret, SecretRef};
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Rotate an AWS Secrets Manager secret: AWSPENDING → AWSCURRENT, previous kept as AWSPREVIOUS.
 #[derive(Debug, Deserialize, JsonSchema)]

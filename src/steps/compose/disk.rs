@@ -5,10 +5,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::docker::Docker;
-use crate::backup::human_bytes;
-use crate::steps::postgres::ByteSize;
-use crate::steps::threshold::{Limits, check_percent, percent};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::units::human_bytes;
+use crate::units::ByteSize;
+use crate::helpers::threshold::{Limits, check_percent, percent};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Docker's disk use against byte thresholds, and its filesystem against percentages.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -74,7 +75,7 @@ impl StepKind for Disk {
         let reclaimable = unused_images + stopped + unused_volumes + cache;
         let root = info["DockerRootDir"].as_str().unwrap_or("/var/lib/docker").to_string();
         let fs_used = fs_percent(&root);
-        let verdict = self.bytes().verdict(total).max(fs_used.map_or(crate::steps::Verdict::Passed, |p| self.fs().verdict(p)));
+        let verdict = self.bytes().verdict(total).max(fs_used.map_or(crate::vocab::Verdict::Passed, |p| self.fs().verdict(p)));
         let mut message = format!(
             "Docker uses {} (images {}, containers {}, volumes {}, build cache {}); {} reclaimable",
             human_bytes(total as u64),

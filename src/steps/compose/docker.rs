@@ -14,7 +14,7 @@ use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::steps::{ErrorClass, StepError};
+use crate::vocab::{ErrorClass, StepError};
 
 /// Where the engine listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,9 +7,10 @@ use serde::Deserialize;
 
 use super::{by_service, project};
 use crate::pattern::Pattern;
-use crate::steps::host::command::{ExitCodes, capture, judge};
-use crate::steps::http::HeaderValue;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::exec::{ExitCodes, capture, judge};
+use crate::secret::HeaderValue;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Run argv in a running container of a service.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::docker::Container;
 use super::{Project, by_service, compose, project, summarize, wait_until};
 use crate::duration::Duration;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 fn default_timeout() -> Duration {
     Duration::from_secs(120)

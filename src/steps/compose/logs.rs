@@ -8,9 +8,10 @@ use super::docker::log_lines;
 use super::{by_service, project};
 use crate::duration::Duration;
 use crate::pattern::Pattern;
-use crate::steps::logscan::Tally;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::logscan::Tally;
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Count matching log lines of a service's containers.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -20,7 +21,7 @@ pub struct Logs {
     /// A regex, e.g. `(?i)error`.
     pub pattern: Pattern,
     /// How far back. Default 1h.
-    #[serde(default = "crate::steps::logscan::hour")]
+    #[serde(default = "crate::helpers::logscan::hour")]
     pub since: Duration,
     /// At most this many of the latest lines per container.
     #[serde(default)]
@@ -32,7 +33,7 @@ pub struct Logs {
     #[serde(default)]
     pub fail_above: Option<u64>,
     /// Matching lines kept as samples. Default 5.
-    #[serde(default = "crate::steps::logscan::five")]
+    #[serde(default = "crate::helpers::logscan::five")]
     pub samples: usize,
 }
 
@@ -56,7 +57,7 @@ impl StepKind for Logs {
         let containers = docker.project_containers(&project.name).await?;
         let mine = by_service(&containers, &self.service);
         if mine.is_empty() {
-            return Err(StepError::new(crate::steps::ErrorClass::Failed, format!("service {} has no containers", self.service)));
+            return Err(StepError::new(crate::vocab::ErrorClass::Failed, format!("service {} has no containers", self.service)));
         }
         let since = jiff::Timestamp::now().as_second() - self.since.std().as_secs() as i64;
         let tail = self.tail.map_or("all".to_string(), |t| t.to_string());

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod lifecycle;
 pub mod logs;
 pub mod services;
+pub mod settings;
 pub mod stats;
 pub mod transport;
 
@@ -24,25 +25,11 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use super::{ErrorClass, StepContext, StepError};
 use docker::{Container, Docker};
+use settings::ComposeSettings;
 
-/// How to reach an instance's compose project.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ComposeSettings {
-    /// Compose files, in order (relative to the inventory file).
-    pub files: Vec<PathBuf>,
-    /// The project name. Default: the first file's directory name, as compose does.
-    #[serde(default)]
-    pub project: Option<String>,
-    /// The env file compose reads for interpolation (`--env-file`).
-    #[serde(default)]
-    pub env_file: Option<PathBuf>,
-}
+use crate::kind::StepContext;
+use crate::vocab::{ErrorClass, StepError};
 
 /// A project resolved for use.
 #[derive(Clone, Debug)]

@@ -9,10 +9,19 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use super::Project;
 use super::docker::Docker;
-use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
-use crate::steps::{ErrorClass, StepError};
+use super::{Project, project};
+use crate::helpers::transport::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
+use crate::kind::StepContext;
+use crate::vocab::{ErrorClass, StepError};
+
+/// A transport into the first running container of `service` of the instance's project.
+pub async fn open(ctx: &StepContext, service: &str) -> Result<Box<dyn Transport>, StepError> {
+    let (project, docker) = project(ctx)?;
+    let service = service.to_string();
+    project.check_services(std::slice::from_ref(&service))?;
+    Ok(Box::new(ComposeExec { project, docker, service }))
+}
 
 pub struct ComposeExec {
     pub project: Project,

@@ -5,8 +5,10 @@ use std::ffi::CString;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::steps::threshold::{Limits, check_percent, percent};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::units::human_bytes;
+use crate::helpers::threshold::{Limits, check_percent, percent};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// Disk usage of the filesystem that holds `path`, as `df` computes it.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -58,7 +60,7 @@ impl StepKind for Disk {
         let verdict = limits.verdict(st.used_percent);
         let message = match verdict {
             Verdict::Passed => format!("{} is {} full", self.path, percent(st.used_percent)),
-            _ => format!("{} is {} full ({} free)", self.path, percent(st.used_percent), bytes(st.available)),
+            _ => format!("{} is {} full ({} free)", self.path, percent(st.used_percent), human_bytes(st.available)),
         };
         Ok(Outcome::new(verdict, message)
             .value(percent(st.used_percent))
@@ -110,18 +112,6 @@ pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-/// `12.3 GiB`.
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[i]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,9 +129,4 @@ mod tests {
         assert_eq!(err.message, "cannot read disk usage of /does/not/exist: no such file or directory");
     }
 
-    #[test]
-    fn formats_bytes() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
-    }
 }

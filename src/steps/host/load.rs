@@ -3,8 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// The load average divided by the number of online CPUs, against thresholds.
 #[derive(Debug, Deserialize, JsonSchema)]

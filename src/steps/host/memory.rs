@@ -3,9 +3,11 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::disk::{bytes, round1};
-use crate::steps::threshold::{Limits, check_percent, percent};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::units::human_bytes;
+use super::disk::round1;
+use crate::helpers::threshold::{Limits, check_percent, percent};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Memory in use (total minus available, as `free` reports it) against thresholds.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -51,7 +53,7 @@ impl StepKind for Memory {
         let swap = (m.swap_total > 0).then(|| (m.swap_total - m.swap_free) as f64 * 100.0 / m.swap_total as f64);
         Ok(Outcome::new(
             limits.verdict(used_percent),
-            format!("{} of {} in use ({} available)", percent(used_percent), bytes(m.total), bytes(m.available)),
+            format!("{} of {} in use ({} available)", percent(used_percent), human_bytes(m.total), human_bytes(m.available)),
         )
         .value(percent(used_percent))
         .threshold(limits.describe(percent))

@@ -5,7 +5,7 @@ pub mod disk;
 pub mod load;
 pub mod memory;
 
-use super::StepError;
+use crate::vocab::StepError;
 
 /// Runs blocking system calls off the async threads, so a hung mount cannot stall the run
 /// and the step's timeout still fires.

@@ -8,11 +8,13 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ClientKey, HeaderValue, classify};
+use crate::helpers::http::{ClientKey, HttpClients, classify};
+use crate::secret::HeaderValue;
 use crate::duration::{Duration, short};
 use crate::pattern::Pattern;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 use crate::yaml::de::is_placeholder;
 
 /// Request a URL and check the answer.
@@ -204,7 +206,7 @@ impl StepKind for Check {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(StepError::invalid(format!("URL `{}` must start with http:// or https://", self.url)));
         }
-        let client = ctx.resources.http_client(&ClientKey { ca_file: self.ca_file.clone(), insecure: self.insecure })?;
+        let client = ctx.resources.get::<HttpClients>().client(&ClientKey { ca_file: self.ca_file.clone(), insecure: self.insecure })?;
         let mut request = client.request(self.method.as_reqwest(), url.clone());
         for (name, value) in &self.headers {
             let v = value.resolve().map_err(|e| StepError::invalid(format!("header {name}: {e}")))?;

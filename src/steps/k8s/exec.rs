@@ -10,8 +10,9 @@ use tokio::io::AsyncReadExt;
 
 use super::{Kube, Target, client, valid_name};
 use crate::pattern::Pattern;
-use crate::steps::host::command::{ExitCodes, judge};
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::exec::{ExitCodes, judge};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Run argv in a pod's container.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Kube, Target, WorkloadKind, check_selector, client};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// How many objects one list request asks for; lists are read page by page, so memory
 /// stays flat however large the namespace.

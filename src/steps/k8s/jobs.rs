@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::health::for_each_page;
 use super::{check_selector, client, valid_name};
 use crate::duration::Duration;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// `42s ago`, `5m12s ago`; from an hour on, to the minute (`3h ago`, `26h5m ago`): a
 /// second's precision in a job's age is noise.

@@ -14,26 +14,49 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 
-use super::Kube;
-use crate::lock::Holder;
+use super::{Kube, connect};
+use crate::instance::Instance;
+use crate::lease::{Held, Holder, LeaseError, Scope};
 
 /// How long a lease lives without renewal.
 pub const TTL: Duration = Duration::from_secs(60);
 const HOLDER: &str = "opsctl.io/holder";
 
-pub struct KubeLease {
+/// The instance lease for instances with `kubernetes:` (unless `lease: false`).
+pub struct KubeLease;
+
+#[async_trait::async_trait]
+impl crate::lease::Lease for KubeLease {
+    fn name(&self) -> &'static str {
+        "Kubernetes Lease"
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Instance
+    }
+
+    fn applies(&self, instance: &Instance, _needs: &[&str]) -> bool {
+        instance.kubernetes.as_ref().is_some_and(|k| k.lease)
+    }
+
+    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
+        let unavailable = |e: String| LeaseError::Unavailable(format!("no Kubernetes Lease for {}: {e}", instance.name));
+        let settings = instance.kubernetes.as_ref().ok_or_else(|| unavailable("the instance has no `kubernetes:` settings".into()))?;
+        let kube = connect(settings).await.map_err(|e| unavailable(e.message))?;
+        match HeldLease::take(&kube, &instance.name, holder).await {
+            Ok(l) => Ok(Box::new(l)),
+            Err(LeaseError::Unavailable(e)) => Err(unavailable(e)),
+            Err(held) => Err(held),
+        }
+    }
+}
+
+/// A Lease this run holds.
+struct HeldLease {
     kube: Kube,
     name: String,
     run_id: String,
     renewal: tokio::task::JoinHandle<()>,
-}
-
-/// Why a lease could not be taken.
-pub enum LeaseError {
-    /// Another run holds it: who, and since when.
-    Held(String),
-    /// The API could not be used; the run goes on with the local lock only.
-    Unavailable(String),
 }
 
 pub fn lease_name(instance: &str) -> String {
@@ -67,8 +90,8 @@ fn describe(lease: &Lease) -> String {
     format!("{who} since {since} (Kubernetes Lease {}/{})", lease.metadata.namespace.clone().unwrap_or_default(), lease.metadata.name.clone().unwrap_or_default())
 }
 
-impl KubeLease {
-    pub async fn acquire(kube: &Kube, instance: &str, holder: &Holder) -> Result<KubeLease, LeaseError> {
+impl HeldLease {
+    async fn take(kube: &Kube, instance: &str, holder: &Holder) -> Result<HeldLease, LeaseError> {
         let api = kube.api::<Lease>();
         let name = lease_name(instance);
         let what = format!("lease {name}");
@@ -117,7 +140,7 @@ impl KubeLease {
         }
     }
 
-    fn held(kube: &Kube, name: String, holder: &Holder) -> KubeLease {
+    fn held(kube: &Kube, name: String, holder: &Holder) -> HeldLease {
         let renewal = {
             let (kube, name, run_id) = (kube.clone(), name.clone(), holder.run_id.clone());
             tokio::spawn(async move {
@@ -141,11 +164,14 @@ impl KubeLease {
                 }
             })
         };
-        KubeLease { kube: kube.clone(), name, run_id: holder.run_id.clone(), renewal }
+        HeldLease { kube: kube.clone(), name, run_id: holder.run_id.clone(), renewal }
     }
+}
 
+#[async_trait::async_trait]
+impl Held for HeldLease {
     /// Clears the holder if the lease is still ours.
-    pub async fn release(self) {
+    async fn release(self: Box<Self>) {
         self.renewal.abort();
         let api = self.kube.api::<Lease>();
         let r = async {
@@ -167,7 +193,7 @@ impl KubeLease {
     }
 }
 
-impl Drop for KubeLease {
+impl Drop for HeldLease {
     fn drop(&mut self) {
         self.renewal.abort();
     }

@@ -22,46 +22,16 @@ pub mod patch;
 pub mod rollout;
 pub mod scale;
 pub mod secret;
+pub mod settings;
 pub mod stream;
 pub mod transport;
 
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use settings::KubeSettings;
 
-use super::{ErrorClass, StepContext, StepError};
-use crate::duration::Duration;
-
-/// How to reach an instance's Kubernetes cluster.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KubeSettings {
-    /// The kubeconfig context. Default: the kubeconfig's current context.
-    #[serde(default)]
-    pub context: Option<String>,
-    /// The namespace. Default: the context's, else `default`.
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// A kubeconfig file (relative to the inventory). Default: `$KUBECONFIG`, else
-    /// `~/.kube/config`.
-    #[serde(default)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Use the pod's service account. Default: only when there is no kubeconfig and
-    /// opsctl runs in a pod.
-    #[serde(default)]
-    pub in_cluster: bool,
-    /// The longest one API request may take. Default 30s.
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-    /// Take a `coordination.k8s.io/v1` Lease for mutating runs. Default true.
-    #[serde(default = "yes")]
-    pub lease: bool,
-}
-
-fn yes() -> bool {
-    true
-}
+use crate::kind::StepContext;
+use crate::vocab::{ErrorClass, StepError};
 
 /// A connected client and where it points.
 #[derive(Clone)]
@@ -174,10 +144,14 @@ pub fn settings(ctx: &StepContext) -> Result<&KubeSettings, StepError> {
     })
 }
 
+/// The run's client (kept in its resources), built on first use.
+#[derive(Default)]
+struct KubeClient(tokio::sync::OnceCell<Result<Kube, StepError>>);
+
 /// The run's client, built on first use.
 pub async fn client(ctx: &StepContext) -> Result<Kube, StepError> {
     let settings = settings(ctx)?.clone();
-    ctx.resources.kube.get_or_init(|| async move { connect(&settings).await }).await.clone()
+    ctx.resources.get::<KubeClient>().0.get_or_init(|| async move { connect(&settings).await }).await.clone()
 }
 
 /// The innermost cause of an error, which is usually the one worth showing.

@@ -12,7 +12,8 @@ use serde_json::json;
 use super::health::for_each_page;
 use super::{Kube, client, patch_params, valid_name};
 use crate::duration::Duration;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 async fn unschedulable(kube: &Kube, node: &str) -> Result<bool, StepError> {
     let n = kube.cluster_api::<Node>().get(node).await.map_err(|e| kube.error(e, &format!("node {node}")))?;

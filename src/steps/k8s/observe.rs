@@ -13,9 +13,10 @@ use super::health::for_each_page;
 use super::{Kube, check_selector, client};
 use crate::duration::Duration;
 use crate::pattern::Pattern;
-use crate::steps::logscan::Tally;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::logscan::Tally;
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 
 fn zero() -> Option<u64> {
     Some(0)
@@ -26,7 +27,7 @@ fn zero() -> Option<u64> {
 #[serde(deny_unknown_fields)]
 pub struct Events {
     /// How far back. Default 1h.
-    #[serde(default = "crate::steps::logscan::hour")]
+    #[serde(default = "crate::helpers::logscan::hour")]
     pub window: Duration,
     /// Only these reasons (`BackOff`, `FailedScheduling`, `OOMKilling`, …).
     #[serde(default)]
@@ -97,7 +98,7 @@ impl StepKind for Events {
                     "time": t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
                     "reason": e.reason,
                     "object": format!("{}/{}", e.involved_object.kind.clone().unwrap_or_default().to_lowercase(), e.involved_object.name.clone().unwrap_or_default()),
-                    "message": e.message.as_deref().map(|m| crate::steps::postgres::truncate(m, 300)),
+                    "message": e.message.as_deref().map(|m| crate::helpers::text::truncate(m, 300)),
                     "count": e.count.unwrap_or(1),
                 })
             })
@@ -136,7 +137,7 @@ pub struct Logs {
     /// A regex, e.g. `(?i)error`.
     pub pattern: Pattern,
     /// How far back. Default 1h.
-    #[serde(default = "crate::steps::logscan::hour")]
+    #[serde(default = "crate::helpers::logscan::hour")]
     pub since: Duration,
     /// At most this many of the latest lines per container.
     #[serde(default)]
@@ -146,7 +147,7 @@ pub struct Logs {
     #[serde(default)]
     pub fail_above: Option<u64>,
     /// Matching lines kept as samples. Default 5.
-    #[serde(default = "crate::steps::logscan::five")]
+    #[serde(default = "crate::helpers::logscan::five")]
     pub samples: usize,
 }
 
@@ -351,8 +352,8 @@ impl StepKind for Top {
                 }
             }
         }
-        crate::steps::threshold::check_percent("warn_percent", self.warn_percent)?;
-        crate::steps::threshold::check_percent("fail_percent", self.fail_percent)?;
+        crate::helpers::threshold::check_percent("warn_percent", self.warn_percent)?;
+        crate::helpers::threshold::check_percent("fail_percent", self.fail_percent)?;
         if self.what == TopWhat::Pods && (self.warn_percent.is_some() || self.fail_percent.is_some()) {
             return Err("`warn_percent` / `fail_percent` are for nodes; for pods use `warn_cpu`, `warn_memory`, …".into());
         }

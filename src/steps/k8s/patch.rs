@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Kube, client, patch_params, valid_name};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -80,8 +81,8 @@ impl PatchStep {
 fn short(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "(none)".into(),
-        Some(Value::String(s)) => crate::steps::postgres::truncate(s, 80),
-        Some(other) => crate::steps::postgres::truncate(&other.to_string(), 80),
+        Some(Value::String(s)) => crate::helpers::text::truncate(s, 80),
+        Some(other) => crate::helpers::text::truncate(&other.to_string(), 80),
     }
 }
 

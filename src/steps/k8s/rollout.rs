@@ -22,7 +22,8 @@ use super::health::WorkloadState;
 use super::scale::wait_rolled_out;
 use super::{Kube, Target, WorkloadKind, client, patch_workload};
 use crate::duration::Duration;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -458,14 +459,14 @@ impl RolloutUndo {
     async fn choose(&self, kube: &Kube) -> Result<(Deployment, Revision, Revision), StepError> {
         let name = Target::deployment(&self.target).map_err(StepError::invalid)?;
         let (d, revs) = revisions(kube, &name).await?;
-        let current = revs.last().cloned().ok_or_else(|| StepError::new(crate::steps::ErrorClass::Failed, format!("deployment/{name} has no revisions to roll back")))?;
+        let current = revs.last().cloned().ok_or_else(|| StepError::new(crate::vocab::ErrorClass::Failed, format!("deployment/{name} has no revisions to roll back")))?;
         let target = match self.to_revision {
             Some(n) => revs.iter().find(|r| r.number == n as i64).cloned().ok_or_else(|| {
                 let have: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
                 StepError::invalid(format!("deployment/{name} has no revision {n} (revisions: {})", have.join(", ")))
             })?,
             None => revs.iter().rev().nth(1).cloned().ok_or_else(|| {
-                StepError::new(crate::steps::ErrorClass::Failed, format!("deployment/{name} has only revision {}: nothing to roll back to", current.number))
+                StepError::new(crate::vocab::ErrorClass::Failed, format!("deployment/{name} has only revision {}: nothing to roll back to", current.number))
             })?,
         };
         Ok((d, current, target))

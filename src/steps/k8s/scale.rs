@@ -18,7 +18,8 @@ use serde_json::json;
 use super::health::{WorkloadState, for_each_page};
 use super::{Kube, Target, WorkloadKind, check_selector, client, list_params, patch_params, patch_workload};
 use crate::duration::Duration;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Where `scale_all` keeps the count it replaced.
 pub const PREVIOUS: &str = "opsctl.io/previous-replicas";

@@ -15,8 +15,9 @@ use serde::Deserialize;
 
 use super::{Kube, Target, client, valid_name};
 use crate::secret::SecretRef;
-use crate::steps::compose::env_rotate::{Charset, random_value};
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::random::{Charset, random_value};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Where a key's new value comes from.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 
 use super::Kube;
-use crate::steps::StepError;
+use crate::vocab::StepError;
 
 /// Buffered between the connection and the caller, each way.
 const BUFFER: usize = 64 * 1024;

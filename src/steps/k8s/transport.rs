@@ -17,9 +17,17 @@ use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::Kube;
-use crate::steps::postgres::tools::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
-use crate::steps::{ErrorClass, StepError};
+use super::{Kube, client};
+use crate::helpers::transport::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
+use crate::kind::StepContext;
+use crate::vocab::{ErrorClass, StepError};
+
+/// A transport into `pod` (in the instance's namespace) and its `container` (default: the
+/// pod's first).
+pub async fn open(ctx: &StepContext, pod: &str, container: Option<&str>) -> Result<Box<dyn Transport>, StepError> {
+    let kube = client(ctx).await?;
+    Ok(Box::new(PodExec { kube, pod: pod.to_string(), container: container.map(str::to_string) }))
+}
 
 /// Reads `NAME=value` lines until an empty one, exports them, runs "$0" "$@", reads the
 /// rest of standard input and exits with the program's code.

@@ -10,9 +10,14 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::tools::{Program, Transport};
-use crate::backup::{self, BackupStore, MANIFEST_SCHEMA, Manifest, PostgresSource, TableRows, human_bytes};
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use serde::Serialize;
+
+use crate::helpers::text::plural;
+use crate::backup::{self, MANIFEST_SCHEMA, Manifest};
+use crate::helpers::transport::{Program, Transport, parse_version, run, run_feeding};
+use crate::kind::{BackupFormat, StepContext, StepKind};
+use crate::units::human_bytes;
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// The file a PostgreSQL backup's dump is stored as.
 pub const DUMP_FILE: &str = "postgres.dump";
@@ -79,27 +84,65 @@ pub async fn program(ctx: &StepContext, transport: &dyn Transport, name: &str, m
     Ok(p)
 }
 
-/// The store, or a clear error.
-pub fn store(ctx: &StepContext) -> Result<Box<dyn BackupStore>, StepError> {
-    backup::store_for(&ctx.instance).map_err(StepError::invalid)
+/// The manifest's section for a PostgreSQL backup (`"postgres": {…}`).
+pub const SOURCE: &str = "postgres";
+
+/// Where a PostgreSQL backup came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PostgresSource {
+    pub database: String,
+    pub server_version: String,
+    pub server_version_num: u32,
+    pub pg_dump_version: String,
+    pub database_bytes: u64,
+    /// Row estimates per table (`pg_class.reltuples`; -1 when never analyzed).
+    pub tables: Vec<TableRows>,
+    pub rows_estimate: i64,
 }
+
+/// A table and its estimated rows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TableRows {
+    pub name: String,
+    pub rows_estimate: i64,
+}
+
+
+/// Where a PostgreSQL backup came from, or why the backup is not one.
+pub fn source(manifest: &Manifest) -> Result<PostgresSource, StepError> {
+    manifest
+        .source(SOURCE)
+        .ok_or_else(|| StepError::invalid(format!("backup {} is a {} backup, not a PostgreSQL one", manifest.id, manifest.kind)))
+}
+
+/// PostgreSQL backups: checked with `pg_restore --list`, listed with their database and
+/// server version.
+pub const FORMAT: BackupFormat = BackupFormat {
+    kind: SOURCE,
+    file: DUMP_FILE,
+    counts: "archive entries",
+    check: |ctx, manifest, dump| Box::pin(async move { list_dump(ctx, manifest, dump).await.map(|n| n as u64) }),
+    describe: |m| {
+        let p: PostgresSource = m.source(SOURCE)?;
+        Some((format!("{} @ PostgreSQL {}", p.database, p.server_version), p.rows_estimate.to_string()))
+    },
+};
 
 /// Checks a dump's structure with `pg_restore --list`; returns the number of entries.
 /// Reading an archive needs a pg_restore at least as new as the pg_dump that wrote it.
 /// `dump` is the staged (verified) file.
 pub async fn list_dump(ctx: &StepContext, manifest: &Manifest, dump: &std::path::Path) -> Result<usize, StepError> {
     let dump_major = manifest
-        .postgres
-        .as_ref()
-        .and_then(|p| super::tools::parse_version(&format!("pg_dump {}", p.pg_dump_version)))
+        .source::<PostgresSource>(SOURCE)
+        .and_then(|p| parse_version(&format!("pg_dump {}", p.pg_dump_version)))
         .map_or(0, |(_, m)| m);
     let transport = super::transport_only(ctx).await?;
     let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dump_major).await?;
     let (out, exit) = if transport.local_files() {
-        super::tools::run(transport.as_ref(), &pg_restore, &["--list".into(), dump.display().to_string()], &[]).await?
+        run(transport.as_ref(), &pg_restore, &["--list".into(), dump.display().to_string()], &[]).await?
     } else {
         let input = open_local(dump).await?;
-        super::tools::run_feeding(transport.as_ref(), &pg_restore, &["--list".into()], &[], input).await?
+        run_feeding(transport.as_ref(), &pg_restore, &["--list".into()], &[], input).await?
     };
     if !exit.success() {
         return Err(StepError::new(
@@ -120,6 +163,7 @@ impl StepKind for Backup {
     const NAME: &'static str = "postgres.backup";
     const SUMMARY: &'static str = "pg_dump -Fc streamed into the backup store with a sha256 and a manifest (written last)";
     const EFFECT: Effect = Effect::Mutate;
+    const LEASES: &'static [&'static str] = &[super::lease::NAME];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "id", ty: "string", help: "the backup id" },
         Output { name: "path", ty: "string", help: "where it is" },
@@ -140,7 +184,7 @@ impl StepKind for Backup {
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let started = Instant::now();
         let info = super::conn_info(ctx, self.database.as_deref())?;
-        let store = store(ctx)?;
+        let store = ctx.backup_store()?;
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
         drop(client);
@@ -170,17 +214,21 @@ impl StepKind for Backup {
         }
         let entry = written.map_err(|e| StepError::error(format!("writing the backup failed, none was kept: {e}")))?;
         let rows: i64 = source.tables.iter().map(|t| t.rows_estimate.max(0)).sum();
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             schema: MANIFEST_SCHEMA.into(),
             id: id.clone(),
             instance: ctx.instance.name.clone(),
-            kind: "postgres".into(),
+            kind: SOURCE.into(),
             created_at: jiff::Timestamp::now(),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             opsctl_version: env!("CARGO_PKG_VERSION").into(),
             bytes: entry.bytes,
             files: vec![entry.clone()],
-            postgres: Some(PostgresSource {
+            sources: serde_json::Map::new(),
+        };
+        manifest.set_source(
+            SOURCE,
+            &PostgresSource {
                 database: info.database.clone(),
                 server_version: source.version.clone(),
                 server_version_num: source.version_num,
@@ -188,15 +236,14 @@ impl StepKind for Backup {
                 database_bytes: source.database_bytes.max(0) as u64,
                 tables: source.tables.clone(),
                 rows_estimate: rows,
-            }),
-            dynamodb: None,
-        };
+            },
+        );
         let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the backup failed: {e}")))?;
         Ok(Outcome::passed(format!(
             "dumped {} (PostgreSQL {}, {}, ~{rows} rows) into {id}: {} in {}",
             info.database,
             source.version,
-            super::plural(source.tables.len() as i64, "table", "tables"),
+            plural(source.tables.len() as i64, "table", "tables"),
             human_bytes(entry.bytes),
             crate::duration::short(started.elapsed())
         ))
@@ -212,7 +259,7 @@ impl StepKind for Backup {
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
         let info = super::conn_info(ctx, self.database.as_deref())?;
-        let store = store(ctx)?;
+        let store = ctx.backup_store()?;
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
         let (transport, _) = super::transport(ctx, &info).await?;
@@ -222,7 +269,7 @@ impl StepKind for Backup {
             info.database,
             source.version,
             human_bytes(source.database_bytes.max(0) as u64),
-            super::plural(source.tables.len() as i64, "table", "tables"),
+            plural(source.tables.len() as i64, "table", "tables"),
             pg_dump.version,
             transport.describe(),
             store.describe()

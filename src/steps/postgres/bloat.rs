@@ -7,9 +7,10 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::backup::human_bytes;
-use crate::steps::threshold::{Limits, check_ratio, percent};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::units::human_bytes;
+use crate::helpers::threshold::{Limits, check_ratio, percent};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Estimate bloat per table from dead-row statistics.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::PostgresSettings;
+use crate::steps::postgres::settings::PostgresSettings;
 use crate::secret::Secret;
-use crate::steps::{ErrorClass, StepError};
+use crate::vocab::{ErrorClass, StepError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
@@ -215,11 +215,11 @@ impl ConnInfo {
             None => Vec::new(),
         };
         let verify = match self.sslmode {
-            SslMode::VerifyCa => crate::steps::http::tls::Verify::CaOnly,
-            SslMode::VerifyFull => crate::steps::http::tls::Verify::Full,
-            _ => crate::steps::http::tls::Verify::Nothing,
+            SslMode::VerifyCa => crate::helpers::tls::Verify::CaOnly,
+            SslMode::VerifyFull => crate::helpers::tls::Verify::Full,
+            _ => crate::helpers::tls::Verify::Nothing,
         };
-        let mut config = crate::steps::http::tls::client_config_with(roots, verify)
+        let mut config = crate::helpers::tls::client_config_with(roots, verify)
             .map_err(|e| StepError::error(format!("cannot set up TLS: {e}")))?;
         config.alpn_protocols.clear();
         Ok(config)
@@ -245,8 +245,8 @@ impl ConnInfo {
             }
             return StepError::new(ErrorClass::Error, format!("{target}: {}", db.message()));
         }
-        let text = crate::steps::http::chain(e);
-        if let Some(tls) = crate::steps::http::find::<rustls::Error>(e) {
+        let text = crate::helpers::errors::chain(e);
+        if let Some(tls) = crate::helpers::errors::find::<rustls::Error>(e) {
             use rustls::{CertificateError as C, Error as E};
             let why = match tls {
                 E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => format!(
@@ -261,7 +261,7 @@ impl ConnInfo {
             };
             return StepError::new(ErrorClass::Error, format!("TLS with PostgreSQL at {target} failed: {why}"));
         }
-        if let Some(io) = crate::steps::http::find::<std::io::Error>(e) {
+        if let Some(io) = crate::helpers::errors::find::<std::io::Error>(e) {
             use std::io::ErrorKind::*;
             let what = match io.kind() {
                 ConnectionRefused => "connection refused",
@@ -303,7 +303,7 @@ pub fn query_error(e: &tokio_postgres::Error, what: &str) -> StepError {
             StepError::new(class, msg)
         }
         None if e.is_closed() => StepError::new(ErrorClass::Unavailable, format!("{what}: the connection to PostgreSQL was lost")),
-        None => StepError::error(format!("{what}: {}", crate::steps::http::chain(e))),
+        None => StepError::error(format!("{what}: {}", crate::helpers::errors::chain(e))),
     }
 }
 

@@ -3,8 +3,9 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::steps::threshold::{Limits, check_ratio};
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::threshold::{Limits, check_ratio};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Client sessions (total, active, idle, idle in transaction; per database) against
 /// `max_connections`.

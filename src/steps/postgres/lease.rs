@@ -7,12 +7,52 @@
 //! releases it if opsctl dies. A second run finds the holder in `pg_locks` and exits 3.
 
 use super::conn::ConnInfo;
-use crate::error::Error;
-use crate::lock::Holder;
+use crate::instance::Instance;
+use crate::lease::{Held, Holder, LeaseError, Scope};
+
+/// The name PostgreSQL's mutating kinds give in their `LEASES`.
+pub const NAME: &str = "PostgreSQL advisory lock";
+
+/// The advisory lock, for runs with mutating PostgreSQL steps on an instance with
+/// `postgres:`.
+pub struct AdvisoryLock;
+
+#[async_trait::async_trait]
+impl crate::lease::Lease for AdvisoryLock {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Steps
+    }
+
+    fn applies(&self, instance: &Instance, needs: &[&str]) -> bool {
+        instance.postgres.is_some() && needs.contains(&NAME)
+    }
+
+    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
+        let settings = instance.postgres.as_ref().expect("applies() checked");
+        let info = ConnInfo::resolve(settings)
+            .map_err(|e| LeaseError::Unavailable(format!("no PostgreSQL advisory lock for {}: {}", instance.name, e.message)))?;
+        match PgLease::take(&info, &instance.name, holder).await {
+            Ok(l) => Ok(Box::new(l)),
+            Err(e) => Err(match e.strip_prefix("locked:") {
+                Some(by) => LeaseError::Held(format!("{by} (PostgreSQL advisory lock)")),
+                None => LeaseError::Unavailable(format!("could not take the PostgreSQL advisory lock for {}: {e}", instance.name)),
+            }),
+        }
+    }
+}
 
 /// A held advisory lock; dropping it closes the session and releases the lock.
-pub struct PgLease {
+struct PgLease {
     _client: tokio_postgres::Client,
+}
+
+#[async_trait::async_trait]
+impl Held for PgLease {
+    async fn release(self: Box<Self>) {}
 }
 
 /// The lock key: FNV-1a of `opsctl:<instance>/<database>` (two inventories that name an
@@ -27,8 +67,8 @@ fn key(instance: &str, database: &str) -> i64 {
 }
 
 impl PgLease {
-    /// Takes the lock, or fails with [`Error::Locked`] naming the holder.
-    pub async fn acquire(info: &ConnInfo, instance: &str, holder: &Holder) -> Result<PgLease, String> {
+    /// Takes the lock; an error starting with `locked:` names the holder.
+    async fn take(info: &ConnInfo, instance: &str, holder: &Holder) -> Result<PgLease, String> {
         let app = format!("opsctl {} {} {}@{}", holder.run_id, holder.runbook, holder.user, holder.host);
         let app: String = app.chars().take(63).collect();
         let mut last = String::new();
@@ -65,18 +105,6 @@ impl PgLease {
             Some(r) => format!("locked:{} (database user {}) since {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)),
             None => "locked:another session".to_string(),
         })
-    }
-}
-
-/// Turns an acquisition failure into the command's error: `Locked` when another run holds
-/// it, else a warning (the steps themselves will report an unreachable server).
-pub fn to_error(instance: &str, err: String) -> Option<Error> {
-    match err.strip_prefix("locked:") {
-        Some(holder) => Some(Error::Locked { instance: instance.to_string(), holder: format!("{holder} (PostgreSQL advisory lock)") }),
-        None => {
-            tracing::warn!("could not take the PostgreSQL advisory lock for {instance}: {err}");
-            None
-        }
     }
 }
 

@@ -4,9 +4,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::helpers::text::truncate;
 use crate::duration::Duration;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Which sessions count as long-running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -43,7 +45,7 @@ impl Session {
             self.database,
             self.state,
             crate::duration::short(std::time::Duration::from_secs_f64(self.seconds)),
-            super::truncate(&self.query, 60)
+            truncate(&self.query, 60)
         )
     }
 }
@@ -81,7 +83,7 @@ pub async fn sessions_older_than(
             application: r.get(3),
             state: r.get::<_, Option<String>>(4).unwrap_or_default(),
             seconds: (r.get::<_, f64>(5) * 10.0).round() / 10.0,
-            query: super::truncate(&r.get::<_, String>(6), 200),
+            query: truncate(&r.get::<_, String>(6), 200),
         })
         .collect())
 }

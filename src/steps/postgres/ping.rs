@@ -7,8 +7,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::duration::{Duration, short};
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Open a fresh connection and run `SELECT 1`.
 #[derive(Debug, Deserialize, JsonSchema)]

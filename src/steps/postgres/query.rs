@@ -13,8 +13,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 
+use crate::helpers::text::truncate;
 use crate::pattern::Pattern;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, Severity, StepError};
 
 /// Run a read-only SELECT and check its result.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -37,7 +39,7 @@ pub struct Query {
     pub expect: IndexMap<String, Expect>,
     /// `warn` to only warn when an expectation fails.
     #[serde(default)]
-    pub severity: crate::steps::assert::Severity,
+    pub severity: Severity,
     /// Rows kept in the outputs. Default 100.
     #[serde(default = "hundred")]
     pub max_rows: u32,
@@ -352,7 +354,7 @@ impl StepKind for Query {
             if db.code() == &tokio_postgres::error::SqlState::PROTOCOL_VIOLATION || db.message().contains("bind message supplies") {
                 return StepError::invalid(format!("the query: {}{at}; check `params`", db.message()));
             }
-            StepError::new(crate::steps::ErrorClass::Error, format!("the query: {}{at}", db.message()))
+            StepError::new(crate::vocab::ErrorClass::Error, format!("the query: {}{at}", db.message()))
         })?;
         let _ = tx.rollback().await;
         let count: i64 = row.get(0);
@@ -375,18 +377,14 @@ impl StepKind for Query {
                 )),
             }
         }
-        let verdict = match (problems.is_empty(), self.severity) {
-            (true, _) => Verdict::Passed,
-            (false, crate::steps::assert::Severity::Fail) => Verdict::Failed,
-            (false, crate::steps::assert::Severity::Warn) => Verdict::Warned,
-        };
+        let verdict = self.severity.verdict(problems.is_empty());
         let message = if problems.is_empty() {
             format!("{count} row{}{}", if count == 1 { "" } else { "s" }, if value.is_null() { String::new() } else { format!(", first value {value}") })
         } else {
             problems.join("; ")
         };
         let shown = match &value {
-            serde_json::Value::String(s) => super::truncate(s, 40),
+            serde_json::Value::String(s) => truncate(s, 40),
             serde_json::Value::Null => format!("{count} rows"),
             other => other.to_string(),
         };

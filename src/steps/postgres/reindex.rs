@@ -6,8 +6,9 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::backup::human_bytes;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::units::human_bytes;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// REINDEX a table, or the database.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,6 +70,7 @@ impl StepKind for Reindex {
     const NAME: &'static str = "postgres.reindex";
     const SUMMARY: &'static str = "REINDEX a table or the database, CONCURRENTLY where the server supports it";
     const EFFECT: Effect = Effect::Mutate;
+    const LEASES: &'static [&'static str] = &[super::lease::NAME];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "indexes", ty: "int", help: "indexes rebuilt" },
         Output { name: "bytes_before", ty: "int", help: "their size before" },

@@ -4,11 +4,12 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::ByteSize;
-use crate::backup::human_bytes;
+use crate::units::ByteSize;
+use crate::units::human_bytes;
 use crate::duration::{Duration, short};
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// Replication lag against thresholds; optionally how many replicas must be connected.
 #[derive(Debug, Deserialize, JsonSchema)]

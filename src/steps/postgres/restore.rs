@@ -19,12 +19,15 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::backup::{DUMP_FILE, list_dump, program, store, table_rows};
+use super::backup::{DUMP_FILE, PostgresSource, list_dump, program, source, table_rows};
 use super::conn::{ConnInfo, query_error};
-use super::tools::{Program, Transport};
 use super::quote_ident;
-use crate::backup::{self, Manifest, human_bytes};
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::text::plural;
+use crate::backup::{self, Manifest};
+use crate::helpers::transport::{Program, Transport, parse_version, run, run_feeding};
+use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 
 /// Restore a backup into the instance's database.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -63,6 +66,8 @@ fn two() -> u32 {
 /// Everything checked before a restore touches anything.
 struct Ready {
     manifest: Manifest,
+    /// Where the backup came from.
+    source: PostgresSource,
     info: ConnInfo,
     admin: tokio_postgres::Client,
     pg_restore: Program,
@@ -118,12 +123,9 @@ async fn admin(info: &ConnInfo) -> Result<tokio_postgres::Client, StepError> {
 
 impl Restore {
     async fn ready(&self, ctx: &StepContext) -> Result<Ready, StepError> {
-        let store = store(ctx)?;
+        let store = ctx.backup_store()?;
         let manifest = backup::find(store.as_ref(), &self.from).await.map_err(StepError::invalid)?;
-        let source = manifest
-            .postgres
-            .clone()
-            .ok_or_else(|| StepError::invalid(format!("backup {} is a {} backup, not a PostgreSQL one", manifest.id, manifest.kind)))?;
+        let source = source(&manifest)?;
         let staged = store
             .stage(&manifest, DUMP_FILE)
             .await
@@ -143,7 +145,7 @@ impl Restore {
         }
         let (transport, env) = super::transport(ctx, &info).await?;
         let pg_restore = program(ctx, transport.as_ref(), "pg_restore", dst_major).await?;
-        let dump_major = super::tools::parse_version(&format!("pg_dump {}", source.pg_dump_version)).map_or(0, |(_, m)| m);
+        let dump_major = parse_version(&format!("pg_dump {}", source.pg_dump_version)).map_or(0, |(_, m)| m);
         if pg_restore.major < dump_major {
             return Err(StepError::invalid(format!(
                 "pg_restore {} cannot read a dump written by pg_dump {}; install the PostgreSQL {dump_major} client or set `postgres.bin_dir`",
@@ -160,7 +162,7 @@ impl Restore {
         .first()
         .map(|r| Database { owner: r.get(0), encoding: r.get(1), collate: r.get(2), ctype: r.get(3) });
         let sessions = sessions(&admin, &info.database).await?;
-        Ok(Ready { manifest, info, admin, pg_restore, transport, env, target_version, target, sessions, dump: staged })
+        Ok(Ready { manifest, source, info, admin, pg_restore, transport, env, target_version, target, sessions, dump: staged })
     }
 
     async fn pg_restore(&self, ready: &Ready, database: &str) -> Result<(), StepError> {
@@ -184,10 +186,10 @@ impl Restore {
                 args.push(format!("--jobs={}", self.jobs));
             }
             args.push(ready.dump.path.display().to_string());
-            super::tools::run(ready.transport.as_ref(), &ready.pg_restore, &args, &env).await?
+            run(ready.transport.as_ref(), &ready.pg_restore, &args, &env).await?
         } else {
             let input = super::backup::open_local(&ready.dump.path).await?;
-            super::tools::run_feeding(ready.transport.as_ref(), &ready.pg_restore, &args, &env, input).await?
+            run_feeding(ready.transport.as_ref(), &ready.pg_restore, &args, &env, input).await?
         };
         if !exit.success() {
             return Err(StepError::error(format!("pg_restore into {database} failed: {}", exit.reason())));
@@ -200,7 +202,7 @@ impl Restore {
         let client = ready.info.with_database(database).connect("opsctl restore").await?;
         client.batch_execute("ANALYZE").await.map_err(|e| query_error(&e, "ANALYZE"))?;
         let restored = table_rows(&client).await?;
-        let source = ready.manifest.postgres.as_ref().expect("checked in ready()");
+        let source = &ready.source;
         let mut problems = Vec::new();
         let mut missing = Vec::new();
         for t in &source.tables {
@@ -251,6 +253,7 @@ impl StepKind for Restore {
     const NAME: &'static str = "postgres.restore";
     const SUMMARY: &'static str = "verify a backup, then restore it (into a new database swapped in, or in place) and check the tables";
     const EFFECT: Effect = Effect::Destroy;
+    const LEASES: &'static [&'static str] = &[super::lease::NAME];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "backup", ty: "string", help: "the backup restored" },
         Output { name: "database", ty: "string", help: "the database restored into" },
@@ -265,7 +268,7 @@ impl StepKind for Restore {
         self.disconnect_or_refuse(&ready).await?;
         let db = ready.info.database.clone();
         let stamp = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S").to_string();
-        let source = ready.manifest.postgres.clone().expect("checked in ready()");
+        let source = ready.source.clone();
         let (warnings, rows, previous) = if self.clean {
             if ready.target.is_none() {
                 ready
@@ -338,7 +341,7 @@ impl StepKind for Restore {
         let mut message = format!(
             "restored {} ({}, ~{rows} rows, PostgreSQL {} → {}) into {db} in {}",
             ready.manifest.id,
-            super::plural(source.tables.len() as i64, "table", "tables"),
+            plural(source.tables.len() as i64, "table", "tables"),
             source.server_version,
             ready.target_version,
             crate::duration::short(started.elapsed())
@@ -353,7 +356,7 @@ impl StepKind for Restore {
             Verdict::Warned
         };
         Ok(Outcome::new(verdict, message)
-            .value(super::plural(source.tables.len() as i64, "table", "tables"))
+            .value(plural(source.tables.len() as i64, "table", "tables"))
             .output("backup", ready.manifest.id.clone())
             .output("database", db)
             .output("previous", previous)
@@ -363,7 +366,7 @@ impl StepKind for Restore {
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
         let ready = self.ready(ctx).await?;
-        let source = ready.manifest.postgres.as_ref().expect("checked in ready()");
+        let source = &ready.source;
         let db = &ready.info.database;
         let how = match (self.clean, ready.target.is_some()) {
             (true, true) => format!("in place into {db} (pg_restore --clean --if-exists)"),
@@ -378,7 +381,7 @@ impl StepKind for Restore {
             "would restore {} ({}, {}, ~{} rows, {}, from PostgreSQL {}) on {} (PostgreSQL {}) {how}; its checksum and archive are verified",
             ready.manifest.id,
             source.database,
-            super::plural(source.tables.len() as i64, "table", "tables"),
+            plural(source.tables.len() as i64, "table", "tables"),
             source.rows_estimate,
             human_bytes(ready.manifest.bytes),
             source.server_version,

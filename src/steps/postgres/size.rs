@@ -3,10 +3,11 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::ByteSize;
-use crate::backup::human_bytes;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::units::ByteSize;
+use crate::units::human_bytes;
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Database size and the top-N tables by total size (with indexes and TOAST).
 #[derive(Debug, Deserialize, JsonSchema)]

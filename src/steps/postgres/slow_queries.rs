@@ -3,9 +3,11 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::helpers::text::truncate;
 use crate::duration::Duration;
-use crate::steps::threshold::Limits;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::helpers::threshold::Limits;
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// Top-N statements by mean execution time. Without pg_stat_statements the step warns
 /// and says how to enable it.
@@ -92,7 +94,7 @@ impl StepKind for SlowQueries {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "query": super::truncate(&r.get::<_, String>(0), 300),
+                    "query": truncate(&r.get::<_, String>(0), 300),
                     "calls": r.get::<_, i64>(1),
                     "mean_ms": (r.get::<_, f64>(2) * 100.0).round() / 100.0,
                     "total_ms": (r.get::<_, f64>(3) * 100.0).round() / 100.0,
@@ -104,7 +106,7 @@ impl StepKind for SlowQueries {
         let limits = self.limits();
         let message = match queries.first() {
             None => format!("no statement in {} called {} times or more", info.database, self.min_calls),
-            Some(q) => format!("slowest: {:.1} ms mean over {} calls: {}", worst_ms, q["calls"], super::truncate(q["query"].as_str().unwrap_or(""), 80)),
+            Some(q) => format!("slowest: {:.1} ms mean over {} calls: {}", worst_ms, q["calls"], truncate(q["query"].as_str().unwrap_or(""), 80)),
         };
         Ok(Outcome::new(limits.verdict(worst_ms / 1000.0), message)
             .value(format!("{worst_ms:.1}ms"))

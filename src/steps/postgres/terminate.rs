@@ -6,7 +6,8 @@ use serde::Deserialize;
 
 use super::long_queries::{Session, SessionState, sessions_older_than};
 use crate::duration::Duration;
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Terminate client sessions running (or idle in a transaction) longer than `older_than`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -38,6 +39,7 @@ impl StepKind for Terminate {
     const NAME: &'static str = "postgres.terminate_long_queries";
     const SUMMARY: &'static str = "terminate sessions running or idle in a transaction longer than a limit";
     const EFFECT: Effect = Effect::Mutate;
+    const LEASES: &'static [&'static str] = &[super::lease::NAME];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "count", ty: "int", help: "sessions terminated" },
         Output { name: "terminated", ty: "list", help: "the sessions (pid, user, database, state, seconds, query)" },

@@ -5,7 +5,8 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::steps::{Effect, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// VACUUM a table, or every table of the database; with ANALYZE by default.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -66,6 +67,7 @@ impl StepKind for Vacuum {
     const NAME: &'static str = "postgres.vacuum";
     const SUMMARY: &'static str = "VACUUM (ANALYZE) a table or the whole database";
     const EFFECT: Effect = Effect::Mutate;
+    const LEASES: &'static [&'static str] = &[super::lease::NAME];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "tables", ty: "int", help: "tables vacuumed" },
         Output { name: "dead_rows_before", ty: "int", help: "dead rows in them before" },

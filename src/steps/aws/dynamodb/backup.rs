@@ -7,10 +7,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{client, describe};
-use crate::backup::human_bytes;
+use crate::units::human_bytes;
 use crate::duration::Duration;
 use crate::steps::aws::sdk_error;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Take an on-demand backup of a table and wait until it is AVAILABLE.
 #[derive(Debug, Deserialize, JsonSchema)]

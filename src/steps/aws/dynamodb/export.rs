@@ -20,14 +20,60 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use tokio::io::AsyncBufReadExt;
 
 use super::{client, describe};
-use crate::backup::{self, DynamoSource, KeyAttribute, MANIFEST_SCHEMA, Manifest, human_bytes};
+use crate::backup::{self, MANIFEST_SCHEMA, Manifest};
+use crate::kind::{BackupFormat, StepContext, StepKind};
 use crate::steps::aws::sdk_error;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind};
+use crate::units::human_bytes;
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// The file an export's items are stored as.
 pub const ITEMS_FILE: &str = "items.jsonl";
 /// Its format, in the manifest.
 pub const ITEMS_FORMAT: &str = "dynamodb-json-lines";
+/// The manifest's section for a DynamoDB export (`"dynamodb": {…}`).
+pub const SOURCE: &str = "dynamodb";
+
+/// Where a DynamoDB export came from: enough to recreate the table and check a restore.
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
+pub struct DynamoSource {
+    pub table: String,
+    pub region: String,
+    /// Items written to the export (exact: counted while scanning).
+    pub item_count: u64,
+    pub segments: u32,
+    /// The table's key: partition key first, then the sort key if any.
+    pub key: Vec<KeyAttribute>,
+    /// `on_demand` or `provisioned`.
+    pub billing_mode: String,
+}
+
+/// One attribute of a table's key.
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
+pub struct KeyAttribute {
+    pub name: String,
+    /// `HASH` or `RANGE`.
+    pub key_type: String,
+    /// `S`, `N` or `B`.
+    pub attribute_type: String,
+}
+
+
+/// Where a DynamoDB export came from, if the backup is one.
+pub fn source(manifest: &Manifest) -> Option<DynamoSource> {
+    manifest.source(SOURCE)
+}
+
+/// DynamoDB exports: every line parsed and counted, listed with their table and region.
+pub const FORMAT: BackupFormat = BackupFormat {
+    kind: SOURCE,
+    file: ITEMS_FILE,
+    counts: "items",
+    check: |_, manifest, items| Box::pin(check_export(manifest, items)),
+    describe: |m| {
+        let d = source(m)?;
+        Some((format!("{} @ DynamoDB {}", d.table, d.region), d.item_count.to_string()))
+    },
+};
 
 /// Scan a table in parallel segments into the backup store as JSON Lines, with a manifest.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -236,7 +282,7 @@ impl StepKind for Export {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let started = Instant::now();
-        let store = crate::steps::postgres::backup::store(ctx)?;
+        let store = ctx.backup_store()?;
         let (client, config, retries) = client(ctx).await?;
         let table = describe(&client, &config, &self.table).await?;
         let id = backup::new_id(store.as_ref(), &format!("dynamodb-{}", self.table)).await;
@@ -270,18 +316,21 @@ impl StepKind for Export {
         let entry = written.map_err(|e| StepError::error(format!("writing the export of {} failed: {e}", self.table)))?;
 
         let region = config.region().map_or(String::new(), |r| r.to_string());
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             schema: MANIFEST_SCHEMA.into(),
             id: id.clone(),
             instance: ctx.instance.name.clone(),
-            kind: "dynamodb".into(),
+            kind: SOURCE.into(),
             created_at: jiff::Timestamp::now(),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             opsctl_version: env!("CARGO_PKG_VERSION").into(),
             bytes: entry.bytes,
             files: vec![entry.clone()],
-            postgres: None,
-            dynamodb: Some(DynamoSource {
+            sources: serde_json::Map::new(),
+        };
+        manifest.set_source(
+            SOURCE,
+            &DynamoSource {
                 table: self.table.clone(),
                 region,
                 item_count: items,
@@ -291,8 +340,8 @@ impl StepKind for Export {
                     Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest) => "on_demand".into(),
                     _ => "provisioned".into(),
                 },
-            }),
-        };
+            },
+        );
         let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the export failed: {e}")))?;
         let waited = throttled.load(std::sync::atomic::Ordering::Relaxed);
         let waited = if waited > 0 { format!("; waited out throttling {waited} time(s)") } else { String::new() };
@@ -313,7 +362,7 @@ impl StepKind for Export {
     }
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
-        let store = crate::steps::postgres::backup::store(ctx)?;
+        let store = ctx.backup_store()?;
         let (client, config, _) = client(ctx).await?;
         let t = describe(&client, &config, &self.table).await?;
         Ok(format!(
@@ -330,7 +379,7 @@ impl StepKind for Export {
 /// Reads an export line by line: every line must be `{"Item": {typed values}}`; the count
 /// must match the manifest's. Returns the count.
 pub async fn check_export(manifest: &Manifest, path: &Path) -> Result<u64, StepError> {
-    let expected = manifest.dynamodb.as_ref().map(|d| d.item_count);
+    let expected = source(manifest).map(|d| d.item_count);
     let f = tokio::fs::File::open(path).await.map_err(|e| StepError::error(format!("cannot open {}: {}", path.display(), crate::error::io_reason(&e))))?;
     let mut lines = tokio::io::BufReader::with_capacity(256 * 1024, f).lines();
     let mut n = 0u64;

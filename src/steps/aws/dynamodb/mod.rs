@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, TableDescription, TableStatus};
 use aws_smithy_types::Blob;
 
 use super::{Retries, config, sdk_error};
-use crate::steps::{ErrorClass, StepContext, StepError};
+use crate::kind::StepContext;
+use crate::vocab::{ErrorClass, StepError};
 
 /// A DynamoDB client for the instance, with its configuration (for messages) and the
 /// step's retry counter.

@@ -18,12 +18,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 
-use super::export::{ITEMS_FILE, MAX_BACKOFFS, backoff, check_export, parse_line};
+use super::export::{ITEMS_FILE, KeyAttribute, MAX_BACKOFFS, backoff, check_export, parse_line, source};
 use super::{build, client, count_items, describe, exists, wait_active};
-use crate::backup::{self, KeyAttribute};
+use crate::backup;
 use crate::duration::Duration;
+use crate::kind::{StepContext, StepKind};
 use crate::steps::aws::{sdk_error, target};
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 
 /// Restore a table: from an on-demand backup or a point in time into a new table, or from
 /// an export (`dynamodb.export`) or a `backup.json` file into a table, new or existing.
@@ -158,9 +159,9 @@ impl StepKind for Restore {
             Source::Backup(arn) => new_table(format!("backup {arn}")).await,
             Source::PointInTime { source, at } => new_table(format!("{source} as of {at}")).await,
             Source::Export(id) => {
-                let store = crate::steps::postgres::backup::store(ctx)?;
+                let store = ctx.backup_store()?;
                 let m = backup::find(store.as_ref(), id).await.map_err(StepError::invalid)?;
-                let d = m.dynamodb.as_ref().ok_or_else(|| not_dynamodb(&m))?;
+                let d = source(&m).ok_or_else(|| not_dynamodb(&m))?;
                 let table = self.table.clone().unwrap_or(d.table.clone());
                 Ok(if exists(client, config, &table).await? {
                     format!("would write the {} items of {id} into {table}, overwriting items with the same key", d.item_count)
@@ -280,9 +281,9 @@ impl Ctx<'_> {
     }
 
     async fn restore_export(&self, ctx: &StepContext, id: &str) -> Result<Outcome, StepError> {
-        let store = crate::steps::postgres::backup::store(ctx)?;
+        let store = ctx.backup_store()?;
         let manifest = backup::find(store.as_ref(), id).await.map_err(StepError::invalid)?;
-        let source = manifest.dynamodb.clone().ok_or_else(|| not_dynamodb(&manifest))?;
+        let source = source(&manifest).ok_or_else(|| not_dynamodb(&manifest))?;
         let refuse = |e: String| StepError::new(ErrorClass::Failed, format!("refusing to restore: {e}; nothing was written"));
         let staged = store.stage(&manifest, ITEMS_FILE).await.map_err(|e| refuse(e.to_string()))?;
         check_export(&manifest, &staged.path).await.map_err(|e| refuse(e.message))?;

@@ -5,10 +5,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{build, client, describe, wait_active};
-use crate::backup::human_bytes;
+use crate::units::human_bytes;
 use crate::duration::Duration;
 use crate::steps::aws::sdk_error;
-use crate::steps::{Effect, ErrorClass, Outcome, Output, StepContext, StepError, StepKind, Verdict};
+use crate::kind::{StepContext, StepKind};
+use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 
 fn billing(t: &TableDescription) -> &'static str {
     match t.billing_mode_summary().and_then(|b| b.billing_mode()) {
@@ -42,7 +43,7 @@ pub struct TableStatus {
     pub expect_pitr: bool,
     /// Warn when the table holds more bytes than this.
     #[serde(default)]
-    pub warn_bytes: Option<crate::steps::postgres::ByteSize>,
+    pub warn_bytes: Option<crate::units::ByteSize>,
 }
 
 impl StepKind for TableStatus {

@@ -3,8 +3,8 @@
 //! A measured value crosses a threshold when it is strictly beyond it: with
 //! `warn_percent: 80`, 80% passes and 80.1% warns ("disk > 80%").
 
-use super::Verdict;
 use crate::duration::Duration;
+use crate::vocab::Verdict;
 
 /// Which side of a threshold is bad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

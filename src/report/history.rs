@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::report::RunReport;
+use super::RunReport;
 
 /// The history file in a state directory.
 pub fn path(state_dir: &Path) -> PathBuf {

@@ -1,10 +1,11 @@
 //! Counting log lines that match a pattern, with samples: what `compose.logs` and
 //! `k8s.logs` both do to the lines they read (`logs --since 1h | grep -c error`).
 
-use super::Outcome;
+use super::text::truncate;
 use super::threshold::Limits;
 use crate::duration::Duration;
 use crate::pattern::Pattern;
+use crate::vocab::Outcome;
 
 /// The default window, `since: 1h`.
 pub fn hour() -> Duration {
@@ -36,7 +37,7 @@ impl Tally {
                     Some(l) => format!("{l}: {line}"),
                     None => line.to_string(),
                 };
-                self.samples.push(crate::steps::postgres::truncate(&text, 300));
+                self.samples.push(truncate(&text, 300));
             }
         }
     }

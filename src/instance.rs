@@ -1,0 +1,100 @@
+//! One instance: a deployed copy of a platform, and how to reach each of its backends.
+//!
+//! Pure data, as the inventory declares it: each backend's section is that backend's
+//! `settings.rs`. Steps see the instance they run on through their context; the inventory
+//! (`crate::inventory`) loads and selects instances.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::backup::settings::BackupSettings;
+use crate::steps::aws::settings::{AwsSettings, DynamoSettings};
+use crate::steps::compose::settings::ComposeSettings;
+use crate::steps::http::settings::HttpSettings;
+use crate::steps::k8s::settings::KubeSettings;
+use crate::steps::postgres::settings::PostgresSettings;
+
+/// One deployed copy of a platform: a tenant, an environment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// Filled in from the key under `instances:`.
+    #[serde(skip_deserializing)]
+    pub name: String,
+    /// Free-form labels, for `--selector` and for templates (`instance.labels.tier`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Values runbooks read as `{{ vars.NAME }}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The instance's HTTP API.
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
+    /// The instance's PostgreSQL.
+    #[serde(default)]
+    pub postgres: Option<PostgresSettings>,
+    /// Where the instance's backups go, and retention.
+    #[serde(default)]
+    pub backups: Option<BackupSettings>,
+    /// The instance's Docker Compose project.
+    #[serde(default)]
+    pub compose: Option<ComposeSettings>,
+    /// How to reach the instance's AWS account.
+    #[serde(default)]
+    pub aws: Option<AwsSettings>,
+    /// The instance's DynamoDB tables.
+    #[serde(default)]
+    pub dynamodb: Option<DynamoSettings>,
+    /// How to reach the instance's Kubernetes cluster.
+    #[serde(default)]
+    pub kubernetes: Option<KubeSettings>,
+}
+
+impl Instance {
+    /// What templates see as `instance`: every setting, with secret references shown as
+    /// references (never values). Sections the instance does not have are `null`.
+    pub fn template_value(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if obj.get("http").is_some_and(|h| h.is_null()) {
+                obj.insert("http".into(), serde_json::json!({ "base_url": null, "headers": {}, "health": [] }));
+            }
+            if obj.get("dynamodb").is_some_and(|d| d.is_null()) {
+                obj.insert("dynamodb".into(), serde_json::json!({ "tables": [] }));
+            }
+        }
+        v
+    }
+
+    /// The backends this instance declares, for `list instances`.
+    pub fn backends(&self) -> Vec<&'static str> {
+        let mut out = vec!["host"];
+        if self.http.is_some() {
+            out.push("http");
+        }
+        if self.postgres.is_some() {
+            out.push("postgres");
+        }
+        if self.backups.is_some() {
+            out.push("backups");
+        }
+        if self.compose.is_some() {
+            out.push("compose");
+        }
+        if self.kubernetes.is_some() {
+            out.push("kubernetes");
+        }
+        if self.aws.is_some() {
+            out.push("aws");
+        }
+        if self.dynamodb.as_ref().is_some_and(|d| !d.tables.is_empty()) {
+            out.push("dynamodb");
+        }
+        if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
+            out.push("s3");
+        }
+        out
+    }
+}

@@ -1,0 +1,145 @@
+//! Procedures: what a command does with runbooks, between the command line and the engine.
+//!
+//! A command names a runbook ([`catalog`]) and one or more instances; for each instance the
+//! runbook is bound ([`prepare`]: references checked against the instance, parameters
+//! typed), a mutating run takes the local lock ([`lock`]) and the backends' leases that
+//! apply, the engine runs it, and the report is appended to the history. The command line
+//! parses arguments and renders the reports; the engine runs one runbook on one instance.
+
+pub mod catalog;
+pub mod lock;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::engine::{Confirm, Engine, Interrupts, Options, RunMeta};
+use crate::error::Error;
+use crate::instance::Instance;
+use crate::lease::{Held, Holder, LeaseError, Scope};
+use crate::report::{RunReport, Sink, history};
+use crate::runbook::{self, ParamValue, Runbook};
+use crate::vocab::Effect;
+
+/// A runbook bound to one instance, ready to run.
+pub struct Prepared {
+    pub instance: Arc<Instance>,
+    pub params: IndexMap<String, ParamValue>,
+}
+
+/// Checks the runbook's references against the instance and binds its parameters.
+pub fn prepare(runbook: &Runbook, instance: Arc<Instance>, given: &[(String, String)]) -> Result<Prepared, Error> {
+    let errors = runbook::check::references(runbook, Some(&instance));
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors));
+    }
+    let params = runbook::check::bind_params(runbook, given).map_err(Error::Invalid)?;
+    Ok(Prepared { instance, params })
+}
+
+/// Refuses, before anything runs, a run whose steps need a confirmation nobody can give:
+/// no `--yes`, no dry run, and no terminal to ask on.
+pub fn refuse_unconfirmable(runbook: &Runbook, options: &Options, interactive: bool) -> Result<(), Error> {
+    if options.dry_run || options.yes || interactive {
+        return Ok(());
+    }
+    let needing: Vec<String> = runbook
+        .steps()
+        .filter(|s| s.controls.confirm.is_some() || s.effect == Effect::Destroy)
+        .map(|s| format!("`{}` ({}, {})", s.id, s.kind.name, s.effect))
+        .collect();
+    if needing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "{} needs confirmation ({}), and there is no terminal to ask; run with --yes to go ahead, or --dry-run to see the plan",
+        if needing.len() == 1 { "a step" } else { "steps" },
+        needing.join(", ")
+    )))
+}
+
+/// How to run a runbook on its instances.
+pub struct Run<'a> {
+    pub runbook: &'a Runbook,
+    pub options: Options,
+    pub confirm: &'a dyn Confirm,
+    pub interrupts: Interrupts,
+    /// Where history and local locks are kept.
+    pub state_dir: &'a Path,
+    /// The sink for one instance's run (a new progress line per run).
+    pub sink: &'a dyn Fn() -> Box<dyn Sink>,
+}
+
+impl Run<'_> {
+    /// Runs the runbook on each prepared instance in turn, each under its locks, and records
+    /// each run in the history. A held lock or lease ends the command (exit 3); an interrupt
+    /// stops before the next instance.
+    pub async fn on(&self, prepared: Vec<Prepared>) -> Result<Vec<RunReport>, Error> {
+        let mut reports = Vec::new();
+        for p in prepared {
+            if self.interrupts.stop.is_cancelled() {
+                break;
+            }
+            let meta = RunMeta::current();
+            let locks = if !self.options.dry_run && self.runbook.effect() >= Effect::Mutate {
+                let holder = Holder {
+                    run_id: meta.run_id.clone(),
+                    runbook: self.runbook.name.clone(),
+                    user: meta.user.clone(),
+                    host: meta.host.clone(),
+                    pid: std::process::id(),
+                    since: jiff::Timestamp::now(),
+                };
+                let local = lock::InstanceLock::acquire(self.state_dir, &p.instance.name, &holder)?;
+                let leases = take_leases(self.runbook, &p.instance, &holder).await?;
+                Some((local, leases))
+            } else {
+                None
+            };
+            let sink = (self.sink)();
+            let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone());
+            let report = engine.run().await;
+            drop(sink);
+            if let Some((local, leases)) = locks {
+                for lease in leases {
+                    lease.release().await;
+                }
+                drop(local);
+            }
+            if let Err(e) = history::append(self.state_dir, &report) {
+                tracing::warn!("the run was not recorded in the history: {e}");
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+/// Takes the backends' leases a mutating run on `instance` needs, in the registry's order:
+/// the first instance lease that applies (a Kubernetes Lease, else a DynamoDB item), then
+/// the leases its mutating steps name (PostgreSQL's advisory lock). One held by another run
+/// is [`Error::Locked`] (and what was taken is released); one that cannot be reached only
+/// warns — its steps will say what is wrong.
+async fn take_leases(runbook: &Runbook, instance: &Instance, holder: &Holder) -> Result<Vec<Box<dyn Held>>, Error> {
+    let needs: Vec<&str> = runbook.steps().filter(|s| s.effect >= Effect::Mutate).flat_map(|s| s.kind.leases.iter().copied()).collect();
+    let mut held: Vec<Box<dyn Held>> = Vec::new();
+    let mut instance_leased = false;
+    for lease in crate::registry::LEASES {
+        if !lease.applies(instance, &needs) || (lease.scope() == Scope::Instance && instance_leased) {
+            continue;
+        }
+        instance_leased |= lease.scope() == Scope::Instance;
+        match lease.acquire(instance, holder).await {
+            Ok(h) => held.push(h),
+            Err(LeaseError::Held(by)) => {
+                for h in held {
+                    h.release().await;
+                }
+                return Err(Error::Locked { instance: instance.name.clone(), holder: by });
+            }
+            Err(LeaseError::Unavailable(warning)) => tracing::warn!("{warning}"),
+        }
+    }
+    Ok(held)
+}

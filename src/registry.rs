@@ -1,0 +1,309 @@
+//! The step registry: every step kind, type-erased for the loader and the engine, and the
+//! answers to what backends ask of each other.
+//!
+//! This is the one module that knows every backend. [`KINDS`] lists the kinds; [`KindInfo`]
+//! is a kind with its parameter type erased: the loader calls [`KindInfo::validate`] with
+//! templates as wildcards before anything runs; the engine renders templates into a step's
+//! YAML node and calls [`KindInfo::run`] (or `plan`), which deserialize it strictly.
+//! [`LEASES`] are the backends' leases, in the order they are tried; [`BACKENDS`] answers
+//! `crate::kind::Backends` for steps: the instance's backup store, the format of a backend's
+//! backups, a transport into a container or a pod.
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use crate::backup::BackupStore;
+use crate::backup::local::LocalStore;
+use crate::helpers::transport::Transport;
+use crate::instance::Instance;
+use crate::kind::{Backends, BackupFormat, Place, StepContext, StepKind, decode};
+use crate::lease::Lease;
+use crate::source::Span;
+use crate::steps::{assert, aws, backup, compose, host, http, k8s, notify, postgres, sleep};
+use crate::vocab::{COMMON_OUTPUTS, Effect, Outcome, Output, StepError};
+use crate::yaml::Node;
+use crate::yaml::de::{DeError, Mode, from_node};
+
+/// A step kind with its type erased, as the loader and engine use it.
+pub struct KindInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub effect: Effect,
+    pub outputs: &'static [Output],
+    /// Parameters that must be written literally (see [`StepKind::LITERAL`]).
+    pub literal: &'static [&'static str],
+    /// Leases a mutating step of this kind needs (see [`StepKind::LEASES`]).
+    pub leases: &'static [&'static str],
+    /// Parses parameters with templates as wildcards; returns the step's effect.
+    pub validate: fn(&Node) -> Result<Effect, DeError>,
+    /// Runs the step; refuses if templating made its effect greater than `allowed`, the
+    /// effect the loader saw.
+    pub run: for<'a> fn(&'a Node, &'a StepContext, Effect) -> BoxFuture<'a, Result<Outcome, StepError>>,
+    pub plan: for<'a> fn(&'a Node, &'a StepContext) -> BoxFuture<'a, Result<String, StepError>>,
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+impl std::fmt::Debug for KindInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl KindInfo {
+    pub fn has_output(&self, name: &str) -> bool {
+        COMMON_OUTPUTS.iter().chain(self.outputs).any(|o| o.name == name)
+    }
+
+    pub fn output_names(&self) -> Vec<&'static str> {
+        COMMON_OUTPUTS.iter().chain(self.outputs).map(|o| o.name).collect()
+    }
+
+    /// The kind's parameter names, required ones first, for error messages.
+    pub fn fields(&self) -> (Vec<String>, Vec<String>) {
+        let mut g = generator();
+        let schema = (self.schema)(&mut g).to_value();
+        let defs = g.definitions().clone();
+        let resolved = match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => defs.get(r.trim_start_matches("#/$defs/")).cloned().unwrap_or_default(),
+            None => schema,
+        };
+        let required: Vec<String> = resolved["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let optional: Vec<String> = resolved["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !required.contains(k))
+            .collect();
+        (required, optional)
+    }
+}
+
+/// The JSON Schema dialect parameter schemas are generated in.
+pub fn generator() -> schemars::SchemaGenerator {
+    schemars::generate::SchemaSettings::draft2020_12().into_generator()
+}
+
+const fn kind<T: StepKind>() -> KindInfo {
+    KindInfo {
+        name: T::NAME,
+        summary: T::SUMMARY,
+        effect: T::EFFECT,
+        outputs: T::OUTPUTS,
+        literal: T::LITERAL,
+        leases: T::LEASES,
+        validate: validate_erased::<T>,
+        run: run_erased::<T>,
+        plan: plan_erased::<T>,
+        schema: schema_erased::<T>,
+    }
+}
+
+fn validate_erased<T: StepKind>(node: &Node) -> Result<Effect, DeError> {
+    let params: T = from_node(node, Mode::Validate)?;
+    if !crate::template::has_templates(node) {
+        params.check().map_err(|m| {
+            let at = field_named(node, &m).unwrap_or(node.span);
+            DeError::new(m).or_at(at)
+        })?;
+    }
+    Ok(params.effect())
+}
+
+/// The span of the first parameter a `check` message names in backticks (`` `stat` is
+/// one of … ``), so the error points at that field rather than the whole step.
+fn field_named(node: &Node, message: &str) -> Option<Span> {
+    let entries = node.as_map()?;
+    message.split('`').skip(1).step_by(2).find_map(|name| entries.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(k, _)| k.span))
+}
+
+fn run_erased<'a, T: StepKind>(node: &'a Node, ctx: &'a StepContext, allowed: Effect) -> BoxFuture<'a, Result<Outcome, StepError>> {
+    Box::pin(async move {
+        let params: T = decode(node, ctx)?;
+        if params.effect() > allowed {
+            return Err(StepError::invalid(format!(
+                "after templating this step would {}, but it was validated as `{allowed}`; write the fields that decide its effect literally",
+                params.effect()
+            )));
+        }
+        params.run(ctx).await
+    })
+}
+
+fn plan_erased<'a, T: StepKind>(node: &'a Node, ctx: &'a StepContext) -> BoxFuture<'a, Result<String, StepError>> {
+    Box::pin(async move {
+        let params: T = decode(node, ctx)?;
+        params.plan(ctx).await
+    })
+}
+
+fn schema_erased<T: StepKind>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
+/// Every step kind. Keep it sorted by name.
+pub static KINDS: &[KindInfo] = &[
+    kind::<assert::Assert>(),
+    kind::<backup::Prune>(),
+    kind::<backup::Verify>(),
+    kind::<aws::cloudwatch::Alarms>(),
+    kind::<aws::cloudwatch::Metric>(),
+    kind::<aws::cloudwatch::PutMetrics>(),
+    kind::<compose::env_rotate::EnvRotate>(),
+    kind::<compose::exec::Exec>(),
+    kind::<compose::logs::Logs>(),
+    kind::<compose::lifecycle::Restart>(),
+    kind::<compose::lifecycle::Scale>(),
+    kind::<compose::services::ServicesHealthy>(),
+    kind::<compose::lifecycle::Start>(),
+    kind::<compose::stats::Stats>(),
+    kind::<compose::lifecycle::Stop>(),
+    kind::<compose::lifecycle::Up>(),
+    kind::<compose::disk::Disk>(),
+    kind::<aws::dynamodb::backup::Backup>(),
+    kind::<aws::dynamodb::export::Export>(),
+    kind::<aws::dynamodb::table::Pitr>(),
+    kind::<aws::dynamodb::restore::Restore>(),
+    kind::<aws::dynamodb::table::SetCapacity>(),
+    kind::<aws::dynamodb::table::TableStatus>(),
+    kind::<host::command::Command>(),
+    kind::<host::disk::Disk>(),
+    kind::<host::load::Load>(),
+    kind::<host::memory::Memory>(),
+    kind::<http::check::Check>(),
+    kind::<k8s::nodes::Cordon>(),
+    kind::<k8s::jobs::CronjobSucceeded>(),
+    kind::<k8s::health::DeploymentReady>(),
+    kind::<k8s::nodes::Drain>(),
+    kind::<k8s::observe::Events>(),
+    kind::<k8s::exec::Exec>(),
+    kind::<k8s::jobs::Jobs>(),
+    kind::<k8s::observe::Logs>(),
+    kind::<k8s::health::NodesReady>(),
+    kind::<k8s::patch::PatchStep>(),
+    kind::<k8s::health::PodsHealthy>(),
+    kind::<k8s::rollout::RolloutHistory>(),
+    kind::<k8s::rollout::RolloutRestart>(),
+    kind::<k8s::rollout::RolloutStatus>(),
+    kind::<k8s::rollout::RolloutUndo>(),
+    kind::<k8s::scale::Scale>(),
+    kind::<k8s::scale::ScaleAll>(),
+    kind::<k8s::secret::SecretRotate>(),
+    kind::<k8s::rollout::SetImage>(),
+    kind::<k8s::rollout::SetResources>(),
+    kind::<k8s::observe::Top>(),
+    kind::<k8s::nodes::Uncordon>(),
+    kind::<k8s::health::Workloads>(),
+    kind::<notify::Slack>(),
+    kind::<notify::Webhook>(),
+    kind::<postgres::backup::Backup>(),
+    kind::<postgres::bloat::Bloat>(),
+    kind::<postgres::connections::Connections>(),
+    kind::<postgres::long_queries::LongQueries>(),
+    kind::<postgres::ping::Ping>(),
+    kind::<postgres::query::Query>(),
+    kind::<postgres::reindex::Reindex>(),
+    kind::<postgres::replication::Replication>(),
+    kind::<postgres::restore::Restore>(),
+    kind::<postgres::size::Size>(),
+    kind::<postgres::slow_queries::SlowQueries>(),
+    kind::<postgres::terminate::Terminate>(),
+    kind::<postgres::vacuum::Vacuum>(),
+    kind::<aws::secrets::Rotate>(),
+    kind::<sleep::Sleep>(),
+];
+
+/// The kind called `name`.
+pub fn lookup(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The backends' leases, in the order they are tried: of the instance leases that apply,
+/// the first is taken (a Kubernetes Lease, else a DynamoDB item); then those the run's
+/// steps need (PostgreSQL's advisory lock).
+pub static LEASES: &[&dyn Lease] = &[&k8s::lease::KubeLease, &aws::lease::DynamoLease, &postgres::lease::AdvisoryLock];
+
+/// The formats of the backups backends write.
+pub static BACKUP_FORMATS: &[BackupFormat] = &[postgres::backup::FORMAT, aws::dynamodb::export::FORMAT];
+
+/// The format of backups whose manifest says `kind`.
+pub fn backup_format(kind: &str) -> Option<&'static BackupFormat> {
+    BACKUP_FORMATS.iter().find(|f| f.kind == kind)
+}
+
+/// The instance's backup store, or why it has none: S3 when `backups.s3` is set, else the
+/// local `dir`.
+pub fn backup_store(instance: &Instance) -> Result<Box<dyn BackupStore>, String> {
+    let settings = instance.backups.as_ref().ok_or_else(|| {
+        format!("instance {} has no backup store; set `backups: {{ dir: /var/backups/opsctl }}` in the inventory", instance.name)
+    })?;
+    match (&settings.s3, &settings.dir) {
+        (Some(s3), dir) => {
+            let aws = instance.aws.clone().unwrap_or_default();
+            let staging = dir.as_ref().map(|d| d.join(&instance.name).join(".staging"));
+            Ok(Box::new(aws::s3store::S3Store::new(s3, &instance.name, aws, staging)?))
+        }
+        (None, Some(dir)) => Ok(Box::new(LocalStore::new(dir.join(&instance.name)))),
+        (None, None) => Err(format!("instance {}: `backups` needs a `dir` or an `s3: {{ bucket: … }}`", instance.name)),
+    }
+}
+
+/// What backends ask of each other, answered from the registry.
+pub struct Registry;
+
+/// The registry, as steps see it (`ctx.run.backends`).
+pub static BACKENDS: Registry = Registry;
+
+impl Backends for Registry {
+    fn backup_store(&self, instance: &Instance) -> Result<Box<dyn BackupStore>, String> {
+        backup_store(instance)
+    }
+
+    fn backup_format(&self, kind: &str) -> Option<&'static BackupFormat> {
+        backup_format(kind)
+    }
+
+    fn transport<'a>(&'a self, ctx: &'a StepContext, place: Place<'a>) -> BoxFuture<'a, Result<Box<dyn Transport>, StepError>> {
+        match place {
+            Place::ComposeService(service) => Box::pin(compose::transport::open(ctx, service)),
+            Place::Pod { pod, container } => Box::pin(k8s::transport::open(ctx, pod, container)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_sorted_and_unique() {
+        let names: Vec<_> = KINDS.iter().map(|k| k.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn outputs_do_not_shadow_common_ones() {
+        for k in KINDS {
+            for o in k.outputs {
+                assert!(!COMMON_OUTPUTS.iter().any(|c| c.name == o.name), "{} redeclares {}", k.name, o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn fields_lists_required_then_optional() {
+        let (required, optional) = lookup("host.command").unwrap().fields();
+        assert_eq!(required, ["effect"]);
+        assert!(optional.contains(&"argv".to_string()));
+    }
+
+    #[test]
+    fn backup_formats_are_unique() {
+        for (i, f) in BACKUP_FORMATS.iter().enumerate() {
+            assert!(!BACKUP_FORMATS[..i].iter().any(|g| g.kind == f.kind), "{} twice", f.kind);
+        }
+    }
+}

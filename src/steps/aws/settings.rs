@@ -1,0 +1,54 @@
+//! The `aws:` and `dynamodb:` sections of an instance: how to reach its AWS account, and
+//! its DynamoDB tables.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+
+/// How to reach an instance's AWS account.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// The region, e.g. `us-east-1`. Default: the SDK's (environment, profile).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A profile from ~/.aws/config.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Another endpoint (an emulator); `$AWS_ENDPOINT_URL` works too.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// The longest an AWS call may take, retries included. Default 60s.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// How long to wait for a connection. Default 5s.
+    #[serde(default)]
+    pub connect_timeout: Option<Duration>,
+    /// `standard` (default) or `adaptive` (client-side rate limiting).
+    #[serde(default)]
+    pub retry_mode: RetryMode,
+    /// Tries per call, the first included. Default 3.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// A DynamoDB table for the instance lease (partition key `instance`, a string), for
+    /// instances without Kubernetes.
+    #[serde(default)]
+    pub lease_table: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMode {
+    #[default]
+    Standard,
+    Adaptive,
+}
+
+/// An instance's DynamoDB tables (for `check` and templates).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoSettings {
+    #[serde(default)]
+    pub tables: Vec<String>,
+}

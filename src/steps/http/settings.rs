@@ -1,0 +1,82 @@
+//! The `http:` section of an instance: its API's base URL, the headers health checks send,
+//! and the endpoints the `check` runbook probes.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::HeaderValue;
+
+/// How to reach an instance over HTTP.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `https://api.team-a.example.com`; runbooks use `{{ instance.http.base_url }}`.
+    pub base_url: String,
+    /// Headers sent by the `check` runbook's health checks; values may be secret references.
+    #[serde(default)]
+    pub headers: IndexMap<String, HeaderValue>,
+    /// Endpoints the `check` runbook probes, relative to `base_url`.
+    #[serde(default)]
+    pub health: Vec<HealthEndpoint>,
+}
+
+/// A health endpoint: a path, or a path with expectations.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct HealthEndpoint {
+    pub path: String,
+    pub expect_status: Option<u16>,
+    pub expect_json: Option<IndexMap<String, serde_json::Value>>,
+    pub expect_body: Option<String>,
+    pub warn_latency: Option<crate::duration::Duration>,
+    pub fail_latency: Option<crate::duration::Duration>,
+}
+
+impl<'de> Deserialize<'de> for HealthEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            path: String,
+            #[serde(default)]
+            expect_status: Option<u16>,
+            #[serde(default)]
+            expect_json: Option<IndexMap<String, serde_json::Value>>,
+            #[serde(default)]
+            expect_body: Option<String>,
+            #[serde(default)]
+            warn_latency: Option<crate::duration::Duration>,
+            #[serde(default)]
+            fail_latency: Option<crate::duration::Duration>,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HealthEndpoint;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path such as `/health`, or a mapping with `path`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HealthEndpoint, E> {
+                Ok(HealthEndpoint {
+                    path: s.to_string(),
+                    expect_status: None,
+                    expect_json: None,
+                    expect_body: None,
+                    warn_latency: None,
+                    fail_latency: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<HealthEndpoint, A::Error> {
+                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(HealthEndpoint {
+                    path: f.path,
+                    expect_status: f.expect_status,
+                    expect_json: f.expect_json,
+                    expect_body: f.expect_body,
+                    warn_latency: f.warn_latency,
+                    fail_latency: f.fail_latency,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
