@@ -21,8 +21,8 @@ use crate::lease::Lease;
 use crate::source::Span;
 use crate::steps::{assert, aws, backup, compose, host, http, k8s, notify, postgres, sleep};
 use crate::vocab::{COMMON_OUTPUTS, Effect, Outcome, Output, StepError};
-use crate::yaml::Node;
 use crate::yaml::de::{DeError, Mode, from_node};
+use crate::yaml::Node;
 
 /// A step kind with its type erased, as the loader and engine use it.
 pub struct KindInfo {

@@ -178,8 +178,8 @@ impl super::BackupStore for LocalStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{BackupStore, MANIFEST_SCHEMA};
     use super::*;
+    use super::super::{BackupStore, MANIFEST_SCHEMA};
 
     fn manifest(id: &str, files: Vec<FileEntry>) -> Manifest {
         Manifest {

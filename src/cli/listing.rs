@@ -2,16 +2,15 @@
 
 use comfy_table::{ContentArrangement, Table, presets};
 
-use super::Ui;
 use super::args::{Format, Global, ListWhat};
+use super::Ui;
 use crate::diagnostic::Diagnostic;
 use crate::error::{Error, Exit};
 use crate::inventory::Inventory;
 use crate::procedures::catalog;
-use crate::registry;
+use crate::{registry, sysinfo};
 use crate::report::{Destination, RunReport, history};
 use crate::runbook::{self, Runbook};
-use crate::sysinfo;
 
 fn new_table(ui: &Ui, header: &[&str]) -> Table {
     let mut t = Table::new();

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 pub use context::{Backends, BackupFormat, FinishedSteps, Place, Resources, RunInfo, StepContext};
 
 use crate::vocab::{Effect, Outcome, Output, StepError};
-use crate::yaml::Node;
 use crate::yaml::de::{Mode, from_node};
+use crate::yaml::Node;
 
 /// A step kind: typed parameters plus behaviour.
 pub trait StepKind: DeserializeOwned + JsonSchema + Send + Sync + 'static {

@@ -9,8 +9,8 @@ use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
 use super::RunReport;
+use crate::error::Error;
 
 /// The history file in a state directory.
 pub fn path(state_dir: &Path) -> PathBuf {

@@ -11,11 +11,11 @@ use indexmap::IndexMap;
 use super::{Block, Runbook, Step};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::instance::Instance;
-use crate::source::Span;
 use crate::registry::KindInfo;
+use crate::source::Span;
 use crate::template;
-use crate::yaml::Node;
 use crate::yaml::de::is_template;
+use crate::yaml::Node;
 
 use super::ParamValue;
 

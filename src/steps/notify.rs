@@ -6,10 +6,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::helpers::http::{ClientKey, HttpClients, classify};
-use crate::secret::HeaderValue;
 use crate::kind::{StepContext, StepKind};
+use crate::secret::{HeaderValue, SecretRef};
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
-use crate::secret::SecretRef;
 
 /// POST a JSON document to a webhook.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -3,9 +3,9 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
 use crate::vocab::{Effect, Outcome, Output, StepError};
-use crate::duration::Duration;
 
 /// Wait for a while (e.g. for caches to expire between two steps).
 #[derive(Debug, Deserialize, JsonSchema)]

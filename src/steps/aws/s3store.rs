@@ -17,10 +17,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use crate::steps::aws::settings::AwsSettings;
 use super::sdk_error;
 use crate::backup::{BackupStore, FileEntry, Hashing, MANIFEST_FILE, Manifest, PendingBackup, StoreError};
 use crate::backup::settings::S3Settings;
+use crate::steps::aws::settings::AwsSettings;
 
 /// The size of one uploaded part; S3's minimum is 5 MiB.
 const PART: usize = 8 * 1024 * 1024;

@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Retries, config, sdk_error, target};
-use crate::secret::{Secret, SecretRef};
 use crate::kind::{StepContext, StepKind};
+use crate::secret::{Secret, SecretRef};
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Rotate an AWS Secrets Manager secret: AWSPENDING → AWSCURRENT, previous kept as AWSPREVIOUS.

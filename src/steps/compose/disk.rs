@@ -5,10 +5,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::docker::Docker;
-use crate::units::human_bytes;
-use crate::units::ByteSize;
 use crate::helpers::threshold::{Limits, check_percent, percent};
 use crate::kind::{StepContext, StepKind};
+use crate::units::{ByteSize, human_bytes};
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Docker's disk use against byte thresholds, and its filesystem against percentages.

@@ -6,10 +6,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{by_service, project};
-use crate::pattern::Pattern;
 use crate::helpers::exec::{ExitCodes, capture, judge};
-use crate::secret::HeaderValue;
 use crate::kind::{StepContext, StepKind};
+use crate::pattern::Pattern;
+use crate::secret::HeaderValue;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Run argv in a running container of a service.

@@ -4,13 +4,13 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::docker::log_lines;
 use super::{by_service, project};
+use super::docker::log_lines;
 use crate::duration::Duration;
-use crate::pattern::Pattern;
 use crate::helpers::logscan::Tally;
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
+use crate::pattern::Pattern;
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Count matching log lines of a service's containers.

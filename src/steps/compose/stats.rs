@@ -4,9 +4,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::project;
-use crate::units::human_bytes;
 use crate::helpers::threshold::{Limits, check_percent, percent};
 use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
 use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// CPU % and memory % of each service's running containers (the highest per service)

@@ -5,9 +5,9 @@ use std::ffi::CString;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::units::human_bytes;
 use crate::helpers::threshold::{Limits, check_percent, percent};
 use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
 use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// Disk usage of the filesystem that holds `path`, as `df` computes it.

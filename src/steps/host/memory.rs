@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::units::human_bytes;
 use super::disk::round1;
 use crate::helpers::threshold::{Limits, check_percent, percent};
 use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Memory in use (total minus available, as `free` reports it) against thresholds.

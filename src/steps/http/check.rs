@@ -8,12 +8,12 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::helpers::http::{ClientKey, HttpClients, classify};
-use crate::secret::HeaderValue;
 use crate::duration::{Duration, short};
-use crate::pattern::Pattern;
+use crate::helpers::http::{ClientKey, HttpClients, classify};
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
+use crate::pattern::Pattern;
+use crate::secret::HeaderValue;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 use crate::yaml::de::is_placeholder;
 

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use super::{Kube, Target, client, valid_name};
-use crate::pattern::Pattern;
 use crate::helpers::exec::{ExitCodes, judge};
 use crate::kind::{StepContext, StepKind};
+use crate::pattern::Pattern;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Run argv in a pod's container.

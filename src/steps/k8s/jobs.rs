@@ -5,8 +5,8 @@ use kube::api::ListParams;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::health::for_each_page;
 use super::{check_selector, client, valid_name};
+use super::health::for_each_page;
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
 use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};

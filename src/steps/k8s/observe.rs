@@ -12,10 +12,10 @@ use serde::Deserialize;
 use super::health::for_each_page;
 use super::{Kube, check_selector, client};
 use crate::duration::Duration;
-use crate::pattern::Pattern;
 use crate::helpers::logscan::Tally;
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
+use crate::pattern::Pattern;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 
 fn zero() -> Option<u64> {

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::health::WorkloadState;
-use super::scale::wait_rolled_out;
 use super::{Kube, Target, WorkloadKind, client, patch_workload};
+use super::scale::wait_rolled_out;
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
 use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};

@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Kube, Target, client, valid_name};
-use crate::secret::SecretRef;
 use crate::helpers::random::{Charset, random_value};
 use crate::kind::{StepContext, StepKind};
+use crate::secret::SecretRef;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Where a key's new value comes from.

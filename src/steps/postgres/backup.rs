@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use serde::Serialize;
 
-use crate::helpers::text::plural;
 use crate::backup::{self, MANIFEST_SCHEMA, Manifest};
+use crate::helpers::text::plural;
 use crate::helpers::transport::{Program, Transport, parse_version, run, run_feeding};
 use crate::kind::{BackupFormat, StepContext, StepKind};
 use crate::units::human_bytes;

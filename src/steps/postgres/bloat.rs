@@ -7,9 +7,9 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::units::human_bytes;
 use crate::helpers::threshold::{Limits, check_ratio, percent};
 use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Estimate bloat per table from dead-row statistics.

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::steps::postgres::settings::PostgresSettings;
 use crate::secret::Secret;
+use crate::steps::postgres::settings::PostgresSettings;
 use crate::vocab::{ErrorClass, StepError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

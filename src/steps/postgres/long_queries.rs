@@ -4,8 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::helpers::text::truncate;
 use crate::duration::Duration;
+use crate::helpers::text::truncate;
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
 use crate::vocab::{Effect, Outcome, Output, StepError};

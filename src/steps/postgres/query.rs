@@ -14,8 +14,8 @@ use serde::Deserialize;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 
 use crate::helpers::text::truncate;
-use crate::pattern::Pattern;
 use crate::kind::{StepContext, StepKind};
+use crate::pattern::Pattern;
 use crate::vocab::{Effect, Outcome, Output, Severity, StepError};
 
 /// Run a read-only SELECT and check its result.

@@ -6,8 +6,8 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::units::human_bytes;
 use crate::kind::{StepContext, StepKind};
+use crate::units::human_bytes;
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// REINDEX a table, or the database.

@@ -4,11 +4,10 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::units::ByteSize;
-use crate::units::human_bytes;
 use crate::duration::{Duration, short};
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
+use crate::units::{ByteSize, human_bytes};
 use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// Replication lag against thresholds; optionally how many replicas must be connected.

@@ -3,10 +3,9 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::units::ByteSize;
-use crate::units::human_bytes;
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
+use crate::units::{ByteSize, human_bytes};
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
 /// Database size and the top-N tables by total size (with indexes and TOAST).

@@ -7,10 +7,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{client, describe};
-use crate::units::human_bytes;
 use crate::duration::Duration;
-use crate::steps::aws::sdk_error;
 use crate::kind::{StepContext, StepKind};
+use crate::steps::aws::sdk_error;
+use crate::units::human_bytes;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 
 /// Take an on-demand backup of a table and wait until it is AVAILABLE.

@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 
-use super::export::{ITEMS_FILE, KeyAttribute, MAX_BACKOFFS, backoff, check_export, parse_line, source};
 use super::{build, client, count_items, describe, exists, wait_active};
+use super::export::{ITEMS_FILE, KeyAttribute, MAX_BACKOFFS, backoff, check_export, parse_line, source};
 use crate::backup;
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};

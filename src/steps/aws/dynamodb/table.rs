@@ -5,10 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{build, client, describe, wait_active};
-use crate::units::human_bytes;
 use crate::duration::Duration;
-use crate::steps::aws::sdk_error;
 use crate::kind::{StepContext, StepKind};
+use crate::steps::aws::sdk_error;
+use crate::units::human_bytes;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError, Verdict};
 
 fn billing(t: &TableDescription) -> &'static str {
