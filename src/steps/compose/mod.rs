@@ -15,21 +15,25 @@ pub mod env_rotate;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;
-pub mod services;
+pub mod restart;
+pub mod scale;
+pub mod services_healthy;
 pub mod settings;
+pub mod start;
 pub mod stats;
+pub mod stop;
 pub mod transport;
+pub mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use docker::{Container, Docker};
-use settings::ComposeSettings;
-
 use crate::kind::StepContext;
 use crate::vocab::{ErrorClass, StepError};
+use docker::{Container, Docker};
+use settings::ComposeSettings;
 
 /// A project resolved for use.
 #[derive(Clone, Debug)]

@@ -12,26 +12,42 @@
 //! One client per run, built on first use. Every API error becomes a message that says
 //! what to do: unreachable server, 401, 403 (with the verb and resource), 404, 409.
 
+pub mod cordon;
+pub mod cronjob_succeeded;
+pub mod deployment_ready;
+pub mod drain;
+pub mod events;
 pub mod exec;
 pub mod health;
 pub mod jobs;
 pub mod lease;
+pub mod logs;
 pub mod nodes;
-pub mod observe;
+pub mod nodes_ready;
 pub mod patch;
+pub mod pods_healthy;
 pub mod rollout;
+pub mod rollout_history;
+pub mod rollout_restart;
+pub mod rollout_status;
+pub mod rollout_undo;
 pub mod scale;
-pub mod secret;
+pub mod scale_all;
+pub mod secret_rotate;
+pub mod set_image;
+pub mod set_resources;
 pub mod settings;
 pub mod stream;
+pub mod top;
 pub mod transport;
+pub mod uncordon;
+pub mod workloads;
 
 use std::path::PathBuf;
 
-use settings::KubeSettings;
-
 use crate::kind::StepContext;
 use crate::vocab::{ErrorClass, StepError};
+use settings::KubeSettings;
 
 /// A connected client and where it points.
 #[derive(Clone)]

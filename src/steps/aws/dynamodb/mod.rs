@@ -2,8 +2,11 @@
 
 pub mod backup;
 pub mod export;
+pub mod pitr;
 pub mod restore;
+pub mod set_capacity;
 pub mod table;
+pub mod table_status;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

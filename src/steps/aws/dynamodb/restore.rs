@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 
-use super::{build, client, count_items, describe, exists, wait_active};
 use super::export::{ITEMS_FILE, KeyAttribute, MAX_BACKOFFS, backoff, check_export, parse_line, source};
+use super::{build, client, count_items, describe, exists, wait_active};
 use crate::backup;
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
@@ -248,7 +248,7 @@ impl Ctx<'_> {
             return Err(refuse_existing(table));
         }
         describe(self.client, self.config, source).await?;
-        let (on, _, _) = super::table::pitr_state(self.client, self.config, source).await?;
+        let (on, _, _) = super::pitr::pitr_state(self.client, self.config, source).await?;
         if !on {
             return Err(StepError::new(
                 ErrorClass::Failed,

@@ -1,24 +1,19 @@
-//! `cloudwatch.metric`, `cloudwatch.alarms`, `cloudwatch.put_metrics`.
+//! `cloudwatch.metric`: a CloudWatch statistic or percentile over a window, judged against
+//! thresholds; a metric without data is said so.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_cloudwatch::types::{Datapoint, Dimension, MetricDatum, StandardUnit, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::{Datapoint, Dimension, StandardUnit, Statistic};
 use aws_smithy_types::DateTime;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Retries, config, sdk_error};
+use super::{client};
 use crate::duration::Duration;
 use crate::helpers::threshold::Limits;
 use crate::kind::{StepContext, StepKind};
+use crate::steps::aws::sdk_error;
 use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
-
-async fn client(ctx: &StepContext) -> Result<(aws_sdk_cloudwatch::Client, aws_config::SdkConfig, Retries), StepError> {
-    let c = config(ctx).await?;
-    let retries = Retries::default();
-    let conf = aws_sdk_cloudwatch::config::Builder::from(&c).interceptor(retries.clone()).build();
-    Ok((aws_sdk_cloudwatch::Client::from_conf(conf), c, retries))
-}
 
 /// How the datapoints of the window become one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -222,153 +217,6 @@ impl StepKind for Metric {
             .output("value", value)
             .output("datapoints", values.len())
             .output("unit", unit.map(|u| u.as_str().to_string())))
-    }
-}
-
-/// Fail when alarms are in ALARM.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Alarms {
-    /// Only alarms whose names start with this (e.g. `team-a-`).
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Warn on alarms in INSUFFICIENT_DATA.
-    #[serde(default)]
-    pub warn_insufficient_data: bool,
-}
-
-impl StepKind for Alarms {
-    const NAME: &'static str = "cloudwatch.alarms";
-    const SUMMARY: &'static str = "CloudWatch alarms in ALARM (matching a prefix) fail the step";
-    const EFFECT: Effect = Effect::Read;
-    const OUTPUTS: &'static [Output] = &[
-        Output { name: "firing", ty: "list", help: "names of the alarms in ALARM" },
-        Output { name: "insufficient_data", ty: "list", help: "names of the alarms in INSUFFICIENT_DATA" },
-        Output { name: "total", ty: "int", help: "alarms matched" },
-    ];
-
-    async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
-        let (client, config, retries) = client(ctx).await?;
-        let mut pages = client.describe_alarms().set_alarm_name_prefix(self.prefix.clone()).into_paginator().send();
-        let (mut firing, mut insufficient, mut total) = (Vec::new(), Vec::new(), 0usize);
-        let mut reasons = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(e, "listing CloudWatch alarms", &config))?;
-            // Metric and composite alarms alike: name, state, reason.
-            let alarms = page
-                .metric_alarms()
-                .iter()
-                .map(|a| (a.alarm_name(), a.state_value(), a.state_reason()))
-                .chain(page.composite_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason())));
-            for (name, state, reason) in alarms {
-                total += 1;
-                let name = name.unwrap_or("?").to_string();
-                match state {
-                    Some(StateValue::Alarm) => {
-                        reasons.push(format!("{name} ({})", reason.unwrap_or("no reason given")));
-                        firing.push(name);
-                    }
-                    Some(StateValue::InsufficientData) => insufficient.push(name),
-                    _ => {}
-                }
-            }
-        }
-        let scope = self.prefix.as_ref().map_or("alarms".to_string(), |p| format!("alarms {p}*"));
-        let (verdict, message) = if !firing.is_empty() {
-            (Verdict::Failed, format!("{} of {total} {scope} in ALARM: {}", firing.len(), reasons.join("; ")))
-        } else if self.warn_insufficient_data && !insufficient.is_empty() {
-            (Verdict::Warned, format!("{} of {total} {scope} have insufficient data: {}", insufficient.len(), insufficient.join(", ")))
-        } else if total == 0 {
-            (Verdict::Passed, format!("no {scope} exist"))
-        } else {
-            (Verdict::Passed, format!("none of {total} {scope} in ALARM"))
-        };
-        Ok(Outcome::new(verdict, message + &retries.note())
-            .value(format!("{} in ALARM", firing.len()))
-            .output("firing", firing)
-            .output("insufficient_data", insufficient)
-            .output("total", total))
-    }
-}
-
-/// Publish this run's results to CloudWatch so alarms can watch opsctl runs: per finished
-/// step `StepFailed` (0/1) and `StepDuration` (seconds), dimensions Runbook, Instance,
-/// Step; per run `RunFailed` and `StepsFailed`, dimensions Runbook, Instance.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PutMetrics {
-    /// Default `opsctl`.
-    #[serde(default = "opsctl")]
-    pub namespace: String,
-    /// Only the run-level metrics, not one per step.
-    #[serde(default)]
-    pub run_only: bool,
-}
-
-fn opsctl() -> String {
-    "opsctl".into()
-}
-
-impl PutMetrics {
-    fn data(&self, ctx: &StepContext) -> Vec<MetricDatum> {
-        let now = DateTime::from_secs(jiff::Timestamp::now().as_second());
-        let steps: Vec<_> = ctx.run.steps.summaries().into_iter().filter(|s| s.status != "skipped" && s.status != "planned").collect();
-        let dim = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
-        let run_dims = vec![dim("Runbook", &ctx.run.runbook), dim("Instance", &ctx.instance.name)];
-        let failed = steps.iter().filter(|s| s.status == "failed").count();
-        let datum = |name: &str, value: f64, unit: StandardUnit, dims: Vec<Dimension>| {
-            MetricDatum::builder().metric_name(name).value(value).unit(unit).timestamp(now).set_dimensions(Some(dims)).build()
-        };
-        let mut out = vec![
-            datum("RunFailed", if failed > 0 { 1.0 } else { 0.0 }, StandardUnit::Count, run_dims.clone()),
-            datum("StepsFailed", failed as f64, StandardUnit::Count, run_dims.clone()),
-        ];
-        if !self.run_only {
-            for s in &steps {
-                let mut dims = run_dims.clone();
-                dims.push(dim("Step", &s.id));
-                out.push(datum("StepFailed", if s.status == "failed" { 1.0 } else { 0.0 }, StandardUnit::Count, dims.clone()));
-                out.push(datum("StepDuration", s.duration_secs, StandardUnit::Seconds, dims));
-            }
-        }
-        out
-    }
-}
-
-impl StepKind for PutMetrics {
-    const NAME: &'static str = "cloudwatch.put_metrics";
-    const SUMMARY: &'static str = "publish this run's results (failed and duration per step) to CloudWatch for alarms";
-    const EFFECT: Effect = Effect::Read;
-    const OUTPUTS: &'static [Output] = &[Output { name: "published", ty: "int", help: "metric values sent" }];
-
-    fn check(&self) -> Result<(), String> {
-        if self.namespace.is_empty() || self.namespace.starts_with("AWS/") {
-            return Err(format!("`namespace` must be your own, not empty and not under AWS/ (`{}`)", self.namespace));
-        }
-        Ok(())
-    }
-
-    async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
-        let data = self.data(ctx);
-        if ctx.dry_run {
-            return Ok(Outcome::passed(format!("dry run: would publish {} metric value(s) to {}", data.len(), self.namespace)).output("published", 0));
-        }
-        let (client, config, retries) = client(ctx).await?;
-        let n = data.len();
-        for chunk in data.chunks(500) {
-            client
-                .put_metric_data()
-                .namespace(&self.namespace)
-                .set_metric_data(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| sdk_error(e, &format!("publishing metrics to {}", self.namespace), &config))?;
-        }
-        let failed = ctx.run.steps.summaries().iter().filter(|s| s.status == "failed").count();
-        let status = if failed == 0 { "no failures".to_string() } else { format!("{failed} failed step(s)") };
-        Ok(Outcome::passed(format!("published {n} metric value(s) to {} ({status}){}", self.namespace, retries.note()))
-            .value(format!("{n} values"))
-            .output("published", n))
     }
 }
 

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::ByteString;
 use kube::api::{ObjectMeta, PostParams};
 use schemars::JsonSchema;
 use serde::Deserialize;
