@@ -40,8 +40,8 @@ impl std::fmt::Display for Holder {
 pub enum LeaseError {
     /// Another run holds it: who, since when, and which lease (the run exits 3).
     Held(String),
-    /// The backend could not be reached: the whole warning to log. The run goes on (its
-    /// steps will say what is wrong with the backend).
+    /// The backend could not be reached, and why. The run goes on with a warning (`no
+    /// Kubernetes Lease for team-a: …`); its steps will say what is wrong with the backend.
     Unavailable(String),
 }
 
@@ -58,7 +58,8 @@ pub enum Scope {
 /// One backend's way of locking an instance across machines.
 #[async_trait::async_trait]
 pub trait Lease: Send + Sync {
-    /// The name kinds use in `LEASES` (for [`Scope::Steps`]) and messages use.
+    /// For messages (`Kubernetes Lease`); kinds name a [`Scope::Steps`] lease by it in
+    /// their `LEASES`.
     fn name(&self) -> &'static str;
     fn scope(&self) -> Scope;
     /// Whether a mutating run on `instance` takes this lease; `needs` are the leases its

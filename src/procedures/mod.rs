@@ -138,7 +138,7 @@ async fn take_leases(runbook: &Runbook, instance: &Instance, holder: &Holder) ->
                 }
                 return Err(Error::Locked { instance: instance.name.clone(), holder: by });
             }
-            Err(LeaseError::Unavailable(warning)) => tracing::warn!("{warning}"),
+            Err(LeaseError::Unavailable(why)) => tracing::warn!("no {} for {}: {why}", lease.name(), instance.name),
         }
     }
     Ok(held)

@@ -267,6 +267,17 @@ fn dry_runs_change_no_resource_version() {
 }
 
 #[test]
+fn a_lease_that_cannot_be_taken_warns_and_the_run_goes_on() {
+    let k = KubeEnv::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    k.scratch.write("kubeconfig.yaml", &k.fake.kubeconfig(NS).replace(&k.fake.url(), &format!("http://127.0.0.1:{port}")));
+    let r = k.run("  - { id: c, host.command: { argv: [\"true\"], effect: mutate } }\n", &[]);
+    r.code(0);
+    r.stderr_has(&format!("no Kubernetes Lease for team-a: cannot reach the Kubernetes API server at http://127.0.0.1:{port} (context `fake`): connection refused"));
+    assert_eq!(r.json()["steps"][0]["status"], "passed");
+}
+
+#[test]
 fn a_second_mutating_run_is_refused_while_a_lease_is_held() {
     let k = KubeEnv::new();
     k.deployment("api", 1, "registry/api:v1");

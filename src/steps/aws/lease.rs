@@ -39,14 +39,11 @@ impl crate::lease::Lease for DynamoLease {
     }
 
     async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
-        let settings = instance.aws.as_ref().expect("applies() checked");
-        let table = settings.lease_table.as_deref().expect("applies() checked");
+        let Some((settings, table)) = instance.aws.as_ref().and_then(|a| a.lease_table.as_deref().map(|t| (a, t))) else {
+            return Err(LeaseError::Unavailable("the instance has no `aws.lease_table`".into()));
+        };
         let config = super::load(settings).await;
-        match HeldLease::take(&config, table, &instance.name, holder).await {
-            Ok(l) => Ok(Box::new(l)),
-            Err(LeaseError::Unavailable(e)) => Err(LeaseError::Unavailable(format!("no DynamoDB lease for {}: {e}", instance.name))),
-            Err(held) => Err(held),
-        }
+        Ok(Box::new(HeldLease::take(&config, table, &instance.name, holder).await?))
     }
 }
 

@@ -40,14 +40,9 @@ impl crate::lease::Lease for KubeLease {
     }
 
     async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
-        let unavailable = |e: String| LeaseError::Unavailable(format!("no Kubernetes Lease for {}: {e}", instance.name));
-        let settings = instance.kubernetes.as_ref().ok_or_else(|| unavailable("the instance has no `kubernetes:` settings".into()))?;
-        let kube = connect(settings).await.map_err(|e| unavailable(e.message))?;
-        match HeldLease::take(&kube, &instance.name, holder).await {
-            Ok(l) => Ok(Box::new(l)),
-            Err(LeaseError::Unavailable(e)) => Err(unavailable(e)),
-            Err(held) => Err(held),
-        }
+        let settings = instance.kubernetes.as_ref().ok_or_else(|| LeaseError::Unavailable("the instance has no `kubernetes:` settings".into()))?;
+        let kube = connect(settings).await.map_err(|e| LeaseError::Unavailable(e.message))?;
+        Ok(Box::new(HeldLease::take(&kube, &instance.name, holder).await?))
     }
 }
 

@@ -32,14 +32,13 @@ impl crate::lease::Lease for AdvisoryLock {
     }
 
     async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
-        let settings = instance.postgres.as_ref().expect("applies() checked");
-        let info = ConnInfo::resolve(settings)
-            .map_err(|e| LeaseError::Unavailable(format!("no PostgreSQL advisory lock for {}: {}", instance.name, e.message)))?;
+        let settings = instance.postgres.as_ref().ok_or_else(|| LeaseError::Unavailable("the instance has no `postgres:` settings".into()))?;
+        let info = ConnInfo::resolve(settings).map_err(|e| LeaseError::Unavailable(e.message))?;
         match PgLease::take(&info, &instance.name, holder).await {
             Ok(l) => Ok(Box::new(l)),
             Err(e) => Err(match e.strip_prefix("locked:") {
                 Some(by) => LeaseError::Held(format!("{by} (PostgreSQL advisory lock)")),
-                None => LeaseError::Unavailable(format!("could not take the PostgreSQL advisory lock for {}: {e}", instance.name)),
+                None => LeaseError::Unavailable(e),
             }),
         }
     }
