@@ -2,9 +2,10 @@
 //! answers to what backends ask of each other.
 //!
 //! This is the one module that knows every backend. [`KINDS`] lists the kinds; [`KindInfo`]
-//! is a kind with its parameter type erased: the loader calls [`KindInfo::validate`] with
-//! templates as wildcards before anything runs; the engine renders templates into a step's
-//! YAML node and calls [`KindInfo::run`] (or `plan`), which deserialize it strictly.
+//! is a kind with its parameter type erased: the loader keeps its [`KindSpec`] and calls
+//! `validate` with templates as wildcards before anything runs; the engine renders
+//! templates into a step's YAML node and calls [`KindInfo::run`] (or `plan`), which
+//! deserialize it strictly.
 //! [`LEASES`] are the backends' leases, in the order they are tried; [`BACKENDS`] answers
 //! `crate::kind::Backends` for steps: the instance's backup store, the format of a backend's
 //! backups, a transport into a container or a pod.
@@ -20,63 +21,45 @@ use crate::kind::{Backends, BackupFormat, Place, StepContext, StepKind, decode};
 use crate::lease::Lease;
 use crate::source::Span;
 use crate::steps::{assert, aws, backup, compose, host, http, k8s, notify, postgres, sleep};
-use crate::vocab::{COMMON_OUTPUTS, Effect, Outcome, Output, StepError};
+use crate::vocab::{Effect, KindSpec, Outcome, StepError};
 use crate::yaml::de::{DeError, Mode, from_node};
 use crate::yaml::Node;
 
-/// A step kind with its type erased, as the loader and engine use it.
+/// A step kind with its type erased: its description ([`KindSpec`], which the runbook model
+/// holds) and how the engine runs and plans it.
 pub struct KindInfo {
-    pub name: &'static str,
-    pub summary: &'static str,
-    pub effect: Effect,
-    pub outputs: &'static [Output],
-    /// Parameters that must be written literally (see [`StepKind::LITERAL`]).
-    pub literal: &'static [&'static str],
-    /// Leases a mutating step of this kind needs (see [`StepKind::LEASES`]).
-    pub leases: &'static [&'static str],
-    /// Parses parameters with templates as wildcards; returns the step's effect.
-    pub validate: fn(&Node) -> Result<Effect, DeError>,
+    pub spec: KindSpec,
     /// Runs the step; refuses if templating made its effect greater than `allowed`, the
     /// effect the loader saw.
     pub run: for<'a> fn(&'a Node, &'a StepContext, Effect) -> BoxFuture<'a, Result<Outcome, StepError>>,
     pub plan: for<'a> fn(&'a Node, &'a StepContext) -> BoxFuture<'a, Result<String, StepError>>,
-    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
-impl std::fmt::Debug for KindInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
+impl std::ops::Deref for KindInfo {
+    type Target = KindSpec;
+    fn deref(&self) -> &KindSpec {
+        &self.spec
     }
 }
 
-impl KindInfo {
-    pub fn has_output(&self, name: &str) -> bool {
-        COMMON_OUTPUTS.iter().chain(self.outputs).any(|o| o.name == name)
-    }
-
-    pub fn output_names(&self) -> Vec<&'static str> {
-        COMMON_OUTPUTS.iter().chain(self.outputs).map(|o| o.name).collect()
-    }
-
-    /// The kind's parameter names, required ones first, for error messages.
-    pub fn fields(&self) -> (Vec<String>, Vec<String>) {
-        let mut g = generator();
-        let schema = (self.schema)(&mut g).to_value();
-        let defs = g.definitions().clone();
-        let resolved = match schema.get("$ref").and_then(Value::as_str) {
-            Some(r) => defs.get(r.trim_start_matches("#/$defs/")).cloned().unwrap_or_default(),
-            None => schema,
-        };
-        let required: Vec<String> = resolved["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-        let optional: Vec<String> = resolved["properties"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, _)| k.clone())
-            .filter(|k| !required.contains(k))
-            .collect();
-        (required, optional)
-    }
+/// A kind's parameter names, required ones first, for error messages.
+pub fn fields(kind: &KindSpec) -> (Vec<String>, Vec<String>) {
+    let mut g = generator();
+    let schema = (kind.schema)(&mut g).to_value();
+    let defs = g.definitions().clone();
+    let resolved = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => defs.get(r.trim_start_matches("#/$defs/")).cloned().unwrap_or_default(),
+        None => schema,
+    };
+    let required: Vec<String> = resolved["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let optional: Vec<String> = resolved["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .filter(|k| !required.contains(k))
+        .collect();
+    (required, optional)
 }
 
 /// The JSON Schema dialect parameter schemas are generated in.
@@ -86,16 +69,18 @@ pub fn generator() -> schemars::SchemaGenerator {
 
 const fn kind<T: StepKind>() -> KindInfo {
     KindInfo {
-        name: T::NAME,
-        summary: T::SUMMARY,
-        effect: T::EFFECT,
-        outputs: T::OUTPUTS,
-        literal: T::LITERAL,
-        leases: T::LEASES,
-        validate: validate_erased::<T>,
+        spec: KindSpec {
+            name: T::NAME,
+            summary: T::SUMMARY,
+            effect: T::EFFECT,
+            outputs: T::OUTPUTS,
+            literal: T::LITERAL,
+            leases: T::LEASES,
+            validate: validate_erased::<T>,
+            schema: schema_erased::<T>,
+        },
         run: run_erased::<T>,
         plan: plan_erased::<T>,
-        schema: schema_erased::<T>,
     }
 }
 
@@ -213,9 +198,9 @@ pub static KINDS: &[KindInfo] = &[
     kind::<sleep::Sleep>(),
 ];
 
-/// The kind called `name`.
+/// The kind called `name` (a binary search: [`KINDS`] is sorted).
 pub fn lookup(name: &str) -> Option<&'static KindInfo> {
-    KINDS.iter().find(|k| k.name == name)
+    KINDS.binary_search_by(|k| k.name.cmp(name)).ok().map(|i| &KINDS[i])
 }
 
 /// The backends' leases, in the order they are tried: of the instance leases that apply,
@@ -274,6 +259,7 @@ impl Backends for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::COMMON_OUTPUTS;
 
     #[test]
     fn kinds_are_sorted_and_unique() {
@@ -295,7 +281,7 @@ mod tests {
 
     #[test]
     fn fields_lists_required_then_optional() {
-        let (required, optional) = lookup("host.command").unwrap().fields();
+        let (required, optional) = fields(lookup("host.command").unwrap());
         assert_eq!(required, ["effect"]);
         assert!(optional.contains(&"argv".to_string()));
     }

@@ -10,6 +10,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::yaml::Node;
+use crate::yaml::de::DeError;
+
 /// What a step may change. Known statically from the kind (or, for `host.command`, from
 /// what the author declares).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
@@ -184,6 +187,40 @@ pub const COMMON_OUTPUTS: &[Output] = &[
     Output { name: "duration", ty: "float", help: "seconds the step took" },
     Output { name: "attempts", ty: "int", help: "how many times it ran (retries)" },
 ];
+
+/// A step kind as the runbook model sees it: its name, what it may change, what it outputs,
+/// and how its parameters are checked — but no way to run it (that is the registry's
+/// `KindInfo`, which holds one of these).
+pub struct KindSpec {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub effect: Effect,
+    pub outputs: &'static [Output],
+    /// Parameters that must be written literally, not templated (`kind::StepKind::LITERAL`).
+    pub literal: &'static [&'static str],
+    /// Leases a mutating step of this kind needs (`kind::StepKind::LEASES`).
+    pub leases: &'static [&'static str],
+    /// Parses parameters with templates as wildcards; returns the step's effect.
+    pub validate: fn(&Node) -> Result<Effect, DeError>,
+    /// The JSON Schema of the parameters.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+impl fmt::Debug for KindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl KindSpec {
+    pub fn has_output(&self, name: &str) -> bool {
+        COMMON_OUTPUTS.iter().chain(self.outputs).any(|o| o.name == name)
+    }
+
+    pub fn output_names(&self) -> Vec<&'static str> {
+        COMMON_OUTPUTS.iter().chain(self.outputs).map(|o| o.name).collect()
+    }
+}
 
 /// A finished step, as `cloudwatch.put_metrics` publishes it.
 #[derive(Clone, Debug, PartialEq)]

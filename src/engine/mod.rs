@@ -454,6 +454,10 @@ impl<'a> Engine<'a> {
         } else {
             &step.params
         };
+        // The loader found every kind in the registry; this cannot miss, but never panics.
+        let Some(kind) = crate::registry::lookup(step.kind.name) else {
+            return self.finish(step, id, name, Err(StepError::invalid(format!("unknown step kind `{}`", step.kind.name))), 0, started);
+        };
         let step_ctx = StepContext {
             run: self.run_info.clone(),
             instance: self.instance.clone(),
@@ -465,7 +469,7 @@ impl<'a> Engine<'a> {
 
         if self.options.dry_run && step.effect != Effect::Read {
             let plan = tokio::select! {
-                p = (step.kind.plan)(rendered, &step_ctx) => p,
+                p = (kind.plan)(rendered, &step_ctx) => p,
                 _ = token.cancelled() => Err(StepError::error("interrupted")),
             };
             return match plan {
@@ -500,7 +504,7 @@ impl<'a> Engine<'a> {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let once = (step.kind.run)(rendered, &step_ctx, step.effect);
+            let once = (kind.run)(rendered, &step_ctx, step.effect);
             let timed = async {
                 match step.controls.timeout {
                     Some(t) => tokio::time::timeout(t.std(), once)

@@ -11,9 +11,9 @@ use indexmap::IndexMap;
 use super::{Block, Runbook, Step};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::instance::Instance;
-use crate::registry::KindInfo;
 use crate::source::Span;
 use crate::template;
+use crate::vocab::KindSpec;
 use crate::yaml::de::is_template;
 use crate::yaml::Node;
 
@@ -30,7 +30,7 @@ const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "lipsum", "cy
 struct Place {
     block: usize,
     parallel: bool,
-    kind: &'static KindInfo,
+    kind: &'static KindSpec,
 }
 
 /// Resolves every template reference in `runbook`. With an instance, `vars.*` and

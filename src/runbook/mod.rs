@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::duration::Duration;
-use crate::registry::{self, KindInfo};
+use crate::registry;
 use crate::source::{SourceFile, Span};
-use crate::vocab::{Effect, ErrorClass};
+use crate::vocab::{Effect, ErrorClass, KindSpec};
 use crate::yaml::de::{Mode, from_node};
 use crate::yaml::{self, Node};
 
@@ -81,7 +81,7 @@ pub struct Step {
     pub id_span: Option<Span>,
     /// A display name; may be templated (e.g. with `item` in a `for_each` step).
     pub name: Option<Node>,
-    pub kind: &'static KindInfo,
+    pub kind: &'static KindSpec,
     /// The action key.
     pub kind_span: Span,
     pub params: Node,
@@ -498,13 +498,13 @@ impl Loader<'_> {
         }
 
         let (kind_node, params) = action?;
-        let kind = registry::lookup(kind_node.as_str().unwrap_or_default())?;
+        let kind = &registry::lookup(kind_node.as_str().unwrap_or_default())?.spec;
         let effect = match (kind.validate)(params) {
             Ok(effect) => effect,
             Err(e) => {
                 let mut d = e.diagnostic(self.file, params.span);
                 if d.help.is_empty() {
-                    let (required, optional) = kind.fields();
+                    let (required, optional) = registry::fields(kind);
                     let mut takes: Vec<String> = required.iter().map(|f| format!("{f} (required)")).collect();
                     takes.extend(optional);
                     d = d.help(format!("`{}` takes: {}", kind.name, takes.join(", ")));
