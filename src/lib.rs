@@ -21,7 +21,7 @@
 //! | data | [`instance`], `steps::<backend>::settings` | an instance and each backend's inventory section: serde + schemars only |
 //! | helpers | [`helpers`] | what backends share: thresholds, log scanning, exec capture and judging, process transports, HTTP clients, TLS, error chains, text, random values |
 //! | storage | [`backup`] | backups: the store trait, manifests, retention, the local store; no backend |
-//! | vocabulary | [`vocab`] | effect, error class, verdict, outcome, outputs: pure data |
+//! | vocabulary | [`vocab`] | what a step is and says: effect, error class, verdict, outcome, outputs, a kind's description (`KindSpec`); pure data |
 //! | base | [`template`], [`yaml`], [`secret`], [`duration`], [`pattern`], [`units`], [`sysinfo`], [`diagnostic`], [`error`], [`source`] | text with positions, YAML and templates, secrets, units, errors |
 //!
 //! Read from the bottom: [`source`] and [`diagnostic`] (positions and the errors that carry

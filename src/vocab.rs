@@ -1,6 +1,6 @@
 //! The words a step is described in: what it may change ([`Effect`]), how it ended
-//! ([`Verdict`], [`Outcome`]), why it failed ([`ErrorClass`], [`StepError`]) and what it
-//! declares it outputs ([`Output`]).
+//! ([`Verdict`], [`Outcome`]), why it failed ([`ErrorClass`], [`StepError`]), what it
+//! declares it outputs ([`Output`]), and a kind as the runbook model sees it ([`KindSpec`]).
 //!
 //! Pure data, no tokio and no SDK: the runbook model, the report and every backend speak
 //! these words, so they sit below all of them.
