@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use super::docker::Docker;
 use super::{Project, project};
 use crate::helpers::transport::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
 use crate::kind::StepContext;
@@ -17,16 +16,16 @@ use crate::vocab::{ErrorClass, StepError};
 
 /// A transport into the first running container of `service` of the instance's project.
 pub async fn open(ctx: &StepContext, service: &str) -> Result<Box<dyn Transport>, StepError> {
-    let (project, docker) = project(ctx)?;
+    let (project, _) = project(ctx)?;
     let service = service.to_string();
     project.check_services(std::slice::from_ref(&service))?;
-    Ok(Box::new(ComposeExec { project, docker, service }))
+    Ok(Box::new(ComposeExec { project, service }))
 }
 
-pub struct ComposeExec {
-    pub project: Project,
-    pub docker: Docker,
-    pub service: String,
+/// Programs run in a service's container, through `docker exec`.
+struct ComposeExec {
+    project: Project,
+    service: String,
 }
 
 impl ComposeExec {

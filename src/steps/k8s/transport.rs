@@ -33,10 +33,11 @@ pub async fn open(ctx: &StepContext, pod: &str, container: Option<&str>) -> Resu
 /// rest of standard input and exits with the program's code.
 const PRELUDE: &str = r#"while IFS= read -r opsctl_line && [ -n "$opsctl_line" ]; do export "$opsctl_line"; done; "$0" "$@"; opsctl_rc=$?; cat >/dev/null; exit $opsctl_rc"#;
 
-pub struct PodExec {
-    pub kube: Kube,
-    pub pod: String,
-    pub container: Option<String>,
+/// Programs run in a pod, through the exec subresource.
+struct PodExec {
+    kube: Kube,
+    pod: String,
+    container: Option<String>,
 }
 
 impl PodExec {
