@@ -198,9 +198,19 @@ pub static KINDS: &[KindInfo] = &[
     kind::<sleep::Sleep>(),
 ];
 
-/// The kind called `name` (a binary search: [`KINDS`] is sorted).
+/// The kind called `name`.
 pub fn lookup(name: &str) -> Option<&'static KindInfo> {
-    KINDS.binary_search_by(|k| k.name.cmp(name)).ok().map(|i| &KINDS[i])
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The kind whose description the loader gave a runbook step: every `&'static KindSpec` it
+/// hands out is the `spec` of one of [`KINDS`], found here by its address (no search: the
+/// engine asks once per step).
+pub fn of(spec: &KindSpec) -> Option<&'static KindInfo> {
+    let first = KINDS.as_ptr() as usize + std::mem::offset_of!(KindInfo, spec);
+    let offset = (spec as *const KindSpec as usize).checked_sub(first)?;
+    let size = std::mem::size_of::<KindInfo>();
+    KINDS.get(offset / size).filter(|k| offset % size == 0 && std::ptr::eq(&k.spec, spec))
 }
 
 /// The backends' leases, in the order they are tried: of the instance leases that apply,
@@ -284,6 +294,15 @@ mod tests {
         let (required, optional) = fields(lookup("host.command").unwrap());
         assert_eq!(required, ["effect"]);
         assert!(optional.contains(&"argv".to_string()));
+    }
+
+    #[test]
+    fn a_spec_leads_back_to_its_kind() {
+        for k in KINDS {
+            assert!(std::ptr::eq(of(&k.spec).unwrap(), k), "{}", k.name);
+        }
+        let stray = KindSpec { ..KINDS[0].spec };
+        assert!(of(&stray).is_none());
     }
 
     #[test]

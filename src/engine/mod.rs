@@ -455,7 +455,7 @@ impl<'a> Engine<'a> {
             &step.params
         };
         // The loader found every kind in the registry; this cannot miss, but never panics.
-        let Some(kind) = crate::registry::lookup(step.kind.name) else {
+        let Some(kind) = crate::registry::of(step.kind) else {
             return self.finish(step, id, name, Err(StepError::invalid(format!("unknown step kind `{}`", step.kind.name))), 0, started);
         };
         let step_ctx = StepContext {
