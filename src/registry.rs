@@ -5,7 +5,8 @@
 //! is a kind with its parameter type erased: the loader keeps its [`KindSpec`] and calls
 //! `validate` with templates as wildcards before anything runs; the engine renders
 //! templates into a step's YAML node and calls [`KindInfo::run`] (or `plan`), which
-//! deserialize it strictly.
+//! deserialize it strictly (it finds the kind from the step's spec with [`of`]).
+//!
 //! [`LEASES`] are the backends' leases, in the order they are tried; [`BACKENDS`] answers
 //! `crate::kind::Backends` for steps: the instance's backup store, the format of a backend's
 //! backups, a transport into a container or a pod.
