@@ -3,10 +3,10 @@
 //! waited for through the engine.
 
 use super::docker::Container;
-use super::{Project, by_service, project, summarize, wait_until};
+use super::{Project, by_service, compose, project, summarize, wait_until};
 use crate::duration::Duration;
 use crate::kind::StepContext;
-use crate::vocab::{Output, StepError};
+use crate::vocab::{Outcome, Output, StepError};
 
 pub fn default_timeout() -> Duration {
     Duration::from_secs(120)
@@ -46,4 +46,14 @@ pub async fn current(ctx: &StepContext, services: &[String]) -> Result<(Project,
     let cs = docker.project_containers(&project.name).await?;
     let state = state_of(&cs, &selected);
     Ok((project, selected, state))
+}
+
+/// Runs `compose ARGS [services]`, then, with `wait`, waits until the services are ready;
+/// the outcome says `<done>: <state>`. What `compose.up` and `compose.start` do.
+pub async fn change_then_wait(ctx: &StepContext, selected: &[String], mut args: Vec<String>, wait: bool, timeout: Duration, done: &str) -> Result<Outcome, StepError> {
+    let (project, services, _) = current(ctx, selected).await?;
+    args.extend(selected.iter().cloned());
+    compose(&project, &args).await?;
+    let state = if wait { wait_ready(ctx, &services, timeout, "services ready").await? } else { String::new() };
+    Ok(Outcome::passed(format!("{done}: {state}")).value(format!("{} services", services.len())).output("services", services).output("state", state))
 }

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::docker::Container;
-use super::lifecycle::{yes, default_timeout};
+use super::lifecycle::{default_timeout, yes};
 use super::{by_service, compose, project, summarize, wait_until};
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};

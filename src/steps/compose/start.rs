@@ -4,8 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::compose;
-use super::lifecycle::{yes, OUTPUTS, current, default_timeout, wait_ready};
+use super::lifecycle::{OUTPUTS, change_then_wait, current, default_timeout, yes};
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
 use crate::vocab::{Effect, Outcome, Output, StepError};
@@ -32,12 +31,7 @@ impl StepKind for Start {
     const OUTPUTS: &'static [Output] = OUTPUTS;
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
-        let (project, services, _) = current(ctx, &self.services).await?;
-        let mut args = vec!["start".to_string()];
-        args.extend(self.services.iter().cloned());
-        compose(&project, &args).await?;
-        let state = if self.wait { wait_ready(ctx, &services, self.wait_timeout, "services ready").await? } else { String::new() };
-        Ok(Outcome::passed(format!("started: {state}")).value(format!("{} services", services.len())).output("services", services).output("state", state))
+        change_then_wait(ctx, &self.services, vec!["start".into()], self.wait, self.wait_timeout, "started").await
     }
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
