@@ -13,6 +13,8 @@
 #   aws: moto's server (DynamoDB, CloudWatch, S3, Secrets Manager) in a Python venv
 #   ($OPSCTL_TEST_VENV, default ~/.cache/opsctl-venv); the tests start it themselves behind
 #   tests/aws/proxy.py (CloudWatch's CBOR protocol, fault injection) on loopback ports.
+#   prometheus: Debian's prometheus (and prometheus-alertmanager); the tests start their own
+#   on free loopback ports (the packaged services are never started).
 #   terminal tests: script(1) from util-linux.
 #
 # Under CI=true, a test that needs a backend that is missing fails; it never skips.
@@ -54,6 +56,12 @@ if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
 else
   echo "== the Docker engine is not reachable: the compose tests will fail under CI=true" >&2
 fi
+
+# Prometheus and Alertmanager: the servers only; the tests start them.
+if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
+  apt_install prometheus prometheus-alertmanager
+fi
+echo "== $(prometheus --version 2>&1 | head -1)"
 
 # AWS: moto in a venv (pinned: the tests know what this version emulates and what not).
 export OPSCTL_TEST_VENV="${OPSCTL_TEST_VENV:-$HOME/.cache/opsctl-venv}"

@@ -15,6 +15,7 @@ use crate::steps::compose::settings::ComposeSettings;
 use crate::steps::http::settings::HttpSettings;
 use crate::steps::k8s::settings::KubeSettings;
 use crate::steps::postgres::settings::PostgresSettings;
+use crate::steps::prometheus::settings::PrometheusSettings;
 
 /// One deployed copy of a platform: a tenant, an environment.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -50,6 +51,9 @@ pub struct Instance {
     /// How to reach the instance's Kubernetes cluster.
     #[serde(default)]
     pub kubernetes: Option<KubeSettings>,
+    /// The instance's Prometheus.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSettings>,
 }
 
 impl Instance {
@@ -85,6 +89,9 @@ impl Instance {
         }
         if self.kubernetes.is_some() {
             out.push("kubernetes");
+        }
+        if self.prometheus.is_some() {
+            out.push("prometheus");
         }
         if self.aws.is_some() {
             out.push("aws");

@@ -156,6 +156,11 @@ impl Inventory {
                         && let Some(f) = k.kubeconfig.as_mut().filter(|f| f.is_relative()) {
                             *f = b.join(&*f);
                         }
+                    for f in i.prometheus.iter_mut().filter_map(|e| e.ca_file.as_mut()) {
+                        if let Some(b) = base.filter(|_| f.is_relative()) {
+                            *f = b.join(&*f);
+                        }
+                    }
                     if let (Some(c), Some(b)) = (i.compose.as_mut(), base) {
                         for f in c.files.iter_mut().chain(c.env_file.as_mut()) {
                             if f.is_relative() {

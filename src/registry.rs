@@ -21,7 +21,7 @@ use crate::instance::Instance;
 use crate::kind::{Backends, BackupFormat, Place, StepContext, StepKind, decode};
 use crate::lease::Lease;
 use crate::source::Span;
-use crate::steps::{assert, aws, backup, compose, host, http, k8s, notify, postgres, sleep};
+use crate::steps::{assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, sleep};
 use crate::vocab::{Effect, KindSpec, Outcome, StepError};
 use crate::yaml::de::{DeError, Mode, from_node};
 use crate::yaml::Node;
@@ -195,6 +195,9 @@ pub static KINDS: &[KindInfo] = &[
     kind::<postgres::slow_queries::SlowQueries>(),
     kind::<postgres::terminate::Terminate>(),
     kind::<postgres::vacuum::Vacuum>(),
+    kind::<prometheus::query::Query>(),
+    kind::<prometheus::rules::Rules>(),
+    kind::<prometheus::targets::Targets>(),
     kind::<aws::secrets::Rotate>(),
     kind::<sleep::Sleep>(),
 ];

@@ -120,6 +120,27 @@ impl Severity {
     }
 }
 
+/// What a check makes of an answer that holds nothing to judge — no series, no targets, a
+/// NaN: a decision each such check takes explicitly, `fail` unless the author says otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    Pass,
+    Warn,
+    #[default]
+    Fail,
+}
+
+impl Judgement {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Judgement::Pass => Verdict::Passed,
+            Judgement::Warn => Verdict::Warned,
+            Judgement::Fail => Verdict::Failed,
+        }
+    }
+}
+
 /// What a step that ran reports.
 #[derive(Clone, Debug)]
 pub struct Outcome {

@@ -15,4 +15,5 @@ pub mod http;
 pub mod k8s;
 pub mod notify;
 pub mod postgres;
+pub mod prometheus;
 pub mod sleep;

@@ -15,5 +15,6 @@ mod k8s;
 mod http;
 mod outputs;
 mod postgres;
+mod prometheus;
 mod secrets;
 mod tty;

@@ -5,6 +5,7 @@ pub mod compose;
 pub mod fake_kube;
 pub mod kube;
 pub mod postgres;
+pub mod prometheus;
 pub mod server;
 
 use std::path::{Path, PathBuf};
