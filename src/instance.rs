@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::settings::BackupSettings;
+use crate::steps::alertmanager::settings::AlertmanagerSettings;
 use crate::steps::aws::settings::{AwsSettings, DynamoSettings};
 use crate::steps::compose::settings::ComposeSettings;
 use crate::steps::http::settings::HttpSettings;
@@ -54,6 +55,9 @@ pub struct Instance {
     /// The instance's Prometheus.
     #[serde(default)]
     pub prometheus: Option<PrometheusSettings>,
+    /// The instance's Alertmanager.
+    #[serde(default)]
+    pub alertmanager: Option<AlertmanagerSettings>,
 }
 
 impl Instance {
@@ -92,6 +96,9 @@ impl Instance {
         }
         if self.prometheus.is_some() {
             out.push("prometheus");
+        }
+        if self.alertmanager.is_some() {
+            out.push("alertmanager");
         }
         if self.aws.is_some() {
             out.push("aws");

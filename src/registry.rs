@@ -21,7 +21,7 @@ use crate::instance::Instance;
 use crate::kind::{Backends, BackupFormat, Place, StepContext, StepKind, decode};
 use crate::lease::Lease;
 use crate::source::Span;
-use crate::steps::{assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, sleep};
+use crate::steps::{alertmanager, assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, sleep};
 use crate::vocab::{Effect, KindSpec, Outcome, StepError};
 use crate::yaml::de::{DeError, Mode, from_node};
 use crate::yaml::Node;
@@ -129,6 +129,9 @@ fn schema_erased<T: StepKind>(generator: &mut schemars::SchemaGenerator) -> sche
 
 /// Every step kind. Keep it sorted by name.
 pub static KINDS: &[KindInfo] = &[
+    kind::<alertmanager::alerts::Alerts>(),
+    kind::<alertmanager::expire::Expire>(),
+    kind::<alertmanager::silence::Silence>(),
     kind::<assert::Assert>(),
     kind::<backup::prune::Prune>(),
     kind::<backup::verify::Verify>(),

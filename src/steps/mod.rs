@@ -6,6 +6,7 @@
 //! `crate::kind::Backends`, which the registry answers. Every kind is listed in
 //! `crate::registry::KINDS`.
 
+pub mod alertmanager;
 pub mod assert;
 pub mod aws;
 pub mod backup;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alertmanager;
 mod architecture;
 mod aws;
 mod compose;

@@ -215,3 +215,67 @@ impl Prometheus {
         }
     }
 }
+
+/// A real Alertmanager, shared by this test binary; alerts are posted to it by the tests.
+pub struct Alertmanager {
+    pub port: u16,
+}
+
+static ALERTMANAGER: OnceLock<Result<Alertmanager, String>> = OnceLock::new();
+
+/// The Alertmanager shared by this test binary; `None` (after saying why) outside CI when
+/// it is not installed.
+pub fn alertmanager() -> Option<&'static Alertmanager> {
+    match ALERTMANAGER.get_or_init(Alertmanager::start) {
+        Ok(a) => Some(a),
+        Err(why) => {
+            assert!(!in_ci(), "Alertmanager is needed under CI=true: {why}");
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+impl Alertmanager {
+    fn start() -> Result<Alertmanager, String> {
+        let program = which("prometheus-alertmanager")
+            .or_else(|| which("alertmanager"))
+            .ok_or("Alertmanager is not installed (Debian: apt-get install prometheus-alertmanager; scripts/test.sh does)")?;
+        let dir = tempfile::Builder::new().prefix("opsctl-alertmanager-").tempdir().map_err(|e| e.to_string())?.keep();
+        let port = free_port();
+        std::fs::write(
+            dir.join("alertmanager.yml"),
+            "route: { receiver: nobody, group_wait: 1s, group_interval: 1s, repeat_interval: 1h }\nreceivers: [{ name: nobody }]\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let args = vec![
+            format!("--config.file={}", dir.join("alertmanager.yml").display()),
+            format!("--storage.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".to_string(),
+            "--log.level=warn".to_string(),
+        ];
+        watched(&program.display().to_string(), &args, &dir)?;
+        wait_ready(port, "/-/ready", "Alertmanager", &dir)?;
+        Ok(Alertmanager { port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Posts an alert, active for an hour: `labels` and a `summary`.
+    #[track_caller]
+    pub fn fire(&self, labels: Value, summary: &str) {
+        let now = jiff::Timestamp::now();
+        let body = serde_json::json!([{ "labels": labels, "annotations": { "summary": summary }, "startsAt": now.to_string(), "endsAt": (now + jiff::SignedDuration::from_hours(1)).to_string() }]);
+        let (status, answer) = request(self.port, "POST", "/api/v2/alerts", Some(&body.to_string())).expect("Alertmanager answers");
+        assert_eq!(status, 200, "posting an alert: {answer}");
+    }
+
+    /// Every silence Alertmanager knows.
+    pub fn silences(&self) -> Vec<Value> {
+        let (_, body) = get(self.port, "/api/v2/silences").expect("Alertmanager answers");
+        serde_json::from_str::<Value>(&body).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
+    }
+}
