@@ -15,6 +15,7 @@
 #   tests/aws/proxy.py (CloudWatch's CBOR protocol, fault injection) on loopback ports.
 #   prometheus: Debian's prometheus (and prometheus-alertmanager); the tests start their own
 #   on free loopback ports (the packaged services are never started).
+#   redis: Debian's redis-server and redis-cli; the tests start their own servers the same way.
 #   terminal tests: script(1) from util-linux.
 #
 # Under CI=true, a test that needs a backend that is missing fails; it never skips.
@@ -57,11 +58,11 @@ else
   echo "== the Docker engine is not reachable: the compose tests will fail under CI=true" >&2
 fi
 
-# Prometheus and Alertmanager: the servers only; the tests start them.
-if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
-  apt_install prometheus prometheus-alertmanager
+# Prometheus, Alertmanager and Redis: the programs only; the tests start the servers.
+if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  apt_install prometheus prometheus-alertmanager redis-server redis-tools
 fi
-echo "== $(prometheus --version 2>&1 | head -1)"
+echo "== $(prometheus --version 2>&1 | head -1); $(redis-server --version)"
 
 # AWS: moto in a venv (pinned: the tests know what this version emulates and what not).
 export OPSCTL_TEST_VENV="${OPSCTL_TEST_VENV:-$HOME/.cache/opsctl-venv}"

@@ -17,6 +17,7 @@ use crate::steps::http::settings::HttpSettings;
 use crate::steps::k8s::settings::KubeSettings;
 use crate::steps::postgres::settings::PostgresSettings;
 use crate::steps::prometheus::settings::PrometheusSettings;
+use crate::steps::redis::settings::RedisSettings;
 
 /// One deployed copy of a platform: a tenant, an environment.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -58,6 +59,9 @@ pub struct Instance {
     /// The instance's Alertmanager.
     #[serde(default)]
     pub alertmanager: Option<AlertmanagerSettings>,
+    /// The instance's Redis.
+    #[serde(default)]
+    pub redis: Option<RedisSettings>,
 }
 
 impl Instance {
@@ -99,6 +103,9 @@ impl Instance {
         }
         if self.alertmanager.is_some() {
             out.push("alertmanager");
+        }
+        if self.redis.is_some() {
+            out.push("redis");
         }
         if self.aws.is_some() {
             out.push("aws");

@@ -156,7 +156,8 @@ impl Inventory {
                         && let Some(f) = k.kubeconfig.as_mut().filter(|f| f.is_relative()) {
                             *f = b.join(&*f);
                         }
-                    for f in i.prometheus.iter_mut().chain(i.alertmanager.iter_mut()).filter_map(|e| e.ca_file.as_mut()) {
+                    let endpoints = i.prometheus.iter_mut().chain(i.alertmanager.iter_mut()).filter_map(|e| e.ca_file.as_mut());
+                    for f in endpoints.chain(i.redis.iter_mut().filter_map(|r| r.ca_file.as_mut())) {
                         if let Some(b) = base.filter(|_| f.is_relative()) {
                             *f = b.join(&*f);
                         }

@@ -21,7 +21,7 @@ use crate::instance::Instance;
 use crate::kind::{Backends, BackupFormat, Place, StepContext, StepKind, decode};
 use crate::lease::Lease;
 use crate::source::Span;
-use crate::steps::{alertmanager, assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, sleep};
+use crate::steps::{alertmanager, assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, redis, sleep};
 use crate::vocab::{Effect, KindSpec, Outcome, StepError};
 use crate::yaml::de::{DeError, Mode, from_node};
 use crate::yaml::Node;
@@ -201,6 +201,8 @@ pub static KINDS: &[KindInfo] = &[
     kind::<prometheus::query::Query>(),
     kind::<prometheus::rules::Rules>(),
     kind::<prometheus::targets::Targets>(),
+    kind::<redis::info::RedisInfo>(),
+    kind::<redis::ping::Ping>(),
     kind::<aws::secrets::Rotate>(),
     kind::<sleep::Sleep>(),
 ];

@@ -34,20 +34,10 @@ pub fn build_client(key: &ClientKey) -> Result<reqwest::Client, StepError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64);
-    let mut roots = Vec::new();
-    if let Some(path) = &key.ca_file {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let pem = std::fs::read(path).map_err(|e| {
-            StepError::invalid(format!("cannot read ca_file {}: {}", path.display(), crate::error::io_reason(&e)))
-        })?;
-        roots = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StepError::invalid(format!("ca_file {} holds no valid PEM certificate: {e}", path.display())))?;
-        if roots.is_empty() {
-            return Err(StepError::invalid(format!("ca_file {} holds no PEM certificate", path.display())));
-        }
-    }
+    let roots = match &key.ca_file {
+        Some(path) => tls::ca_file(path)?,
+        None => Vec::new(),
+    };
     let tls = tls::client_config(roots, key.insecure).map_err(|e| StepError::error(format!("cannot set up TLS: {e}")))?;
     builder = builder.tls_backend_preconfigured(tls);
     builder.build().map_err(|e| StepError::error(format!("cannot build an HTTP client: {}", chain(&e))))

@@ -23,6 +23,20 @@ pub enum Verify {
     Nothing,
 }
 
+/// The certificates of a `ca_file` (PEM), to trust besides the system's.
+pub fn ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, crate::vocab::StepError> {
+    use crate::vocab::StepError;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| StepError::invalid(format!("cannot read ca_file {}: {}", path.display(), crate::error::io_reason(&e))))?;
+    let roots = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StepError::invalid(format!("ca_file {} holds no valid PEM certificate: {e}", path.display())))?;
+    if roots.is_empty() {
+        return Err(StepError::invalid(format!("ca_file {} holds no PEM certificate", path.display())));
+    }
+    Ok(roots)
+}
+
 /// Builds the HTTP client's TLS configuration.
 pub fn client_config(extra_roots: Vec<CertificateDer<'static>>, insecure: bool) -> Result<rustls::ClientConfig, rustls::Error> {
     client_config_with(extra_roots, if insecure { Verify::Nothing } else { Verify::Full })

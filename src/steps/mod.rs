@@ -17,4 +17,5 @@ pub mod k8s;
 pub mod notify;
 pub mod postgres;
 pub mod prometheus;
+pub mod redis;
 pub mod sleep;

@@ -17,5 +17,6 @@ mod http;
 mod outputs;
 mod postgres;
 mod prometheus;
+mod redis;
 mod secrets;
 mod tty;

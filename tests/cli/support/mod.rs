@@ -6,8 +6,10 @@ pub mod fake_kube;
 pub mod kube;
 pub mod postgres;
 pub mod prometheus;
+pub mod redis;
 pub mod server;
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -238,4 +240,34 @@ impl Run {
 #[allow(dead_code)]
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A free loopback port (free when asked; the server that takes it binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `program args` in `dir` through a shell that stops it and removes `dir` when this
+/// process ends.
+pub fn watched(program: &str, args: &[String], dir: &Path) -> Result<(), String> {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
+    let script = format!(
+        "{program} {} >'{log}' 2>&1 & srv=$!; while kill -0 {pid} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv; rm -rf '{dir}'",
+        quoted.join(" "),
+        log = dir.join("server.log").display(),
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    let mut c = Command::new("sh");
+    c.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    // Not waited for on purpose: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = c.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
+    Ok(())
+}
+
+/// A program on `$PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
 }

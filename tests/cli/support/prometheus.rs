@@ -12,14 +12,13 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::in_ci;
+use super::{free_port, in_ci, watched, which};
 
 /// The rules Prometheus loads: a group that evaluates, and one whose rule cannot (`up` has a
 /// series per job, so matching `on()` nothing is many-to-many).
@@ -58,30 +57,6 @@ pub fn shared() -> Option<&'static Prometheus> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `program args` in `dir` through a shell that stops it and removes `dir` when this
-/// process ends.
-fn watched(program: &str, args: &[String], dir: &Path) -> Result<(), String> {
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
-    let script = format!(
-        "{program} {} >'{log}' 2>&1 & srv=$!; while kill -0 {pid} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv; rm -rf '{dir}'",
-        quoted.join(" "),
-        log = dir.join("server.log").display(),
-        pid = std::process::id(),
-        dir = dir.display()
-    );
-    let mut c = Command::new("sh");
-    c.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut c, 0);
-    // Not waited for on purpose: it must outlive this process.
-    #[allow(clippy::zombie_processes)]
-    let _watchdog = c.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
-    Ok(())
-}
-
 /// Polls `GET path` on a loopback port until it answers 200, or gives up saying why.
 fn wait_ready(port: u16, path: &str, what: &str, dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -118,10 +93,6 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
 /// `%`-encodes a query parameter.
 pub fn encode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 impl Prometheus {

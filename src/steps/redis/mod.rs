@@ -1,0 +1,33 @@
+//! The Redis backend: what operators do with `redis-cli` every morning and in incidents —
+//! `PING`, `INFO memory`, `INFO stats`, `LLEN queue`, `SLOWLOG GET` — as typed checks, over
+//! a connection of its own ([`conn`]).
+//!
+//! ```yaml
+//! redis: { url: { env: REDIS_URL } }     # redis://[user:password@]host:6379/0, rediss:// for TLS
+//! ```
+
+pub mod conn;
+pub mod info;
+pub mod ping;
+pub mod settings;
+
+use conn::Conn;
+use settings::RedisSettings;
+
+use crate::kind::StepContext;
+use crate::vocab::StepError;
+
+/// The instance's Redis settings, or a clear error.
+pub fn settings(ctx: &StepContext) -> Result<&RedisSettings, StepError> {
+    ctx.instance.redis.as_ref().ok_or_else(|| {
+        StepError::invalid(format!(
+            "instance {} has no Redis settings; add `redis: {{ url: {{ env: REDIS_URL }} }}` to it in the inventory",
+            ctx.instance.name
+        ))
+    })
+}
+
+/// A connection to the instance's Redis.
+pub async fn connect(ctx: &StepContext) -> Result<Conn, StepError> {
+    Conn::open(settings(ctx)?).await
+}

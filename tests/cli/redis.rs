@@ -1,0 +1,197 @@
+//! The Redis backend against real Redis servers (see `support::redis`): PING and INFO both
+//! ways, ACL users and wrong passwords, a full `maxmemory`, replication up and down, and an
+//! unreachable server.
+
+use crate::support::redis::{Redis, fresh, shared};
+use crate::support::{Run, Scratch};
+
+/// Runs `steps` on instance `cache`, whose `redis:` section is `settings`, with `env`.
+fn run(settings: &str, steps: &str, env: &[(&str, &str)]) -> (Scratch, Run) {
+    let s = Scratch::new();
+    s.write("opsctl.yaml", &format!("instances:\n  cache:\n    redis: {settings}\n"));
+    let rb = s.write("rb.yaml", &format!("name: redis\nsteps:\n{steps}"));
+    let mut o = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "cache", "-o", "json"]);
+    for (k, v) in env {
+        o = o.env(k, v);
+    }
+    let r = o.run();
+    (s, r)
+}
+
+fn plain(r: &Redis) -> String {
+    format!("{{ url: \"{}\" }}", r.url())
+}
+
+fn status(r: &Run, id: &str) -> String {
+    r.step(id)["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn message(r: &Run, id: &str) -> String {
+    r.step(id)["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn ping_answers_with_version_and_role() {
+    let Some(redis) = shared() else { return };
+    let (_s, r) = run(
+        &plain(redis),
+        "  - { id: ping, redis.ping: { warn_latency: 1s, fail_latency: 5s } }\n\
+         \x20 - { id: slow, redis.ping: { fail_latency: 0ms }, on_failure: continue }\n",
+        &[],
+    );
+    assert_eq!(status(&r, "ping"), "passed", "{}", r.stdout);
+    let m = message(&r, "ping");
+    assert!(m.starts_with("PONG from Redis 7.") && m.contains(&format!("(master) at redis://127.0.0.1:{}/0 in ", redis.port)), "{m}");
+    assert_eq!(r.step("ping")["outputs"]["role"], "master");
+    assert!(r.step("ping")["outputs"]["version"].as_str().unwrap().starts_with("7."));
+    assert!(r.step("ping")["outputs"]["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(status(&r, "slow"), "failed");
+    assert_eq!(r.step("slow")["threshold"], "fail > 0s");
+}
+
+#[test]
+fn acl_users_and_wrong_passwords() {
+    let Some(redis) = fresh("user default on >default-secret ~* &* +@all\n") else { return };
+    let url = |user: &str, pass: &str| format!("redis://{user}:{pass}@127.0.0.1:{}/0", redis.port);
+    let by_env = "{ url: { env: REDIS_URL } }";
+    // The ACL user, by reference.
+    let (_s, r) = run(by_env, "  - { id: ping, redis.ping: {} }\n", &[("REDIS_URL", &url("opsctl", "opsctl-test-secret"))]);
+    assert_eq!(status(&r, "ping"), "passed", "{}", r.stdout);
+    // A wrong password: a clear error, and the password is in no output.
+    let (_s, r) = run(by_env, "  - { id: ping, redis.ping: {} }\n", &[("REDIS_URL", &url("opsctl", "not-the-password-1234"))]);
+    r.code(1);
+    assert_eq!(
+        message(&r, "ping"),
+        format!("Redis at redis://127.0.0.1:{}/0 refused the credentials (WRONGPASS: invalid username-password pair or user is disabled.): check the user and password in redis.url", redis.port)
+    );
+    assert!(!r.stdout.contains("not-the-password-1234") && !r.stderr.contains("not-the-password-1234"));
+    // No password at all, where one is needed.
+    let (_s, r) = run(&plain(&redis), "  - { id: ping, redis.ping: {} }\n", &[]);
+    r.code(1);
+    assert_eq!(message(&r, "ping"), format!("Redis at redis://127.0.0.1:{}/0 needs a password: give it in redis.url (`redis://:PASSWORD@host`, by reference)", redis.port));
+    // A user that may not read INFO.
+    let (_s, r) = run(by_env, "  - { id: info, redis.info: {} }\n", &[("REDIS_URL", &url("limited", "limited-secret"))]);
+    r.code(1);
+    assert!(message(&r, "info").starts_with(&format!("Redis at redis://127.0.0.1:{}/0 refused INFO: NOPERM", redis.port)), "{}", message(&r, "info"));
+    // A password written inline in the inventory is refused before it is used.
+    let (_s, r) = run(&format!("{{ url: \"{}\" }}", url("opsctl", "opsctl-test-secret")), "  - { id: ping, redis.ping: {} }\n", &[]);
+    r.code(1);
+    assert!(message(&r, "ping").starts_with("redis.url holds a password: give the URL by reference"), "{}", message(&r, "ping"));
+}
+
+#[test]
+fn info_judges_memory_hit_rate_clients_and_persistence() {
+    let Some(redis) = shared() else { return };
+    redis.cli(&["SET", "opsctl:info:k", "v"]);
+    for _ in 0..3 {
+        redis.cli(&["GET", "opsctl:info:k"]);
+    }
+    redis.cli(&["GET", "opsctl:info:missing"]);
+    let (_s, r) = run(
+        &plain(redis),
+        "  - { id: info, redis.info: {} }\n\
+         \x20 - { id: picky, redis.info: { min_hit_rate: 0.9999 } }\n\
+         \x20 - { id: fresh, redis.info: { max_last_save_age: 1h } }\n",
+        &[],
+    );
+    assert_eq!(status(&r, "fresh"), "passed");
+    assert!(message(&r, "fresh").contains("last RDB save ") && message(&r, "fresh").contains(" ago"), "{}", message(&r, "fresh"));
+    assert_eq!(status(&r, "info"), "passed", "{}", r.stdout);
+    let m = message(&r, "info");
+    assert!(m.starts_with("memory ") && m.contains(" of the host's memory (no maxmemory is set)"), "{m}");
+    assert!(m.contains(" hits, ") && m.contains(" clients") && m.contains("RDB ok") && m.contains("master with "), "{m}");
+    let out = &r.step("info")["outputs"];
+    assert!(out["keyspace_hits"].as_u64().unwrap() >= 3 && out["keyspace_misses"].as_u64().unwrap() >= 1, "{out}");
+    assert_eq!(out["maxmemory"], 0);
+    assert_eq!(out["role"], "master");
+    assert_eq!(out["rdb_last_bgsave_status"], "ok");
+    assert_eq!(status(&r, "picky"), "warned");
+    assert!(message(&r, "picky").contains(", below 100.0%)"), "{}", message(&r, "picky"));
+    // `save ""`: never saved since start, which INFO gives in whole seconds.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (_s, r) = run(&plain(redis), "  - { id: stale, redis.info: { max_last_save_age: 1s } }\n", &[]);
+    assert_eq!(status(&r, "stale"), "failed");
+    assert!(message(&r, "stale").starts_with("last RDB save ") && message(&r, "stale").contains(" ago (more than 1s)"), "{}", message(&r, "stale"));
+}
+
+#[test]
+fn a_full_maxmemory_fails() {
+    let Some(redis) = fresh("maxmemory 3mb\nmaxmemory-policy noeviction\n") else { return };
+    // Fill it until Redis refuses writes.
+    let value = "x".repeat(10_000);
+    for i in 0..400 {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "--user", "opsctl", "--pass", "opsctl-test-secret", "--no-auth-warning", "SET", &format!("fill:{i}"), &value])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("OOM") {
+            break;
+        }
+    }
+    let (_s, r) = run(&plain(&redis), "  - { id: info, redis.info: {} }\n", &[]);
+    assert_eq!(status(&r, "info"), "failed", "{}", r.stdout);
+    let m = message(&r, "info");
+    assert!(m.starts_with("memory ") && m.contains("% of maxmemory (") && m.contains(" of 3.0 MiB)"), "{m}");
+    assert!(r.step("info")["outputs"]["memory_ratio"].as_f64().unwrap() > 0.95);
+    assert_eq!(r.step("info")["outputs"]["maxmemory"], 3 * 1024 * 1024);
+}
+
+#[test]
+fn replication_up_and_down() {
+    let Some(master) = fresh("") else { return };
+    let Some(replica) = fresh(&format!("replicaof 127.0.0.1 {}\nmasteruser opsctl\nmasterauth opsctl-test-secret\n", master.port)) else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while replica.info("master_link_status").as_deref() != Some("up") {
+        assert!(std::time::Instant::now() < deadline, "the replica never linked up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_s, r) = run(&plain(&replica), "  - { id: replica, redis.info: {} }\n", &[]);
+    assert_eq!(status(&r, "replica"), "passed", "{}", r.stdout);
+    assert!(message(&r, "replica").contains(&format!("replica of 127.0.0.1:{}, link up", master.port)), "{}", message(&r, "replica"));
+    assert_eq!(r.step("replica")["outputs"]["master_link_status"], "up");
+    let (_s, r) = run(
+        &plain(&master),
+        "  - { id: one, redis.info: { expect_replicas: 1, max_replica_lag: 30s } }\n\
+         \x20 - { id: two, redis.info: { expect_replicas: 2 }, on_failure: continue }\n",
+        &[],
+    );
+    assert_eq!(status(&r, "one"), "passed", "{}", r.stdout);
+    assert!(message(&r, "one").contains("master with 1/1 replica(s): 127.0.0.1:"), "{}", message(&r, "one"));
+    assert_eq!(status(&r, "two"), "failed");
+    assert!(message(&r, "two").starts_with("master with 1/2 replica(s)"), "{}", message(&r, "two"));
+    // The master goes away: the replica says its link is down.
+    master.cli(&["SHUTDOWN", "NOSAVE"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while replica.info("master_link_status").as_deref() != Some("down") {
+        assert!(std::time::Instant::now() < deadline, "the replica never noticed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_s, r) = run(&plain(&replica), "  - { id: replica, redis.info: {} }\n", &[]);
+    assert_eq!(status(&r, "replica"), "failed");
+    assert!(message(&r, "replica").starts_with(&format!("replica of 127.0.0.1:{}, link down", master.port)), "{}", message(&r, "replica"));
+}
+
+#[test]
+fn an_unreachable_redis_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_s, r) = run(&format!("{{ url: \"redis://127.0.0.1:{port}\" }}"), "  - { id: ping, redis.ping: {} }\n", &[]);
+    r.code(1);
+    assert_eq!(r.step("ping")["error_class"], "unavailable");
+    assert_eq!(message(&r, "ping"), format!("cannot reach Redis at 127.0.0.1:{port}: connection refused"));
+    let s = Scratch::new();
+    let rb = s.write("rb.yaml", "name: r\nsteps:\n  - { id: ping, redis.ping: {} }\n");
+    let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "localhost", "-o", "json"]).run();
+    assert_eq!(message(&r, "ping"), "instance localhost has no Redis settings; add `redis: { url: { env: REDIS_URL } }` to it in the inventory");
+}
+
+#[test]
+fn check_pings_and_reads_the_redis_of_an_instance() {
+    let Some(redis) = shared() else { return };
+    let s = Scratch::new();
+    s.write("opsctl.yaml", &format!("instances:\n  cache:\n    redis: {}\n", plain(redis)));
+    let r = s.opsctl().args(["check", "-i", "cache", "-o", "json"]).run();
+    assert_eq!(status(&r, "redis"), "passed", "{}", r.stdout);
+    assert_eq!(status(&r, "redis_info"), "passed");
+    let r = s.opsctl().args(["check", "-i", "localhost", "-o", "json"]).run();
+    assert_eq!(status(&r, "redis"), "skipped");
+}
