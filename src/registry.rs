@@ -203,6 +203,8 @@ pub static KINDS: &[KindInfo] = &[
     kind::<prometheus::targets::Targets>(),
     kind::<redis::info::RedisInfo>(),
     kind::<redis::ping::Ping>(),
+    kind::<redis::queue_depth::QueueDepth>(),
+    kind::<redis::slowlog::Slowlog>(),
     kind::<aws::secrets::Rotate>(),
     kind::<sleep::Sleep>(),
 ];

@@ -195,3 +195,56 @@ fn check_pings_and_reads_the_redis_of_an_instance() {
     let r = s.opsctl().args(["check", "-i", "localhost", "-o", "json"]).run();
     assert_eq!(status(&r, "redis"), "skipped");
 }
+
+#[test]
+fn queue_depth_by_the_key_type() {
+    let Some(redis) = shared() else { return };
+    redis.cli(&["DEL", "opsctl:q:jobs", "opsctl:q:stream", "opsctl:q:z", "opsctl:q:s", "opsctl:q:str"]);
+    redis.cli(&["RPUSH", "opsctl:q:jobs", "a", "b", "c"]);
+    redis.cli(&["XADD", "opsctl:q:stream", "*", "f", "v"]);
+    redis.cli(&["ZADD", "opsctl:q:z", "1", "a", "2", "b"]);
+    redis.cli(&["SADD", "opsctl:q:s", "a"]);
+    redis.cli(&["SET", "opsctl:q:str", "x"]);
+    let (_s, r) = run(
+        &plain(redis),
+        "  - { id: all, redis.queue_depth: { keys: ['opsctl:q:jobs', 'opsctl:q:stream', 'opsctl:q:z', 'opsctl:q:s'], fail_above: 5 } }\n\
+         \x20 - { id: warns, redis.queue_depth: { keys: ['opsctl:q:jobs'], warn_above: 2 } }\n\
+         \x20 - { id: fails, redis.queue_depth: { keys: ['opsctl:q:jobs'], fail_above: 2 }, on_failure: continue }\n\
+         \x20 - { id: empty, redis.queue_depth: { keys: ['opsctl:q:none'] } }\n\
+         \x20 - { id: strict, redis.queue_depth: { keys: ['opsctl:q:none'], on_missing: fail }, on_failure: continue }\n\
+         \x20 - { id: string, redis.queue_depth: { keys: ['opsctl:q:str'] }, on_failure: continue }\n",
+        &[],
+    );
+    assert_eq!(status(&r, "all"), "passed", "{}", r.stdout);
+    assert_eq!(message(&r, "all"), "opsctl:q:jobs 3 (list), opsctl:q:stream 1 (stream), opsctl:q:z 2 (zset), opsctl:q:s 1 (set)");
+    assert_eq!(r.step("all")["outputs"]["depths"]["opsctl:q:jobs"], 3);
+    assert_eq!(r.step("all")["outputs"]["max"], 3);
+    assert_eq!(status(&r, "warns"), "warned");
+    assert_eq!(status(&r, "fails"), "failed");
+    assert_eq!(status(&r, "empty"), "passed");
+    assert_eq!(message(&r, "empty"), "opsctl:q:none does not exist (an empty queue, or a wrong name)");
+    assert_eq!(status(&r, "strict"), "failed");
+    assert_eq!(status(&r, "string"), "failed");
+    assert_eq!(r.step("string")["error_class"], "invalid");
+    assert_eq!(message(&r, "string"), "key opsctl:q:str is a string, not a queue (a list, stream, sorted set or set)");
+}
+
+#[test]
+fn the_slowlog_names_commands_never_their_arguments() {
+    let Some(redis) = fresh("slowlog-log-slower-than 0\n") else { return };
+    redis.cli(&["SET", "opsctl:secret", "canary-slowlog-value"]);
+    redis.cli(&["GET", "opsctl:secret"]);
+    let (_s, r) = run(
+        &plain(&redis),
+        "  - { id: any, redis.slowlog: { slower_than: 0ms, fail_above: 0 }, on_failure: continue }\n\
+         \x20 - { id: slow, redis.slowlog: { slower_than: 10s, fail_above: 0 } }\n",
+        &[],
+    );
+    assert_eq!(status(&r, "any"), "failed", "{}", r.stdout);
+    assert!(message(&r, "any").contains(" command(s) slower than 0s in the last 1h; slowest "), "{}", message(&r, "any"));
+    let samples = r.step("any")["outputs"]["samples"].as_array().unwrap().clone();
+    assert!(!samples.is_empty() && samples.iter().all(|s| s["command"].as_str().is_some_and(|c| c.chars().all(|c| c.is_ascii_uppercase()))), "{samples:?}");
+    assert!(!r.stdout.contains("canary-slowlog-value") && !r.stdout.contains("opsctl:secret"), "arguments leaked: {}", r.stdout);
+    assert_eq!(status(&r, "slow"), "passed");
+    assert_eq!(message(&r, "slow"), "no command slower than 10s in the last 1h");
+}

@@ -9,7 +9,9 @@
 pub mod conn;
 pub mod info;
 pub mod ping;
+pub mod queue_depth;
 pub mod settings;
+pub mod slowlog;
 
 use conn::Conn;
 use settings::RedisSettings;
