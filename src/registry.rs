@@ -201,6 +201,7 @@ pub static KINDS: &[KindInfo] = &[
     kind::<prometheus::query::Query>(),
     kind::<prometheus::rules::Rules>(),
     kind::<prometheus::targets::Targets>(),
+    kind::<redis::backup::Backup>(),
     kind::<redis::info::RedisInfo>(),
     kind::<redis::ping::Ping>(),
     kind::<redis::queue_depth::QueueDepth>(),
@@ -230,7 +231,7 @@ pub fn of(spec: &KindSpec) -> Option<&'static KindInfo> {
 pub static LEASES: &[&dyn Lease] = &[&k8s::lease::KubeLease, &aws::lease::DynamoLease, &postgres::lease::AdvisoryLock];
 
 /// The formats of the backups backends write.
-pub static BACKUP_FORMATS: &[BackupFormat] = &[postgres::backup::FORMAT, aws::dynamodb::export::FORMAT];
+pub static BACKUP_FORMATS: &[BackupFormat] = &[postgres::backup::FORMAT, aws::dynamodb::export::FORMAT, redis::backup::FORMAT];
 
 /// The format of backups whose manifest says `kind`.
 pub fn backup_format(kind: &str) -> Option<&'static BackupFormat> {

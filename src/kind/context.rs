@@ -74,8 +74,9 @@ pub enum Place<'a> {
     Pod { pod: &'a str, container: Option<&'a str> },
 }
 
-/// Checks the structure of a staged (verified) backup file; returns what it counted.
-pub type CheckFn = for<'a> fn(&'a StepContext, &'a Manifest, &'a Path) -> BoxFuture<'a, Result<u64, StepError>>;
+/// Checks the structure of a staged (verified) backup file; returns what it found, for the
+/// message: `1200 archive entries`, `RDB version 10, CRC64 matches`.
+pub type CheckFn = for<'a> fn(&'a StepContext, &'a Manifest, &'a Path) -> BoxFuture<'a, Result<String, StepError>>;
 
 /// A kind of backup a backend writes: how `backup.verify` checks it beyond its checksums,
 /// and how `backup list` describes it.
@@ -84,8 +85,6 @@ pub struct BackupFormat {
     pub kind: &'static str,
     /// The file whose structure is checked.
     pub file: &'static str,
-    /// What [`BackupFormat::check`] counts, for the message: `archive entries`, `items`.
-    pub counts: &'static str,
     pub check: CheckFn,
     /// Where the backup came from and how many rows or items it holds, for `backup list`.
     pub describe: fn(&Manifest) -> Option<(String, String)>,

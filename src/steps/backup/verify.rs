@@ -44,7 +44,7 @@ impl StepKind for Verify {
         let detail = match ctx.run.backends.backup_format(&manifest.kind) {
             Some(format) => {
                 let file = path(format.file).ok_or_else(|| missing(format.file))?;
-                format!(", {} {}", (format.check)(ctx, &manifest, &file).await?, format.counts)
+                format!(", {}", (format.check)(ctx, &manifest, &file).await?)
             }
             None => String::new(),
         };

@@ -120,8 +120,7 @@ pub fn source(manifest: &Manifest) -> Result<PostgresSource, StepError> {
 pub const FORMAT: BackupFormat = BackupFormat {
     kind: SOURCE,
     file: DUMP_FILE,
-    counts: "archive entries",
-    check: |ctx, manifest, dump| Box::pin(async move { list_dump(ctx, manifest, dump).await.map(|n| n as u64) }),
+    check: |ctx, manifest, dump| Box::pin(async move { list_dump(ctx, manifest, dump).await.map(|n| format!("{n} archive entries")) }),
     describe: |m| {
         let p: PostgresSource = m.source(SOURCE)?;
         Some((format!("{} @ PostgreSQL {}", p.database, p.server_version), p.rows_estimate.to_string()))

@@ -1,7 +1,7 @@
 //! A Redis connection: TCP or TLS (`rediss://`), AUTH with an ACL user or the default one,
 //! SELECT, and commands in RESP2 — the protocol `redis-cli` speaks. Small on purpose: the
 //! checks send a handful of commands, and a backup reads the server's RDB stream off the
-//! same socket ([`Conn::reader`]).
+//! same socket ([`Conn::send`], [`Conn::read_line`], [`Conn::read_some`]).
 //!
 //! Every read and write is bounded by the settings' `timeout`; the password is registered
 //! with the scrubber the moment it is read, and never leaves this module but on the wire.
@@ -161,12 +161,7 @@ impl Conn {
 
     /// Sends a command and reads its reply (a Redis error is a reply, not an `Err`).
     pub async fn call(&mut self, args: &[&str]) -> Result<Reply, StepError> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        let out = encode(args);
         let timeout = self.timeout;
         let shown = self.shown.clone();
         let what = args.first().copied().unwrap_or_default().to_string();
@@ -200,9 +195,39 @@ impl Conn {
         Ok(Info::parse(&text))
     }
 
-    /// The connection as a byte stream, after a command whose answer is a stream (`SYNC`).
-    pub fn reader(&mut self) -> &mut (dyn AsyncRead + Unpin + Send) {
-        &mut self.io
+    /// Sends a command whose answer is not a reply but a stream (`SYNC`): read it with
+    /// [`Conn::read_line`] and [`Conn::read_some`].
+    pub async fn send(&mut self, args: &[&str]) -> Result<(), StepError> {
+        let out = encode(args);
+        let shown = self.shown.clone();
+        tokio::time::timeout(self.timeout, async {
+            self.io.get_mut().write_all(&out).await?;
+            self.io.get_mut().flush().await
+        })
+        .await
+        .map_err(|_| StepError::new(ErrorClass::Timeout, format!("Redis at {shown} did not take {} in time", args[0])))?
+        .map_err(|e| StepError::new(ErrorClass::Unavailable, format!("Redis at {shown}: {} failed: {e}", args[0])))
+    }
+
+    /// One line of a stream, without its `\r\n`; waits up to the timeout for it.
+    pub async fn read_line(&mut self) -> Result<String, StepError> {
+        let mut line = Vec::new();
+        let n = tokio::time::timeout(self.timeout, self.io.read_until(b'\n', &mut line))
+            .await
+            .map_err(|_| StepError::new(ErrorClass::Timeout, format!("Redis at {} sent nothing for {}", self.shown, crate::duration::short(self.timeout))))?
+            .map_err(|e| StepError::new(ErrorClass::Unavailable, format!("reading from Redis at {}: {e}", self.shown)))?;
+        if n == 0 {
+            return Err(StepError::new(ErrorClass::Unavailable, format!("Redis at {} closed the connection", self.shown)));
+        }
+        Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    /// The next bytes of a stream into `buf` (0 at its end); waits up to the timeout.
+    pub async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, StepError> {
+        tokio::time::timeout(self.timeout, self.io.read(buf))
+            .await
+            .map_err(|_| StepError::new(ErrorClass::Timeout, format!("Redis at {} sent nothing for {}", self.shown, crate::duration::short(self.timeout))))?
+            .map_err(|e| StepError::new(ErrorClass::Unavailable, format!("reading from Redis at {}: {e}", self.shown)))
     }
 
     pub fn timeout(&self) -> Duration {
@@ -226,6 +251,17 @@ impl Info {
     pub fn num(&self, field: &str) -> Option<f64> {
         self.get(field)?.parse().ok()
     }
+}
+
+/// A command in RESP: an array of bulk strings.
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 fn unreachable(at: &str, e: &std::io::Error) -> StepError {

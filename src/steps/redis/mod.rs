@@ -6,10 +6,12 @@
 //! redis: { url: { env: REDIS_URL } }     # redis://[user:password@]host:6379/0, rediss:// for TLS
 //! ```
 
+pub mod backup;
 pub mod conn;
 pub mod info;
 pub mod ping;
 pub mod queue_depth;
+pub mod rdb;
 pub mod settings;
 pub mod slowlog;
 

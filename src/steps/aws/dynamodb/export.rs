@@ -67,8 +67,7 @@ pub fn source(manifest: &Manifest) -> Option<DynamoSource> {
 pub const FORMAT: BackupFormat = BackupFormat {
     kind: SOURCE,
     file: ITEMS_FILE,
-    counts: "items",
-    check: |_, manifest, items| Box::pin(check_export(manifest, items)),
+    check: |_, manifest, items| Box::pin(async move { check_export(manifest, items).await.map(|n| format!("{n} items")) }),
     describe: |m| {
         let d = source(m)?;
         Some((format!("{} @ DynamoDB {}", d.table, d.region), d.item_count.to_string()))
