@@ -156,8 +156,12 @@ impl Inventory {
                         && let Some(f) = k.kubeconfig.as_mut().filter(|f| f.is_relative()) {
                             *f = b.join(&*f);
                         }
-                    let endpoints = i.prometheus.iter_mut().chain(i.alertmanager.iter_mut()).filter_map(|e| e.ca_file.as_mut());
-                    for f in endpoints.chain(i.redis.iter_mut().filter_map(|r| r.ca_file.as_mut())) {
+                    let ca_files = [
+                        i.prometheus.as_mut().and_then(|p| p.ca_file.as_mut()),
+                        i.alertmanager.as_mut().and_then(|a| a.ca_file.as_mut()),
+                        i.redis.as_mut().and_then(|r| r.ca_file.as_mut()),
+                    ];
+                    for f in ca_files.into_iter().flatten() {
                         if let Some(b) = base.filter(|_| f.is_relative()) {
                             *f = b.join(&*f);
                         }

@@ -126,3 +126,35 @@ fn check_looks_at_the_firing_alerts_of_an_instance_with_alertmanager() {
     let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "localhost", "-o", "json"]).run();
     assert_eq!(message(&r, "a"), "instance localhost has no Alertmanager settings; add `alertmanager: { url: http://alertmanager:9093 }` to it in the inventory");
 }
+
+#[test]
+fn a_restore_silences_its_instance_while_it_works() {
+    let Some(am) = alertmanager() else { return };
+    let Some(pg) = crate::support::postgres::shared() else { return };
+    pg.create_db("t_silenced_restore");
+    pg.psql("t_silenced_restore", "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)");
+    am.fire(json!({"alertname": "OpsctlTestRestoreNoise", "case": "r1", "severity": "critical"}), "the database is being replaced");
+    let s = Scratch::new();
+    s.write(
+        "opsctl.yaml",
+        &format!(
+            "instances:\n  pg:\n    postgres: {{ url: {{ env: PG_URL }} }}\n    backups: {{ dir: \"{}\" }}\n    alertmanager: {{ url: \"{}\", matchers: ['case=\"r1\"'] }}\n",
+            s.path().join("backups").display(),
+            am.url()
+        ),
+    );
+    let url = pg.url("t_silenced_restore");
+    let backup = s.opsctl().args(["backup", "-i", "pg", "-o", "json"]).env("PG_URL", &url).run();
+    backup.code(0);
+    let id = backup.json()["steps"][0]["outputs"]["id"].as_str().unwrap().to_string();
+    let r = s.opsctl().args(["restore", "-i", "pg", "--from", &id, "--yes", "-o", "json"]).env("PG_URL", &url).run();
+    r.code(0);
+    assert_eq!(status(&r, "silence"), "passed", "{}", r.stdout);
+    assert!(message(&r, "silence").ends_with("it covers 1 alert(s) firing now: OpsctlTestRestoreNoise"), "{}", message(&r, "silence"));
+    assert_eq!(status(&r, "restore"), "passed");
+    assert_eq!(status(&r, "unsilence"), "passed");
+    let silence_id = r.step("silence")["outputs"]["id"].as_str().unwrap().to_string();
+    let silence = am.silences().into_iter().find(|x| x["id"] == silence_id.as_str()).expect("the silence exists");
+    assert_eq!(silence["status"]["state"], "expired");
+    assert!(silence["comment"].as_str().unwrap().starts_with(&format!("opsctl restore of pg from {id} (run ")), "{silence}");
+}

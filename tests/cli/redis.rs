@@ -272,6 +272,10 @@ fn backup_round_trip(config: &str) {
     assert!(v.json()["steps"][0]["message"].as_str().unwrap().ends_with(", RDB version 10, CRC64 matches"), "{}", v.stdout);
     let listed = s.opsctl().args(["backup", "list"]).run();
     assert!(listed.stdout.contains(&format!("redis://127.0.0.1:{}/0 @ Redis 7.", redis.port)) && listed.stdout.contains(" 101"), "{}", listed.stdout);
+    // `opsctl restore` says how a snapshot is restored, and restores nothing online.
+    let restore = s.opsctl().args(["restore", "-i", "cache", "--from", &id, "--yes", "-o", "json"]).run();
+    restore.code(1);
+    assert!(message(&restore, "restore_redis").starts_with("a Redis snapshot is restored with the server stopped"), "{}", restore.stdout);
     // Restored: a new server started on the file has every key.
     let rdb = s.path().join("backups/cache").join(&id).join("dump.rdb");
     let target = tempfile::tempdir().unwrap();

@@ -23,8 +23,8 @@ use crate::pattern::Pattern;
 use crate::vocab::{ErrorClass, StepError};
 
 /// The instance's Alertmanager, or a clear error.
-pub fn endpoint(ctx: &StepContext) -> Result<&Endpoint, StepError> {
-    ctx.instance.alertmanager.as_ref().ok_or_else(|| {
+pub fn endpoint(ctx: &StepContext) -> Result<Endpoint, StepError> {
+    ctx.instance.alertmanager.as_ref().map(|a| a.endpoint()).ok_or_else(|| {
         StepError::invalid(format!(
             "instance {} has no Alertmanager settings; add `alertmanager: {{ url: http://alertmanager:9093 }}` to it in the inventory",
             ctx.instance.name
@@ -49,7 +49,7 @@ pub async fn api(ctx: &StepContext, call: Call<'_>) -> Result<Result<Value, u16>
 
 /// Calls the API, where a 404 is an error too.
 pub async fn found(ctx: &StepContext, call: Call<'_>, what: &str) -> Result<Value, StepError> {
-    api(ctx, call).await?.map_err(|_| StepError::new(ErrorClass::Failed, format!("no {what} in Alertmanager at {}", endpoint(ctx).map(|e| e.url.as_str()).unwrap_or("?"))))
+    api(ctx, call).await?.map_err(|_| StepError::new(ErrorClass::Failed, format!("no {what} in Alertmanager at {}", endpoint(ctx).map(|e| e.url).unwrap_or_default())))
 }
 
 /// A label matcher as Alertmanager writes them: `severity="critical"`, `severity=~"critical|page"`,
