@@ -303,3 +303,28 @@ fn a_backup_streamed_diskless_is_verified_and_restores() {
 fn a_backup_from_a_disk_snapshot_is_verified_and_restores() {
     backup_round_trip("repl-diskless-sync no\n");
 }
+
+#[test]
+fn tls_with_a_ca_file_and_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, (cert, key), _) = crate::support::server::certificates();
+    for (name, pem) in [("ca.pem", &ca), ("server.crt", &cert), ("server.key", &key)] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let d = dir.path().display();
+    let Some(redis) = fresh(&format!("tls-port {{tls_port}}\ntls-cert-file {d}/server.crt\ntls-key-file {d}/server.key\ntls-ca-cert-file {d}/ca.pem\ntls-auth-clients no\n")) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}/0", redis.tls_port);
+    let (_s, r) = run(&format!("{{ url: \"{url}\", ca_file: {d}/ca.pem }}"), "  - { id: ping, redis.ping: {} }\n", &[]);
+    assert_eq!(status(&r, "ping"), "passed", "{}{}", r.stdout, r.stderr);
+    assert!(message(&r, "ping").contains(&format!("at rediss://localhost:{}/0 in ", redis.tls_port)), "{}", message(&r, "ping"));
+    // The system's trust store does not know the test CA.
+    let (_s, r) = run(&format!("{{ url: \"{url}\" }}"), "  - { id: ping, redis.ping: {} }\n", &[]);
+    r.code(1);
+    assert!(message(&r, "ping").starts_with(&format!("TLS handshake with Redis at localhost:{} failed: ", redis.tls_port)), "{}", message(&r, "ping"));
+    // insecure: true goes through, and says so.
+    let (_s, r) = run(&format!("{{ url: \"{url}\", insecure: true }}"), "  - { id: ping, redis.ping: {} }\n", &[]);
+    assert_eq!(status(&r, "ping"), "passed");
+    r.stderr_has(&format!("certificate verification is off for Redis at localhost:{} (insecure: true)", redis.tls_port));
+}

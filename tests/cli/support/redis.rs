@@ -16,6 +16,8 @@ pub const USERS: &str = "user opsctl on >opsctl-test-secret ~* &* +@all\nuser li
 
 pub struct Redis {
     pub port: u16,
+    /// A TLS port, when the configuration asked for one (`{tls_port}`).
+    pub tls_port: u16,
     pub dir: PathBuf,
 }
 
@@ -33,8 +35,8 @@ pub fn shared() -> Option<&'static Redis> {
     }
 }
 
-/// A fresh server with `config` added to the base configuration; `None` (after saying why)
-/// outside CI when Redis is not installed.
+/// A fresh server with `config` added to the base configuration (`{tls_port}` in it becomes
+/// a second free port); `None` (after saying why) outside CI when Redis is not installed.
 pub fn fresh(config: &str) -> Option<Redis> {
     match Redis::start(config) {
         Ok(r) => Some(r),
@@ -52,13 +54,15 @@ impl Redis {
         which("redis-cli").ok_or("redis-cli is not installed (Debian: apt-get install redis-tools)")?;
         let dir = tempfile::Builder::new().prefix("opsctl-redis-").tempdir().map_err(|e| e.to_string())?.keep();
         let port = free_port();
+        let tls_port = free_port();
+        let config = config.replace("{tls_port}", &tls_port.to_string());
         let conf = format!(
             "port {port}\nbind 127.0.0.1\nprotected-mode no\nsave \"\"\nappendonly no\ndir {}\nlogfile \"\"\n{USERS}{config}\n",
             dir.display()
         );
         std::fs::write(dir.join("redis.conf"), conf).map_err(|e| e.to_string())?;
         watched(&program.display().to_string(), &[dir.join("redis.conf").display().to_string()], &dir)?;
-        let r = Redis { port, dir };
+        let r = Redis { port, tls_port, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = Command::new("redis-cli").args(["-p", &port.to_string(), "PING"]).output().map_err(|e| e.to_string())?;
