@@ -69,6 +69,25 @@ impl Manifest {
         self.sources.get(key).and_then(|v| T::deserialize(v).ok())
     }
 
+    /// The manifest of a backup of one file, finished now: `kind` names the backend, and its
+    /// section `source` is kept under the same key.
+    pub fn of_one_file(id: &str, instance: &str, kind: &str, took: std::time::Duration, entry: &FileEntry, source: &impl Serialize) -> Manifest {
+        let mut m = Manifest {
+            schema: MANIFEST_SCHEMA.into(),
+            id: id.into(),
+            instance: instance.into(),
+            kind: kind.into(),
+            created_at: jiff::Timestamp::now(),
+            duration_ms: took.as_secs_f64() * 1000.0,
+            opsctl_version: env!("CARGO_PKG_VERSION").into(),
+            bytes: entry.bytes,
+            files: vec![entry.clone()],
+            sources: serde_json::Map::new(),
+        };
+        m.set_source(kind, source);
+        m
+    }
+
     /// Sets the backend's section `key`.
     pub fn set_source(&mut self, key: &str, source: &impl Serialize) {
         self.sources.insert(key.to_string(), serde_json::to_value(source).unwrap_or_default());

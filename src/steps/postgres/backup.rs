@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use serde::Serialize;
 
-use crate::backup::{self, MANIFEST_SCHEMA, Manifest};
+use crate::backup::{self, Manifest};
 use crate::helpers::text::plural;
 use crate::helpers::transport::{Program, Transport, parse_version, run, run_feeding};
 use crate::kind::{BackupFormat, StepContext, StepKind};
@@ -213,30 +213,16 @@ impl StepKind for Backup {
         }
         let entry = written.map_err(|e| StepError::error(format!("writing the backup failed, none was kept: {e}")))?;
         let rows: i64 = source.tables.iter().map(|t| t.rows_estimate.max(0)).sum();
-        let mut manifest = Manifest {
-            schema: MANIFEST_SCHEMA.into(),
-            id: id.clone(),
-            instance: ctx.instance.name.clone(),
-            kind: SOURCE.into(),
-            created_at: jiff::Timestamp::now(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            opsctl_version: env!("CARGO_PKG_VERSION").into(),
-            bytes: entry.bytes,
-            files: vec![entry.clone()],
-            sources: serde_json::Map::new(),
+        let recorded = PostgresSource {
+            database: info.database.clone(),
+            server_version: source.version.clone(),
+            server_version_num: source.version_num,
+            pg_dump_version: pg_dump.version.clone(),
+            database_bytes: source.database_bytes.max(0) as u64,
+            tables: source.tables.clone(),
+            rows_estimate: rows,
         };
-        manifest.set_source(
-            SOURCE,
-            &PostgresSource {
-                database: info.database.clone(),
-                server_version: source.version.clone(),
-                server_version_num: source.version_num,
-                pg_dump_version: pg_dump.version.clone(),
-                database_bytes: source.database_bytes.max(0) as u64,
-                tables: source.tables.clone(),
-                rows_estimate: rows,
-            },
-        );
+        let manifest = Manifest::of_one_file(&id, &ctx.instance.name, SOURCE, started.elapsed(), &entry, &recorded);
         let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the backup failed: {e}")))?;
         Ok(Outcome::passed(format!(
             "dumped {} (PostgreSQL {}, {}, ~{rows} rows) into {id}: {} in {}",

@@ -14,7 +14,7 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{self, MANIFEST_SCHEMA, Manifest};
+use crate::backup::{self, Manifest};
 use crate::kind::{BackupFormat, StepContext, StepKind};
 use crate::units::human_bytes;
 use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
@@ -127,19 +127,7 @@ impl StepKind for Backup {
         let (fed, written) = tokio::join!(feed, write);
         fed?;
         let entry = written.map_err(|e| StepError::error(format!("writing the backup failed, none was kept: {e}")))?;
-        let mut manifest = Manifest {
-            schema: MANIFEST_SCHEMA.into(),
-            id: id.clone(),
-            instance: ctx.instance.name.clone(),
-            kind: SOURCE.into(),
-            created_at: jiff::Timestamp::now(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            opsctl_version: env!("CARGO_PKG_VERSION").into(),
-            bytes: entry.bytes,
-            files: vec![entry.clone()],
-            sources: serde_json::Map::new(),
-        };
-        manifest.set_source(SOURCE, &source);
+        let manifest = Manifest::of_one_file(&id, &ctx.instance.name, SOURCE, started.elapsed(), &entry, &source);
         let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the backup failed: {e}")))?;
         Ok(Outcome::passed(format!(
             "snapshot of Redis {} at {shown} ({} keys) into {id}: {} in {}",

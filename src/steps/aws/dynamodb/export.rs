@@ -20,7 +20,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use tokio::io::AsyncBufReadExt;
 
 use super::{client, describe};
-use crate::backup::{self, MANIFEST_SCHEMA, Manifest};
+use crate::backup::{self, Manifest};
 use crate::kind::{BackupFormat, StepContext, StepKind};
 use crate::steps::aws::sdk_error;
 use crate::units::human_bytes;
@@ -315,32 +315,18 @@ impl StepKind for Export {
         let entry = written.map_err(|e| StepError::error(format!("writing the export of {} failed: {e}", self.table)))?;
 
         let region = config.region().map_or(String::new(), |r| r.to_string());
-        let mut manifest = Manifest {
-            schema: MANIFEST_SCHEMA.into(),
-            id: id.clone(),
-            instance: ctx.instance.name.clone(),
-            kind: SOURCE.into(),
-            created_at: jiff::Timestamp::now(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            opsctl_version: env!("CARGO_PKG_VERSION").into(),
-            bytes: entry.bytes,
-            files: vec![entry.clone()],
-            sources: serde_json::Map::new(),
-        };
-        manifest.set_source(
-            SOURCE,
-            &DynamoSource {
-                table: self.table.clone(),
-                region,
-                item_count: items,
-                segments: self.segments,
-                key: key_of(&table),
-                billing_mode: match table.billing_mode_summary().and_then(|b| b.billing_mode()) {
-                    Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest) => "on_demand".into(),
-                    _ => "provisioned".into(),
-                },
+        let source = DynamoSource {
+            table: self.table.clone(),
+            region,
+            item_count: items,
+            segments: self.segments,
+            key: key_of(&table),
+            billing_mode: match table.billing_mode_summary().and_then(|b| b.billing_mode()) {
+                Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest) => "on_demand".into(),
+                _ => "provisioned".into(),
             },
-        );
+        };
+        let manifest = Manifest::of_one_file(&id, &ctx.instance.name, SOURCE, started.elapsed(), &entry, &source);
         let path = pending.commit(&manifest).await.map_err(|e| StepError::error(format!("committing the export failed: {e}")))?;
         let waited = throttled.load(std::sync::atomic::Ordering::Relaxed);
         let waited = if waited > 0 { format!("; waited out throttling {waited} time(s)") } else { String::new() };
