@@ -8,6 +8,7 @@
 //! that apply before a mutating run and release them after it.
 
 use crate::instance::Instance;
+use crate::kind::Backends;
 
 /// Who holds a lock or a lease.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -65,8 +66,9 @@ pub trait Lease: Send + Sync {
     /// Whether a mutating run on `instance` takes this lease; `needs` are the leases its
     /// mutating steps' kinds name.
     fn applies(&self, instance: &Instance, needs: &[&str]) -> bool;
-    /// Takes the lease for `holder`.
-    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError>;
+    /// Takes the lease for `holder`; `backends` reaches what the lease's backend does not
+    /// own (a port-forward to an in-cluster database).
+    async fn acquire(&self, instance: &Instance, holder: &Holder, backends: &'static dyn Backends) -> Result<Box<dyn Held>, LeaseError>;
 }
 
 /// A lease being held.

@@ -9,7 +9,9 @@
 //!
 //! [`LEASES`] are the backends' leases, in the order they are tried; [`BACKENDS`] answers
 //! `crate::kind::Backends` for steps: the instance's backup store, the format of a backend's
-//! backups, a transport into a container or a pod.
+//! backups, a transport into a container or a pod, a tunnel to a pod's port.
+
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -17,8 +19,9 @@ use serde_json::Value;
 use crate::backup::BackupStore;
 use crate::backup::local::LocalStore;
 use crate::helpers::transport::Transport;
+use crate::helpers::tunnel::{PortForward, Tunnel};
 use crate::instance::Instance;
-use crate::kind::{Backends, BackupFormat, Place, StepContext, StepKind, decode};
+use crate::kind::{Backends, BackupFormat, Place, Resources, StepContext, StepKind, decode};
 use crate::lease::Lease;
 use crate::source::Span;
 use crate::steps::{alertmanager, assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, redis, sleep};
@@ -275,6 +278,10 @@ impl Backends for Registry {
             Place::ComposeService(service) => Box::pin(compose::transport::open(ctx, service)),
             Place::Pod { pod, container } => Box::pin(k8s::transport::open(ctx, pod, container)),
         }
+    }
+
+    fn port_forward<'a>(&'a self, instance: &'a Instance, resources: &'a Resources, to: &'a PortForward) -> BoxFuture<'a, Result<Arc<dyn Tunnel>, StepError>> {
+        Box::pin(k8s::forward::open(instance, resources, to))
     }
 }
 

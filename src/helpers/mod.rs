@@ -12,3 +12,4 @@ pub mod text;
 pub mod threshold;
 pub mod tls;
 pub mod transport;
+pub mod tunnel;

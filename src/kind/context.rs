@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 
 use crate::backup::{BackupStore, Manifest};
 use crate::helpers::transport::Transport;
+use crate::helpers::tunnel::{PortForward, Tunnel};
 use crate::instance::Instance;
 use crate::source::SourceFile;
 use crate::vocab::{StepError, StepSummary};
@@ -100,4 +101,8 @@ pub trait Backends: Send + Sync {
     fn backup_format(&self, kind: &str) -> Option<&'static BackupFormat>;
     /// A transport that runs programs at `place`.
     fn transport<'a>(&'a self, ctx: &'a StepContext, place: Place<'a>) -> BoxFuture<'a, Result<Box<dyn Transport>, StepError>>;
+    /// A tunnel to a port in the instance's Kubernetes namespace, through the API server
+    /// (`port_forward:`). `resources` keeps the Kubernetes client: a step's, or a lease's
+    /// own.
+    fn port_forward<'a>(&'a self, instance: &'a Instance, resources: &'a Resources, to: &'a PortForward) -> BoxFuture<'a, Result<Arc<dyn Tunnel>, StepError>>;
 }

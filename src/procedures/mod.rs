@@ -130,7 +130,7 @@ async fn take_leases(runbook: &Runbook, instance: &Instance, holder: &Holder) ->
             continue;
         }
         instance_leased |= lease.scope() == Scope::Instance;
-        match lease.acquire(instance, holder).await {
+        match lease.acquire(instance, holder, &crate::registry::BACKENDS).await {
             Ok(h) => held.push(h),
             Err(LeaseError::Held(by)) => {
                 for h in held {

@@ -38,7 +38,7 @@ impl crate::lease::Lease for DynamoLease {
         instance.aws.as_ref().is_some_and(|a| a.lease_table.is_some())
     }
 
-    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
+    async fn acquire(&self, instance: &Instance, holder: &Holder, _: &'static dyn crate::kind::Backends) -> Result<Box<dyn Held>, LeaseError> {
         let Some((settings, table)) = instance.aws.as_ref().and_then(|a| a.lease_table.as_deref().map(|t| (a, t))) else {
             return Err(LeaseError::Unavailable("the instance has no `aws.lease_table`".into()));
         };

@@ -39,7 +39,7 @@ impl crate::lease::Lease for KubeLease {
         instance.kubernetes.as_ref().is_some_and(|k| k.lease)
     }
 
-    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
+    async fn acquire(&self, instance: &Instance, holder: &Holder, _: &'static dyn crate::kind::Backends) -> Result<Box<dyn Held>, LeaseError> {
         let settings = instance.kubernetes.as_ref().ok_or_else(|| LeaseError::Unavailable("the instance has no `kubernetes:` settings".into()))?;
         let kube = connect(settings).await.map_err(|e| LeaseError::Unavailable(e.message))?;
         Ok(Box::new(HeldLease::take(&kube, &instance.name, holder).await?))

@@ -18,6 +18,7 @@ pub mod deployment_ready;
 pub mod drain;
 pub mod events;
 pub mod exec;
+pub mod forward;
 pub mod health;
 pub mod jobs;
 pub mod lease;
@@ -45,7 +46,8 @@ pub mod workloads;
 
 use std::path::PathBuf;
 
-use crate::kind::StepContext;
+use crate::instance::Instance;
+use crate::kind::{Resources, StepContext};
 use crate::vocab::{ErrorClass, StepError};
 use settings::KubeSettings;
 
@@ -152,12 +154,7 @@ fn home_kubeconfig() -> Option<PathBuf> {
 
 /// The instance's Kubernetes settings, or a clear error.
 pub fn settings(ctx: &StepContext) -> Result<&KubeSettings, StepError> {
-    ctx.instance.kubernetes.as_ref().ok_or_else(|| {
-        StepError::invalid(format!(
-            "instance {} has no Kubernetes settings; add `kubernetes: {{ context: CONTEXT, namespace: NAMESPACE }}` to it in the inventory",
-            ctx.instance.name
-        ))
-    })
+    ctx.instance.kubernetes.as_ref().ok_or_else(|| no_settings(&ctx.instance.name))
 }
 
 /// The run's client (kept in its resources), built on first use.
@@ -166,8 +163,20 @@ struct KubeClient(tokio::sync::OnceCell<Result<Kube, StepError>>);
 
 /// The run's client, built on first use.
 pub async fn client(ctx: &StepContext) -> Result<Kube, StepError> {
-    let settings = settings(ctx)?.clone();
-    ctx.resources.get::<KubeClient>().0.get_or_init(|| async move { connect(&settings).await }).await.clone()
+    settings(ctx)?;
+    client_in(&ctx.instance, &ctx.resources).await
+}
+
+/// The client for `instance` kept in `resources`, built on first use.
+pub async fn client_in(instance: &Instance, resources: &Resources) -> Result<Kube, StepError> {
+    let settings = instance.kubernetes.clone().ok_or_else(|| no_settings(&instance.name))?;
+    resources.get::<KubeClient>().0.get_or_init(|| async move { connect(&settings).await }).await.clone()
+}
+
+fn no_settings(instance: &str) -> StepError {
+    StepError::invalid(format!(
+        "instance {instance} has no Kubernetes settings; add `kubernetes: {{ context: CONTEXT, namespace: NAMESPACE }}` to it in the inventory"
+    ))
 }
 
 /// The innermost cause of an error, which is usually the one worth showing.

@@ -182,7 +182,7 @@ impl StepKind for Backup {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let started = Instant::now();
-        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let info = super::conn_info(ctx, self.database.as_deref()).await?;
         let store = ctx.backup_store()?;
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;
@@ -243,7 +243,7 @@ impl StepKind for Backup {
     }
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
-        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let info = super::conn_info(ctx, self.database.as_deref()).await?;
         let store = ctx.backup_store()?;
         let client = info.connect("opsctl backup").await?;
         let source = read_source(&client).await?;

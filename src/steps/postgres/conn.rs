@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::helpers::tunnel::{Stream, Tunnel};
 use crate::secret::Secret;
 use crate::steps::postgres::settings::PostgresSettings;
 use crate::vocab::{ErrorClass, StepError};
@@ -62,6 +63,8 @@ pub struct ConnInfo {
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// The tunnel connections go through (`port_forward:`), instead of TCP to host:port.
+    pub via: Option<Arc<dyn Tunnel>>,
 }
 
 impl ConnInfo {
@@ -96,6 +99,7 @@ impl ConnInfo {
             sslmode: SslMode::Prefer,
             sslrootcert: None,
             connect_timeout: Duration::from_secs(10),
+            via: None,
         };
         for (k, v) in pairs {
             match k.as_str() {
@@ -126,13 +130,21 @@ impl ConnInfo {
         Ok(info)
     }
 
-    /// `user@host:port/database` for messages (never the password).
+    /// `user@host:port/database` for messages (never the password); through a tunnel,
+    /// `user/database at postgres-0:5432 (port-forward)`.
     pub fn describe(&self) -> String {
-        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+        match &self.via {
+            Some(t) => format!("{}/{} at {}", self.user, self.database, t.describe()),
+            None => format!("{}@{}:{}/{}", self.user, self.host, self.port, self.database),
+        }
     }
 
+    /// Where the server is: `host:port`, or the tunnel.
     pub fn target(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        match &self.via {
+            Some(t) => t.describe(),
+            None => format!("{}:{}", self.host, self.port),
+        }
     }
 
     /// The same settings for another database on the server.
@@ -181,6 +193,9 @@ impl ConnInfo {
     /// Opens a connection; its driver runs on the runtime until the client is dropped.
     pub async fn connect(&self, application_name: &str) -> Result<tokio_postgres::Client, StepError> {
         let config = self.config(application_name);
+        if let Some(via) = &self.via {
+            return self.connect_through(via.as_ref(), &config).await;
+        }
         let result = if self.sslmode == SslMode::Disable {
             config.connect(tokio_postgres::NoTls).await.map(|(client, conn)| {
                 tokio::spawn(async move {
@@ -191,6 +206,37 @@ impl ConnInfo {
         } else {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
             config.connect(tls).await.map(|(client, conn)| {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                client
+            })
+        };
+        result.map_err(|e| self.connect_error(&e))
+    }
+
+    /// The same over a tunnel's stream: the TLS negotiation and startup run inside it, and
+    /// the whole of it is bounded by `connect_timeout` (which tokio-postgres applies to TCP
+    /// only).
+    async fn connect_through(&self, via: &dyn Tunnel, config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, StepError> {
+        let limit = self.connect_timeout;
+        let late = || StepError::new(ErrorClass::Timeout, format!("no answer from PostgreSQL at {} within {}s", via.describe(), limit.as_secs()));
+        let started = tokio::time::Instant::now();
+        let stream = tokio::time::timeout(limit, via.open()).await.map_err(|_| late())??;
+        let left = limit.saturating_sub(started.elapsed());
+        let result = if self.sslmode == SslMode::Disable {
+            tokio::time::timeout(left, config.connect_raw(stream, tokio_postgres::NoTls)).await.map_err(|_| late())?.map(|(client, conn)| {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                client
+            })
+        } else {
+            use tokio_postgres::tls::MakeTlsConnect;
+            let mut make = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
+            let tls = <_ as MakeTlsConnect<Stream>>::make_tls_connect(&mut make, &self.host)
+                .map_err(|e| StepError::invalid(format!("PostgreSQL host `{}` cannot be checked against a certificate: {e}", self.host)))?;
+            tokio::time::timeout(left, config.connect_raw(stream, tls)).await.map_err(|_| late())?.map(|(client, conn)| {
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });

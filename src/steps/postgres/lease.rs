@@ -8,6 +8,7 @@
 
 use super::conn::ConnInfo;
 use crate::instance::Instance;
+use crate::kind::{Backends, Resources};
 use crate::lease::{Held, Holder, LeaseError, Scope};
 
 /// The name PostgreSQL's mutating kinds give in their `LEASES`.
@@ -31,9 +32,14 @@ impl crate::lease::Lease for AdvisoryLock {
         instance.postgres.is_some() && needs.contains(&NAME)
     }
 
-    async fn acquire(&self, instance: &Instance, holder: &Holder) -> Result<Box<dyn Held>, LeaseError> {
+    async fn acquire(&self, instance: &Instance, holder: &Holder, backends: &'static dyn Backends) -> Result<Box<dyn Held>, LeaseError> {
         let settings = instance.postgres.as_ref().ok_or_else(|| LeaseError::Unavailable("the instance has no `postgres:` settings".into()))?;
-        let info = ConnInfo::resolve(settings).map_err(|e| LeaseError::Unavailable(e.message))?;
+        let mut info = ConnInfo::resolve(settings).map_err(|e| LeaseError::Unavailable(e.message))?;
+        if let Some(to) = &settings.port_forward {
+            // The lease's own Kubernetes client: the run's is made later, in its resources.
+            let resources = Resources::default();
+            info.via = Some(backends.port_forward(instance, &resources, to).await.map_err(|e| LeaseError::Unavailable(e.message))?);
+        }
         match PgLease::take(&info, &instance.name, holder).await {
             Ok(l) => Ok(Box::new(l)),
             Err(e) => Err(match e.strip_prefix("locked:") {

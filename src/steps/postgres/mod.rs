@@ -30,6 +30,7 @@ use conn::{ConnInfo, Pool};
 use settings::{ExecSettings, PostgresSettings};
 
 use crate::helpers::transport::Transport;
+use crate::helpers::tunnel::LocalPort;
 use crate::kind::{Place, StepContext};
 use crate::vocab::StepError;
 
@@ -48,7 +49,8 @@ pub async fn transport_only(ctx: &StepContext) -> Result<Box<dyn Transport>, Ste
 }
 
 /// Where pg_dump and pg_restore run for this instance, and the libpq environment they get
-/// (with `exec`, the server as seen from inside the container).
+/// (with `exec`, the server as seen from inside the container; through a tunnel, a
+/// loopback port that lives as long as the transport).
 pub async fn transport(ctx: &StepContext, info: &ConnInfo) -> Result<Placed, StepError> {
     let transport = transport_only(ctx).await?;
     let mut seen = info.clone();
@@ -57,6 +59,15 @@ pub async fn transport(ctx: &StepContext, info: &ConnInfo) -> Result<Placed, Ste
         if let Some(p) = exec.port {
             seen.port = p;
         }
+        return Ok((transport, seen.libpq_env()));
+    }
+    if let Some(via) = &info.via {
+        let local = LocalPort::open(via.clone()).await?;
+        // libpq connects to PGHOSTADDR and checks a certificate against PGHOST.
+        seen.port = local.port;
+        let mut env = seen.libpq_env();
+        env.push(("PGHOSTADDR".into(), "127.0.0.1".into()));
+        return Ok((Box::new(tools::Forwarded { local, to: via.describe() }), env));
     }
     Ok((transport, seen.libpq_env()))
 }
@@ -71,9 +82,14 @@ pub fn settings(ctx: &StepContext) -> Result<&PostgresSettings, StepError> {
     })
 }
 
-/// Connection settings for the instance, optionally for another database on its server.
-pub fn conn_info(ctx: &StepContext, database: Option<&str>) -> Result<ConnInfo, StepError> {
-    let info = ConnInfo::resolve(settings(ctx)?)?;
+/// Connection settings for the instance, optionally for another database on its server;
+/// with `port_forward`, the tunnel (the pod found, a service resolved) is opened here.
+pub async fn conn_info(ctx: &StepContext, database: Option<&str>) -> Result<ConnInfo, StepError> {
+    let settings = settings(ctx)?;
+    let mut info = ConnInfo::resolve(settings)?;
+    if let Some(to) = &settings.port_forward {
+        info.via = Some(ctx.run.backends.port_forward(&ctx.instance, &ctx.resources, to).await?);
+    }
     Ok(match database {
         Some(db) => info.with_database(db),
         None => info,
@@ -83,7 +99,7 @@ pub fn conn_info(ctx: &StepContext, database: Option<&str>) -> Result<ConnInfo, 
 /// A client for the instance's database (shared within the run), or a dedicated one for
 /// another database.
 pub async fn client(ctx: &StepContext, database: Option<&str>) -> Result<(ConnInfo, Arc<tokio_postgres::Client>), StepError> {
-    let info = conn_info(ctx, database)?;
+    let info = conn_info(ctx, database).await?;
     let client = match database {
         None => ctx.resources.get::<Pool>().get(&info).await?,
         Some(_) => Arc::new(info.connect("opsctl").await?),

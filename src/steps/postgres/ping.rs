@@ -43,7 +43,7 @@ impl StepKind for Ping {
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
-        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let info = super::conn_info(ctx, self.database.as_deref()).await?;
         let started = Instant::now();
         let client = info.connect("opsctl ping").await?;
         let row = client

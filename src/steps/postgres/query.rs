@@ -317,7 +317,7 @@ impl StepKind for Query {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let sql = read_only_statement(&self.sql).map_err(StepError::invalid)?;
-        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let info = super::conn_info(ctx, self.database.as_deref()).await?;
         let mut client = info.connect("opsctl query").await?;
         let tx = client
             .build_transaction()

@@ -79,7 +79,7 @@ impl StepKind for Reindex {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         // A dedicated session: REINDEX CONCURRENTLY cannot share a transaction.
-        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let info = super::conn_info(ctx, self.database.as_deref()).await?;
         let client = info.connect("opsctl reindex").await?;
         let (n, before) = self.indexes(&client).await?;
         let (sql, downgraded) = self.statement(&client, &info.database).await?;

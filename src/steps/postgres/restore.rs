@@ -133,7 +133,7 @@ impl Restore {
         list_dump(ctx, &manifest, &staged.path)
             .await
             .map_err(|e| StepError::new(ErrorClass::Failed, format!("refusing to restore: {}; nothing was touched", e.message)))?;
-        let info = super::conn_info(ctx, self.database.as_deref())?;
+        let info = super::conn_info(ctx, self.database.as_deref()).await?;
         let admin = admin(&info).await?;
         let (target_num, target_version) = super::server_version(&admin).await?;
         let (src_major, dst_major) = (source.server_version_num / 10_000, target_num / 10_000);

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::helpers::tunnel::PortForward;
 use crate::secret::SecretRef;
 
 /// How to reach an instance's PostgreSQL.
@@ -34,6 +35,12 @@ pub struct PostgresSettings {
     /// machine.
     #[serde(default)]
     pub exec: Option<ExecSettings>,
+    /// Reach a server inside the instance's Kubernetes namespace through the API server:
+    /// `{ pod: postgres-primary-0, port: 5432 }` or `{ service: postgres, port: 5432 }`
+    /// (one of its ready pods). The connection string's host is then only the name a
+    /// certificate is checked against (`sslmode=verify-full`).
+    #[serde(default)]
+    pub port_forward: Option<PortForward>,
 }
 
 /// Where PostgreSQL's programs run when not on this machine.

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use tokio::io::AsyncWrite;
 
 use crate::helpers::transport::{BoxFuture, Exit, Process, Program, Transport, parse_version, stderr_tail};
+use crate::helpers::tunnel::LocalPort;
 use crate::vocab::{ErrorClass, StepError};
 
 /// This machine.
@@ -57,6 +58,48 @@ impl Transport for Local {
 
     fn spawn<'a>(&'a self, program: &'a Program, args: &'a [String], env: &'a [(String, String)], stdin: bool) -> BoxFuture<'a, Result<Process, StepError>> {
         Box::pin(std::future::ready(Self::spawn_here(program, args, env, stdin)))
+    }
+}
+
+/// This machine, with the server behind a loopback port that forwards through a tunnel
+/// (`port_forward:`); the port closes when this is dropped, at the end of the step.
+pub struct Forwarded {
+    pub local: LocalPort,
+    /// The tunnel, for messages.
+    pub to: String,
+}
+
+impl Transport for Forwarded {
+    fn describe(&self) -> String {
+        format!("this machine, through {}", self.to)
+    }
+
+    fn local_files(&self) -> bool {
+        true
+    }
+
+    fn find<'a>(&'a self, program: &'a str, bin_dir: Option<&'a Path>, server_major: Option<u32>) -> BoxFuture<'a, Result<Program, StepError>> {
+        Local.find(program, bin_dir, server_major)
+    }
+
+    fn spawn<'a>(&'a self, program: &'a Program, args: &'a [String], env: &'a [(String, String)], stdin: bool) -> BoxFuture<'a, Result<Process, StepError>> {
+        Box::pin(async move {
+            let mut process = Local::spawn_here(program, args, env, stdin)?;
+            // A program that could not reach the server says "server closed the connection
+            // unexpectedly"; the tunnel knows why.
+            let wait = process.wait;
+            let errors = self.local.errors();
+            process.wait = Box::pin(async move {
+                let mut exit = wait.await?;
+                if !exit.success()
+                    && let Some(why) = errors.get()
+                {
+                    exit.stderr.push_str(&format!("\n{why}\n"));
+                }
+                Ok(exit)
+            });
+            Ok(process)
+        })
     }
 }
 

@@ -10,10 +10,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::settings::RedisSettings;
+use crate::helpers::tunnel::{Stream, Tunnel};
 use crate::secret::HeaderValue;
 use crate::vocab::{ErrorClass, StepError};
 
@@ -96,12 +97,9 @@ impl Target {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// An open, authenticated connection.
 pub struct Conn {
-    io: BufReader<Box<dyn Io>>,
+    io: BufReader<Stream>,
     pub shown: String,
     timeout: Duration,
     /// How long connecting, the TLS handshake and AUTH took.
@@ -109,18 +107,31 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects, authenticates and selects the database.
-    pub async fn open(settings: &RedisSettings) -> Result<Conn, StepError> {
-        let target = Target::from_settings(settings)?;
+    /// Connects (over TCP, or through `via`), authenticates and selects the database.
+    pub async fn open(settings: &RedisSettings, via: Option<&dyn Tunnel>) -> Result<Conn, StepError> {
+        let mut target = Target::from_settings(settings)?;
         let timeout = settings.timeout.map_or(Duration::from_secs(10), |t| t.std());
         let started = Instant::now();
-        let at = format!("{}:{}", target.host, target.port);
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect((target.host.as_str(), target.port)))
-            .await
-            .map_err(|_| StepError::new(ErrorClass::Timeout, format!("no answer from Redis at {at} in {}", crate::duration::short(timeout))))?
-            .map_err(|e| unreachable(&at, &e))?;
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = if target.tls {
+        let at = match via {
+            Some(t) => t.describe(),
+            None => format!("{}:{}", target.host, target.port),
+        };
+        let late = || StepError::new(ErrorClass::Timeout, format!("no answer from Redis at {at} in {}", crate::duration::short(timeout)));
+        let tcp: Stream = match via {
+            Some(t) => {
+                target.shown = at.clone();
+                tokio::time::timeout(timeout, t.open()).await.map_err(|_| late())??
+            }
+            None => {
+                let tcp = tokio::time::timeout(timeout, TcpStream::connect((target.host.as_str(), target.port)))
+                    .await
+                    .map_err(|_| late())?
+                    .map_err(|e| unreachable(&at, &e))?;
+                let _ = tcp.set_nodelay(true);
+                Stream::new(tcp)
+            }
+        };
+        let io: Stream = if target.tls {
             let roots = match &settings.ca_file {
                 Some(path) => crate::helpers::tls::ca_file(path)?,
                 None => Vec::new(),
@@ -137,9 +148,9 @@ impl Conn {
                 .await
                 .map_err(|_| StepError::new(ErrorClass::Timeout, format!("the TLS handshake with Redis at {at} took longer than {}", crate::duration::short(timeout))))?
                 .map_err(|e| StepError::new(ErrorClass::Error, format!("TLS handshake with Redis at {at} failed: {}", crate::helpers::errors::chain(&e))))?;
-            Box::new(tls)
+            Stream::new(tls)
         } else {
-            Box::new(tcp)
+            tcp
         };
         let mut conn = Conn { io: BufReader::with_capacity(64 * 1024, io), shown: target.shown.clone(), timeout, connect_time: Duration::ZERO };
         if let Some(password) = &target.password {
@@ -342,7 +353,7 @@ mod tests {
 
     #[test]
     fn urls_keep_credentials_apart() {
-        let s = |url: &str| RedisSettings { url: HeaderValue::Text(url.into()), ca_file: None, insecure: false, timeout: None };
+        let s = |url: &str| RedisSettings { url: HeaderValue::Text(url.into()), ca_file: None, insecure: false, timeout: None, port_forward: None };
         let t = Target::from_settings(&s("redis://cache.internal:6380/2")).unwrap();
         assert_eq!((t.host.as_str(), t.port, t.db, t.tls, t.shown.as_str()), ("cache.internal", 6380, 2, false, "redis://cache.internal:6380/2"));
         assert!(Target::from_settings(&s("rediss://h")).unwrap().tls);

@@ -31,7 +31,12 @@ pub fn settings(ctx: &StepContext) -> Result<&RedisSettings, StepError> {
     })
 }
 
-/// A connection to the instance's Redis.
+/// A connection to the instance's Redis (through the API server with `port_forward`).
 pub async fn connect(ctx: &StepContext) -> Result<Conn, StepError> {
-    Conn::open(settings(ctx)?).await
+    let settings = settings(ctx)?;
+    let via = match &settings.port_forward {
+        Some(to) => Some(ctx.run.backends.port_forward(&ctx.instance, &ctx.resources, to).await?),
+        None => None,
+    };
+    Conn::open(settings, via.as_deref()).await
 }

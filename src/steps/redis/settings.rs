@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::helpers::tunnel::PortForward;
 use crate::secret::HeaderValue;
 
 /// How to reach an instance's Redis.
@@ -24,4 +25,10 @@ pub struct RedisSettings {
     /// The longest connecting or one command may take. Default 10s.
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// Reach a server inside the instance's Kubernetes namespace through the API server:
+    /// `{ pod: redis-master-0, port: 6379 }` or `{ service: redis, port: 6379 }` (one of
+    /// its ready pods). The URL's host is then only the name a certificate is checked
+    /// against (`rediss://`).
+    #[serde(default)]
+    pub port_forward: Option<PortForward>,
 }
