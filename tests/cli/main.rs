@@ -15,6 +15,7 @@ mod host;
 mod k8s;
 mod http;
 mod outputs;
+mod port_forward;
 mod postgres;
 mod prometheus;
 mod redis;

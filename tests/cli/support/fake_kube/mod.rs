@@ -10,12 +10,14 @@
 //! strategic merge patch (by merge key for containers, env, ports, volumes), `dryRun=All`,
 //! `Status` errors (401, 403, 404, 409, 422, 429), owner-reference garbage collection, and a
 //! simulated controller ([`controller`]). What it does not: watches, server-side apply,
-//! admission, RBAC beyond a list of forbidden verbs. Exec ([`exec`]) speaks the real
-//! WebSocket channel protocol, but its "containers" are this machine: the argv runs here.
+//! admission, RBAC beyond a list of forbidden verbs. Exec ([`exec`]) and port-forwarding
+//! ([`portforward`]) speak the real WebSocket channel protocols, but their "containers" are
+//! this machine: the argv runs here, and a pod's port is a port on loopback.
 
 pub mod controller;
 mod exec;
 pub mod patch;
+mod portforward;
 pub mod selector;
 mod server;
 pub mod store;

@@ -80,6 +80,12 @@ pub async fn handle(cluster: Arc<Mutex<Cluster>>, req: Request<Incoming>) -> Res
     if uri_path.ends_with("/exec") && req.headers().contains_key("upgrade") {
         return Ok(super::exec::upgrade(&cluster, req, &uri_path, &q));
     }
+    if uri_path.ends_with("/portforward") {
+        if !req.headers().contains_key("upgrade") {
+            return Ok(error(ApiError::new(400, "BadRequest", "port-forwarding needs a connection upgrade (WebSocket)")));
+        }
+        return Ok(super::portforward::upgrade(&cluster, req, &uri_path, &q));
+    }
     if uri_path == "/version" {
         return Ok(reply(200, &json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-fake", "platform": "linux/amd64"})));
     }

@@ -128,6 +128,12 @@ pub struct Cluster {
     pub dirty: bool,
     /// Every request: "METHOD path?query".
     pub requests: Vec<String>,
+    /// Where a pod's port really is: (namespace, pod, port) → address. Unmapped ports are
+    /// 127.0.0.1 with the same number.
+    pub forwards: HashMap<(String, String, u16), std::net::SocketAddr>,
+    /// How many more port-forward connections may reach their pod; after that, each is
+    /// refused inside the pod. None: no limit.
+    pub forward_budget: Option<usize>,
 }
 
 impl Default for Cluster {
@@ -150,6 +156,8 @@ impl Default for Cluster {
             list_cache: HashMap::new(),
             dirty: false,
             requests: Vec::new(),
+            forwards: HashMap::new(),
+            forward_budget: None,
         }
     }
 }
