@@ -504,7 +504,7 @@ impl<'a> Engine<'a> {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let once = (kind.run)(rendered, &step_ctx, step.effect);
+            let once = on_a_worker(kind, rendered.clone(), step_ctx.clone(), step.effect);
             let timed = async {
                 match step.controls.timeout {
                     Some(t) => tokio::time::timeout(t.std(), once)
@@ -609,4 +609,41 @@ impl<'a> Engine<'a> {
 
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Runs a step's kind as a task of its own, so the steps of a parallel block use every
+/// worker of the runtime: `join_all` alone polls them all on the engine's thread, where the
+/// CPU work of each (parsing answers, TLS) would wait for the others'. The task is aborted
+/// when the returned future is dropped (a timeout, an interrupt); a panic in a step is that
+/// step's error, not the run's end.
+fn on_a_worker(
+    kind: &'static crate::registry::KindInfo,
+    params: Node,
+    ctx: StepContext,
+    effect: Effect,
+) -> impl std::future::Future<Output = Result<Outcome, StepError>> {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(async move { (kind.run)(&params, &ctx, effect).await });
+    let guard = AbortOnDrop(task.abort_handle());
+    async move {
+        let _guard = guard;
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(StepError::error(format!("the step failed unexpectedly (a bug in opsctl: {why}); please report it")))
+            }
+            Err(_) => Err(StepError::error("the step was stopped")),
+        }
+    }
 }

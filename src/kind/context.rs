@@ -50,6 +50,7 @@ pub struct RunInfo {
 }
 
 /// What a running step can see.
+#[derive(Clone)]
 pub struct StepContext {
     pub run: Arc<RunInfo>,
     pub instance: Arc<Instance>,
