@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::settings::BackupSettings;
 use crate::steps::alertmanager::settings::AlertmanagerSettings;
-use crate::steps::aws::settings::{AwsSettings, DynamoSettings};
+use crate::steps::aws::settings::{AwsSettings, DynamoSettings, EcsSettings};
 use crate::steps::compose::settings::ComposeSettings;
 use crate::steps::http::settings::HttpSettings;
 use crate::steps::k8s::settings::KubeSettings;
@@ -50,6 +50,9 @@ pub struct Instance {
     /// The instance's DynamoDB tables.
     #[serde(default)]
     pub dynamodb: Option<DynamoSettings>,
+    /// The instance's ECS cluster and services.
+    #[serde(default)]
+    pub ecs: Option<EcsSettings>,
     /// How to reach the instance's Kubernetes cluster.
     #[serde(default)]
     pub kubernetes: Option<KubeSettings>,
@@ -112,6 +115,9 @@ impl Instance {
         }
         if self.dynamodb.as_ref().is_some_and(|d| !d.tables.is_empty()) {
             out.push("dynamodb");
+        }
+        if self.ecs.is_some() {
+            out.push("ecs");
         }
         if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
             out.push("s3");

@@ -132,6 +132,15 @@ pub enum Judgement {
 }
 
 impl Judgement {
+    /// As written in a runbook: `pass`, `warn`, `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Judgement::Pass => "pass",
+            Judgement::Warn => "warn",
+            Judgement::Fail => "fail",
+        }
+    }
+
     pub fn verdict(self) -> Verdict {
         match self {
             Judgement::Pass => Verdict::Passed,

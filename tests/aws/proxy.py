@@ -15,7 +15,18 @@ proxy on another free loopback port that
    "times": 3}` makes the next 3 requests whose "METHOD PATH TARGET BODY" contains every
    match string fail that way (a DynamoDB-style JSON error, an S3/Query-style XML one or a CBOR one,
    as the service speaks); `DELETE /__faults` clears them; `GET /__faults` tells how many
-   were served.
+   were served;
+4. makes ECS services behave like a cluster with capacity: moto never starts a service's
+   tasks (its `runningCount` stays 0 and its rollout `IN_PROGRESS`), so after moto has
+   handled CreateService or UpdateService, the service's deployment is completed at once
+   (running = desired, one PRIMARY deployment, COMPLETED, on the service's task definition),
+   unless a test holds the service; and `POST /__ecs` sets what a test needs that moto
+   cannot produce: `{"op": "service", "cluster", "service", "running", "pending",
+   "rollout", "reason", "deployments", "hold"}` sets a service's counts and rollout (and
+   `hold: true` stops the completion above), `{"op": "stopped", "cluster", "service",
+   "task_definition", "reason", "stop_code", "exit_code", "container_reason",
+   "age_seconds"}` adds a task of the service that stopped that long ago. moto runs in this
+   process, so these set its state directly.
 
 It prints `READY <proxy port> <moto port>` on stdout once both listen, and exits when its
 standard input closes (so it dies with the test process that started it).
@@ -37,6 +48,10 @@ import botocore.serialize
 import botocore.session
 import cbor2
 from moto.server import ThreadedMotoServer
+
+ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
+ECS_HELD = set()  # (cluster, service) pairs a test holds
+ECS_LOCK = threading.Lock()
 
 CBOR_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 CLOUDWATCH = botocore.session.get_session().get_service_model("cloudwatch")
@@ -161,11 +176,75 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.reply(200, out_headers, cbor2.dumps(strip_none(parsed), datetime_as_timestamp=True, timezone=None))
 
+    def ecs_control(self, body):
+        import datetime
+        from moto.ecs.models import Task, ecs_backends
+
+        req = json.loads(body or b"{}")
+        backend = ecs_backends["123456789012"][req.get("region", "us-east-1")]
+        cluster = req.get("cluster", "default")
+        with ECS_LOCK:
+            if req["op"] == "service":
+                svc = backend.services["%s:%s" % (cluster, req["service"])]
+                if req.get("hold") is not None:
+                    (ECS_HELD.add if req["hold"] else ECS_HELD.discard)((cluster, req["service"]))
+                if "running" in req:
+                    svc.running_count = req["running"]
+                if "pending" in req:
+                    svc.pending_count = req["pending"]
+                dep = svc.deployments[0]
+                dep["runningCount"], dep["pendingCount"] = svc.running_count, svc.pending_count
+                if "rollout" in req:
+                    dep["rolloutState"] = req["rollout"]
+                    dep["rolloutStateReason"] = req.get("reason", "")
+                n = req.get("deployments", 1)
+                svc.deployments = [dep] + [dict(dep, status="ACTIVE", id="ecs-svc/old%d" % i) for i in range(1, n)]
+            elif req["op"] == "stopped":
+                td = backend.describe_task_definition(req["task_definition"])
+                task = Task(backend.clusters[cluster], td, None, None, backend, group="service:" + req["service"], launch_type="EC2", started_by="ecs-svc/1")
+                task.last_status = task.desired_status = "STOPPED"
+                task.stopped_reason = req.get("reason", "")
+                task.stop_code = req.get("stop_code", "EssentialContainerExited")
+                task.stopped_at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=req.get("age_seconds", 60))
+                task.containers[0].exitCode = req.get("exit_code", 1)
+                if req.get("container_reason"):
+                    task.containers[0].reason = req["container_reason"]
+                backend.tasks.setdefault(cluster, {})[task.task_arn] = task
+        self.reply(200, [("Content-Type", "application/json")], b"{}")
+
+    def ecs_settle(self, target, body, status):
+        """After CreateService/UpdateService: complete the deployment, as a cluster with
+        capacity would (moto never starts tasks)."""
+        op = target[len(ECS_TARGET):]
+        if status != 200 or op not in ("CreateService", "UpdateService"):
+            return
+        from moto.ecs.models import ecs_backends
+
+        req = json.loads(body or b"{}")
+        cluster = req.get("cluster", "default").split("/")[-1]
+        name = (req.get("serviceName") or req.get("service", "")).split("/")[-1]
+        region = self.headers.get("Authorization", "").split("/")[2] if "/" in self.headers.get("Authorization", "") else "us-east-1"
+        with ECS_LOCK:
+            if (cluster, name) in ECS_HELD:
+                return
+            svc = ecs_backends["123456789012"][region].services.get("%s:%s" % (cluster, name))
+            if svc is None or not svc.deployments:
+                return
+            td = svc.task_definition
+            arn = td.arn if hasattr(td, "arn") else ecs_backends["123456789012"][region].describe_task_definition(td).arn
+            svc.running_count, svc.pending_count = svc.desired_count, 0
+            dep = dict(svc.deployments[0], status="PRIMARY", taskDefinition=arn, desiredCount=svc.desired_count,
+                       runningCount=svc.desired_count, pendingCount=0, rolloutState="COMPLETED",
+                       rolloutStateReason="ECS deployment %s completed." % svc.deployments[0]["id"])
+            svc.deployments = [dep]
+
     def handle_any(self):
         body = self.body()
         path = self.path
         if path.startswith("/__faults"):
             return self.control(body)
+        if path.startswith("/__ecs"):
+            return self.ecs_control(body)
         target = self.headers.get("X-Amz-Target", "")
         cbor = path.startswith(CBOR_PREFIX)
         shown = body[:4096]
@@ -177,11 +256,17 @@ class Handler(BaseHTTPRequestHandler):
         if cbor:
             return self.cloudwatch(path[len(CBOR_PREFIX):].split("?")[0], body)
         status, headers, data = self.moto(self.command, path, dict(self.headers.items()), body)
+        if target.startswith(ECS_TARGET):
+            self.ecs_settle(target, body, status)
         self.reply(status, headers, data)
 
     def handle_safely(self):
         try:
             self.handle_any()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away first (opsctl drops a call when another one of the same
+            # step failed): nobody is left to answer.
+            self.close_connection = True
         except Exception:  # a proxy bug must show in the test, not as a closed connection
             text = traceback.format_exc()
             sys.stderr.write(text)

@@ -7,14 +7,14 @@ use serde_json::{Value, json};
 use crate::support::aws::{self, Aws};
 use crate::support::{Run, Scratch};
 
-fn setup() -> Option<(Scratch, &'static Aws)> {
+pub(crate) fn setup() -> Option<(Scratch, &'static Aws)> {
     let aws = aws::shared()?;
     Some((Scratch::new(), aws))
 }
 
 /// An inventory with instance `a` on the emulator in us-east-1, a local backup store, and
 /// `extra` lines (indented under the instance).
-fn inventory(s: &Scratch, aws: &Aws, extra: &str) {
+pub(crate) fn inventory(s: &Scratch, aws: &Aws, extra: &str) {
     s.write(
         "opsctl.yaml",
         &format!(
@@ -25,11 +25,11 @@ fn inventory(s: &Scratch, aws: &Aws, extra: &str) {
     );
 }
 
-fn creds(o: crate::support::Opsctl) -> crate::support::Opsctl {
+pub(crate) fn creds(o: crate::support::Opsctl) -> crate::support::Opsctl {
     o.env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test")
 }
 
-fn run(s: &Scratch, steps: &str, extra: &[&str]) -> Run {
+pub(crate) fn run(s: &Scratch, steps: &str, extra: &[&str]) -> Run {
     let rb = s.write("rb.yaml", &format!("name: t\nsteps:\n{steps}"));
     creds(s.opsctl()).args(["run", rb.to_str().unwrap(), "-i", "a", "-o", "json"]).args(extra).run()
 }

@@ -7,6 +7,7 @@ mod alertmanager;
 mod architecture;
 mod aws;
 mod compose;
+mod ecs;
 mod engine;
 mod errors;
 mod examples;

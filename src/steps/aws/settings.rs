@@ -1,5 +1,5 @@
-//! The `aws:` and `dynamodb:` sections of an instance: how to reach its AWS account, and
-//! its DynamoDB tables.
+//! The `aws:`, `dynamodb:` and `ecs:` sections of an instance: how to reach its AWS
+//! account, its DynamoDB tables and its ECS services.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -51,4 +51,15 @@ pub enum RetryMode {
 pub struct DynamoSettings {
     #[serde(default)]
     pub tables: Vec<String>,
+}
+
+/// An instance's ECS services (for `check` and as the ECS steps' defaults).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsSettings {
+    /// The cluster.
+    pub cluster: String,
+    /// The services `check` looks at. Default: every service of the cluster.
+    #[serde(default)]
+    pub services: Vec<String>,
 }

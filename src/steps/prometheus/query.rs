@@ -171,7 +171,7 @@ impl StepKind for Query {
         };
         let window = self.over.map(|d| format!(" for the last {d}")).unwrap_or_default();
         if judged.is_empty() {
-            return Ok(Outcome::new(self.on_empty.verdict(), format!("query returned 0 series{window} (on_empty: {})", judgement(self.on_empty)))
+            return Ok(Outcome::new(self.on_empty.verdict(), format!("query returned 0 series{window} (on_empty: {})", self.on_empty.as_str()))
                 .value("0 series")
                 .threshold(self.threshold())
                 .output("series", 0)
@@ -193,7 +193,7 @@ impl StepKind for Query {
             format!("{} series{window}, {bad} beyond the limits; worst {} = {}", judged.len(), worst.name, number(worst.value))
         };
         if nan > 0 {
-            message.push_str(&format!("; {nan} NaN (on_nan: {})", judgement(self.on_nan)));
+            message.push_str(&format!("; {nan} NaN (on_nan: {})", self.on_nan.as_str()));
         }
         if let Some(note) = judged.iter().find_map(|j| j.note.as_ref().map(|n| (j, n))) {
             message.push_str(&format!("; {} crossed the limits {}, not the whole window", note.0.name, note.1));
@@ -209,10 +209,3 @@ impl StepKind for Query {
     }
 }
 
-fn judgement(j: Judgement) -> &'static str {
-    match j {
-        Judgement::Pass => "pass",
-        Judgement::Warn => "warn",
-        Judgement::Fail => "fail",
-    }
-}

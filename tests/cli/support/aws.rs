@@ -197,6 +197,42 @@ impl Aws {
         v
     }
 
+    /// An ECS call through the proxy, which completes a created or updated service's
+    /// deployment as a cluster with capacity would (see tests/aws/proxy.py).
+    pub fn ecs(&self, op: &str, body: Value) -> Value {
+        let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
+        let (status, out) = http(
+            self.port,
+            "POST",
+            "/",
+            &[("X-Amz-Target", &target), ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", &auth("ecs"))],
+            body.to_string().as_bytes(),
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(status, 200, "ECS {op}: {v}");
+        v
+    }
+
+    /// Sets what moto cannot produce: a service's counts and rollout, or a stopped task
+    /// (`POST /__ecs`, see tests/aws/proxy.py).
+    pub fn ecs_control(&self, body: Value) {
+        let (status, out) = http(self.port, "POST", "/__ecs", &[("Content-Type", "application/json")], body.to_string().as_bytes());
+        assert_eq!(status, 200, "ECS control {body}: {}", String::from_utf8_lossy(&out));
+    }
+
+    /// A cluster whose services (`name`, desired count) each run revision 1 of a task
+    /// definition family named like the service, image `<name>:1`, settled.
+    pub fn ecs_cluster(&self, cluster: &str, services: &[(&str, i64)]) {
+        self.ecs("CreateCluster", json!({ "clusterName": cluster }));
+        for (name, desired) in services {
+            self.ecs(
+                "RegisterTaskDefinition",
+                json!({ "family": name, "containerDefinitions": [{ "name": name, "image": format!("{name}:1"), "memory": 128 }] }),
+            );
+            self.ecs("CreateService", json!({ "cluster": cluster, "serviceName": name, "taskDefinition": format!("{name}:1"), "desiredCount": desired }));
+        }
+    }
+
     /// A CloudWatch Query call straight to moto; returns the XML.
     pub fn cloudwatch(&self, params: &[(&str, &str)]) -> String {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
