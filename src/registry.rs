@@ -158,6 +158,8 @@ pub static KINDS: &[KindInfo] = &[
     kind::<aws::dynamodb::restore::Restore>(),
     kind::<aws::dynamodb::set_capacity::SetCapacity>(),
     kind::<aws::dynamodb::table_status::TableStatus>(),
+    kind::<aws::ecs::deploy::Deploy>(),
+    kind::<aws::ecs::rollback::Rollback>(),
     kind::<aws::ecs::scale::Scale>(),
     kind::<aws::ecs::services::Services>(),
     kind::<host::command::Command>(),

@@ -1,6 +1,7 @@
 //! ECS against moto (through the test proxy, which completes deployments as a cluster with
 //! capacity would and sets what moto cannot: counts, rollouts, stopped tasks — see
-//! tests/aws/proxy.py). Each test names its own cluster: the emulator is shared.
+//! tests/aws/proxy.py). Each test names its own cluster (and the deploy test its own task
+//! definition family): the emulator is shared.
 
 use serde_json::json;
 
@@ -118,4 +119,85 @@ fn scale_plans_then_waits_until_stable() {
     let r = run(&s, "  - { id: scale, ecs.scale: { service: api, desired: 3, poll: 100ms } }\n", &[]);
     r.code(1);
     assert_eq!(message(&r, "scale"), "the rollout of api failed: ECS deployment circuit breaker: tasks failed to start.");
+}
+
+#[test]
+fn deploy_a_revision_or_an_image_then_roll_back() {
+    let Some((s, aws)) = setup() else { return };
+    aws.ecs_cluster("deploy-a", &[("dapi", 2)]);
+    aws.ecs("RegisterTaskDefinition", json!({ "family": "dapi", "containerDefinitions": [{ "name": "dapi", "image": "dapi:2", "memory": 128 }] }));
+    inventory(&s, aws, "    ecs: { cluster: deploy-a }\n");
+    let running = || {
+        let d = aws.ecs("DescribeServices", json!({"cluster": "deploy-a", "services": ["dapi"]}));
+        d["services"][0]["deployments"][0]["taskDefinition"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+    };
+    let one = |step: &str, extra: &[&str]| run(&s, &format!("  - {{ id: s, {step} }}\n"), extra);
+
+    let r = one("ecs.deploy: { service: dapi, task_definition: \"dapi:2\" }", &["--dry-run"]);
+    r.code(0);
+    assert_eq!(message(&r, "s"), "would deploy dapi:2 to dapi in deploy-a (now dapi:1), then wait until stable");
+    assert_eq!(running(), "dapi:1");
+
+    let r = one("ecs.deploy: { service: dapi, task_definition: \"dapi:2\", poll: 100ms }", &[]);
+    r.code(0);
+    assert!(message(&r, "s").starts_with("dapi in deploy-a: dapi:1 → dapi:2; stable after "), "{}", message(&r, "s"));
+    assert_eq!((r.step("s")["outputs"]["previous"].as_str(), r.step("s")["outputs"]["current"].as_str()), (Some("dapi:1"), Some("dapi:2")));
+    assert_eq!(running(), "dapi:2");
+
+    // A new image: a revision like the running one, registered, then deployed.
+    let r = one("ecs.deploy: { service: dapi, image: \"registry/dapi:3\" }", &["--dry-run"]);
+    assert_eq!(message(&r, "s"), "would register a revision of dapi with container dapi on registry/dapi:3 (now dapi:2), deploy it to dapi in deploy-a, then wait until stable");
+    let r = one("ecs.deploy: { service: dapi, image: \"registry/dapi:3\", poll: 100ms }", &[]);
+    r.code(0);
+    assert!(message(&r, "s").starts_with("dapi in deploy-a: dapi:2 → dapi:3 (registered, image registry/dapi:3); stable after "), "{}", message(&r, "s"));
+    assert_eq!(r.step("s")["outputs"]["registered"], true);
+    let td = aws.ecs("DescribeTaskDefinition", json!({"taskDefinition": "dapi:3"}))["taskDefinition"].clone();
+    assert_eq!(td["containerDefinitions"][0]["image"], "registry/dapi:3");
+    assert_eq!(td["containerDefinitions"][0]["memory"], 128, "everything else copied");
+    let r = one("ecs.deploy: { service: dapi, image: \"registry/dapi:3\" }", &[]);
+    assert_eq!(message(&r, "s"), "dapi in deploy-a already runs dapi:3");
+
+    // Back to the revision before the running one, then to a named one.
+    let r = one("ecs.rollback: { service: dapi }", &["--dry-run"]);
+    assert_eq!(message(&r, "s"), "would roll dapi in deploy-a back: dapi:3 → dapi:2, then wait until stable");
+    let r = one("ecs.rollback: { service: dapi, poll: 100ms }", &[]);
+    r.code(0);
+    assert!(message(&r, "s").starts_with("dapi in deploy-a rolled back: dapi:3 → dapi:2; stable after "), "{}", message(&r, "s"));
+    assert_eq!(running(), "dapi:2");
+    let r = one("ecs.rollback: { service: dapi, to: \"dapi:1\", poll: 100ms }", &[]);
+    r.code(0);
+    assert_eq!(running(), "dapi:1");
+    let r = one("ecs.rollback: { service: dapi }", &[]);
+    r.code(1);
+    assert_eq!(message(&r, "s"), "dapi runs dapi:1, and dapi has no ACTIVE revision before it to roll back to; give `to:`");
+
+    // What cannot be done is said before anything changes.
+    let r = one("ecs.deploy: { service: dapi, task_definition: \"dapi:99\" }", &[]);
+    r.code(1);
+    assert!(message(&r, "s").starts_with("task definition dapi:99 does not exist [region us-east-1"), "{}", message(&r, "s"));
+    aws.ecs("RegisterTaskDefinition", json!({ "family": "dapi", "containerDefinitions": [
+        { "name": "dapi", "image": "dapi:4", "memory": 128 }, { "name": "sidecar", "image": "envoy:1", "memory": 64 }] }));
+    let r = one("ecs.deploy: { service: dapi, task_definition: \"dapi:4\", poll: 100ms }", &[]);
+    r.code(0);
+    let r = one("ecs.deploy: { service: dapi, image: \"registry/dapi:5\" }", &[]);
+    r.code(1);
+    assert_eq!(message(&r, "s"), "task definition dapi:4 has 2 containers (dapi, sidecar); say which gets the image with `container:`");
+    let r = one("ecs.deploy: { service: dapi, image: \"registry/dapi:5\", container: nope }", &[]);
+    assert_eq!(message(&r, "s"), "task definition dapi:4 has no container nope; its containers: dapi, sidecar");
+    let r = one("ecs.deploy: { service: dapi, image: \"x\", task_definition: \"dapi:1\" }", &[]);
+    r.code(2);
+    assert!(r.stderr.contains("give `task_definition` or `image`, not both"), "{}", r.stderr);
+    assert_eq!(running(), "dapi:4");
+}
+
+#[test]
+fn check_covers_the_ecs_services_of_instances_that_have_them() {
+    let Some((s, aws)) = setup() else { return };
+    aws.ecs_cluster("check-a", &[("api", 2), ("jobs", 1)]);
+    aws.ecs_control(json!({"op": "service", "cluster": "check-a", "service": "jobs", "hold": true, "running": 0, "pending": 0, "rollout": "COMPLETED"}));
+    inventory(&s, aws, "    ecs: { cluster: check-a }\n");
+    let r = crate::aws::creds(s.opsctl()).args(["check", "-i", "a", "-o", "json"]).run();
+    r.code(1);
+    assert_eq!(status(&r, "ecs"), "failed", "{}", r.stdout);
+    assert_eq!(message(&r, "ecs"), "1 of 2 services in check-a not as desired: jobs: running 0/1, rollout COMPLETED, jobs:1");
 }

@@ -2,6 +2,8 @@
 //! a cluster's stopped tasks read once and grouped by service, and waiting until a service
 //! is stable — `aws ecs wait services-stable`'s rule: running = desired and one deployment.
 
+pub mod deploy;
+pub mod rollback;
 pub mod scale;
 pub mod services;
 
@@ -217,4 +219,66 @@ pub async fn wait_stable(
         }
         tokio::time::sleep(every.min(timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(50))).await;
     }
+}
+
+/// The revision the primary deployment runs (`api:7`), else the service's.
+pub fn running_revision(s: &Service) -> Option<String> {
+    s.deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.task_definition())
+        .or(s.task_definition())
+        .map(|t| revision(t).to_string())
+}
+
+/// Points a service at `task_definition` and waits until it is stable on it; returns the
+/// service then and how long it took.
+pub async fn switch(
+    client: &aws_sdk_ecs::Client,
+    config: &aws_config::SdkConfig,
+    cluster: &str,
+    name: &str,
+    task_definition: &str,
+    limit: crate::duration::Duration,
+    every: Duration,
+) -> Result<(Service, Duration), StepError> {
+    client
+        .update_service()
+        .cluster(cluster)
+        .service(name)
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, &format!("updating {name} in cluster {cluster} to {}", revision(task_definition)), config))?;
+    let (s, took) = wait_stable(client, config, cluster, name, limit, every).await?;
+    let now = running_revision(&s).unwrap_or_default();
+    if now != revision(task_definition) {
+        return Err(StepError::new(ErrorClass::Failed, format!("{name} is stable but runs {now}, not {}", revision(task_definition))));
+    }
+    Ok((s, took))
+}
+
+/// A task definition by family:revision or ARN, with its tags.
+pub async fn task_definition(
+    client: &aws_sdk_ecs::Client,
+    config: &aws_config::SdkConfig,
+    name: &str,
+) -> Result<(aws_sdk_ecs::types::TaskDefinition, Vec<aws_sdk_ecs::types::Tag>), StepError> {
+    let out = client
+        .describe_task_definition()
+        .task_definition(name)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(|e| {
+            let err = sdk_error(e, &format!("reading task definition {}", revision(name)), config);
+            if err.message.contains("Unable to describe task definition") || err.message.contains("not found") || err.message.contains("does not exist") {
+                StepError::new(ErrorClass::Failed, format!("task definition {} does not exist [{}]", revision(name), super::target(config)))
+            } else {
+                err
+            }
+        })?;
+    let tags = out.tags().to_vec();
+    let td = out.task_definition.ok_or_else(|| StepError::error(format!("ECS described no task definition {name}")))?;
+    Ok((td, tags))
 }
