@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::settings::BackupSettings;
 use crate::steps::alertmanager::settings::AlertmanagerSettings;
-use crate::steps::aws::settings::{AwsSettings, DynamoSettings, EcsSettings};
+use crate::steps::aws::settings::{AwsSettings, DynamoSettings, EcsSettings, ElbSettings};
 use crate::steps::compose::settings::ComposeSettings;
 use crate::steps::http::settings::HttpSettings;
 use crate::steps::k8s::settings::KubeSettings;
@@ -53,6 +53,9 @@ pub struct Instance {
     /// The instance's ECS cluster and services.
     #[serde(default)]
     pub ecs: Option<EcsSettings>,
+    /// The instance's load balancer target groups.
+    #[serde(default)]
+    pub elb: Option<ElbSettings>,
     /// How to reach the instance's Kubernetes cluster.
     #[serde(default)]
     pub kubernetes: Option<KubeSettings>,
@@ -118,6 +121,9 @@ impl Instance {
         }
         if self.ecs.is_some() {
             out.push("ecs");
+        }
+        if self.elb.as_ref().is_some_and(|e| !e.target_groups.is_empty()) {
+            out.push("elb");
         }
         if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
             out.push("s3");

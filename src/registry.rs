@@ -162,6 +162,7 @@ pub static KINDS: &[KindInfo] = &[
     kind::<aws::ecs::rollback::Rollback>(),
     kind::<aws::ecs::scale::Scale>(),
     kind::<aws::ecs::services::Services>(),
+    kind::<aws::elb::targets::Targets>(),
     kind::<host::command::Command>(),
     kind::<host::disk::Disk>(),
     kind::<host::load::Load>(),

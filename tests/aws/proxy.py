@@ -26,7 +26,10 @@ proxy on another free loopback port that
    `hold: true` stops the completion above), `{"op": "stopped", "cluster", "service",
    "task_definition", "reason", "stop_code", "exit_code", "container_reason",
    "age_seconds"}` adds a task of the service that stopped that long ago. moto runs in this
-   process, so these set its state directly.
+   process, so these set its state directly;
+5. lets a test set a load balancer target's health, which moto always reports healthy for a
+   registered target: `POST /__elb` with `{"target_group", "target", "state", "reason",
+   "description"}` (moto's own answer is patched for that target only).
 
 It prints `READY <proxy port> <moto port>` on stdout once both listen, and exits when its
 standard input closes (so it dies with the test process that started it).
@@ -48,6 +51,25 @@ import botocore.serialize
 import botocore.session
 import cbor2
 from moto.server import ThreadedMotoServer
+
+ELB_HEALTH = {}  # (target group name, target id) -> (state, reason, description)
+
+
+def patch_elb():
+    """Target health as a test sets it, else moto's."""
+    from moto.elbv2 import models
+
+    original = models.FakeTargetGroup.health_for
+
+    def health_for(self, target, ec2_backend):
+        o = ELB_HEALTH.get((self.name, target["Id"]))
+        if o is None:
+            return original(self, target, ec2_backend)
+        t = self.targets.get(target["Id"], target)
+        return models.FakeHealthStatus(target["Id"], t.get("Port", self.port), self.health_check_port, *o)
+
+    models.FakeTargetGroup.health_for = health_for
+
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 ECS_HELD = set()  # (cluster, service) pairs a test holds
@@ -245,6 +267,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(body)
         if path.startswith("/__ecs"):
             return self.ecs_control(body)
+        if path.startswith("/__elb"):
+            req = json.loads(body or b"{}")
+            ELB_HEALTH[(req["target_group"], req["target"])] = (req["state"], req.get("reason"), req.get("description"))
+            return self.reply(200, [("Content-Type", "application/json")], b"{}")
         target = self.headers.get("X-Amz-Target", "")
         cbor = path.startswith(CBOR_PREFIX)
         shown = body[:4096]
@@ -277,6 +303,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     global MOTO_PORT
+    patch_elb()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     MOTO_PORT = moto.get_host_and_port()[1]

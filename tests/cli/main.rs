@@ -8,6 +8,7 @@ mod architecture;
 mod aws;
 mod compose;
 mod ecs;
+mod elb;
 mod engine;
 mod errors;
 mod examples;

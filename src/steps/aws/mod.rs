@@ -1,4 +1,5 @@
-//! The AWS backend: DynamoDB, ECS, CloudWatch, Secrets Manager, and S3 as a backup store.
+//! The AWS backend: DynamoDB, ECS, load balancers (ELBv2), CloudWatch, Secrets Manager,
+//! and S3 as a backup store.
 //!
 //! One SDK configuration per run — the standard credential chain (environment, profile,
 //! SSO, container and instance roles), the instance's region, profile, `endpoint_url`
@@ -10,6 +11,7 @@
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod ecs;
+pub mod elb;
 pub mod lease;
 pub mod s3store;
 pub mod secrets;

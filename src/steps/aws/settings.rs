@@ -1,5 +1,5 @@
-//! The `aws:`, `dynamodb:` and `ecs:` sections of an instance: how to reach its AWS
-//! account, its DynamoDB tables and its ECS services.
+//! The `aws:`, `dynamodb:`, `ecs:` and `elb:` sections of an instance: how to reach its AWS
+//! account, its DynamoDB tables, its ECS services and its load balancer target groups.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -62,4 +62,13 @@ pub struct EcsSettings {
     /// The services `check` looks at. Default: every service of the cluster.
     #[serde(default)]
     pub services: Vec<String>,
+}
+
+/// An instance's load balancer target groups (for `check` and as `elb.targets`' default).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElbSettings {
+    /// Target groups, by name or ARN.
+    #[serde(default)]
+    pub target_groups: Vec<String>,
 }

@@ -233,6 +233,63 @@ impl Aws {
         }
     }
 
+    /// A Query-protocol call straight to moto (`service` as in the signature, e.g.
+    /// `elasticloadbalancing`, `ec2`); returns the XML.
+    pub fn query(&self, service: &str, version: &str, params: &[(&str, &str)]) -> String {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Version", version);
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        let (status, out) = http(
+            self.moto,
+            "POST",
+            "/",
+            &[("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", &auth(service))],
+            form.finish().as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(status, 200, "{service} {params:?}: {text}");
+        text
+    }
+
+    /// A VPC with two subnets (in two zones); returns (vpc, [subnets]).
+    pub fn vpc(&self) -> (String, Vec<String>) {
+        let ec2 = |p: &[(&str, &str)]| self.query("ec2", "2016-11-15", p);
+        let vpc = xml_value(&ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")]), "vpcId");
+        let subnets = [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")]
+            .iter()
+            .map(|(cidr, az)| xml_value(&ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", cidr), ("AvailabilityZone", az)]), "subnetId"))
+            .collect();
+        (vpc, subnets)
+    }
+
+    /// A target group (`ip` targets, HTTP 80) in `vpc` with these targets registered;
+    /// returns its ARN.
+    pub fn target_group(&self, name: &str, vpc: &str, targets: &[&str]) -> String {
+        let elb = |p: &[(&str, &str)]| self.query("elasticloadbalancing", "2015-12-01", p);
+        let arn = xml_value(
+            &elb(&[("Action", "CreateTargetGroup"), ("Name", name), ("Protocol", "HTTP"), ("Port", "80"), ("VpcId", vpc), ("TargetType", "ip")]),
+            "TargetGroupArn",
+        );
+        let mut params: Vec<(String, String)> = vec![("Action".into(), "RegisterTargets".into()), ("TargetGroupArn".into(), arn.clone())];
+        for (i, t) in targets.iter().enumerate() {
+            params.push((format!("Targets.member.{}.Id", i + 1), t.to_string()));
+            params.push((format!("Targets.member.{}.Port", i + 1), "8080".into()));
+        }
+        if !targets.is_empty() {
+            elb(&params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+        }
+        arn
+    }
+
+    /// Sets a target's health as the next DescribeTargetHealth reports it.
+    pub fn target_health(&self, group: &str, target: &str, state: &str, reason: &str, description: &str) {
+        let body = json!({ "target_group": group, "target": target, "state": state, "reason": reason, "description": description });
+        let (status, _) = http(self.port, "POST", "/__elb", &[("Content-Type", "application/json")], body.to_string().as_bytes());
+        assert_eq!(status, 200);
+    }
+
     /// A CloudWatch Query call straight to moto; returns the XML.
     pub fn cloudwatch(&self, params: &[(&str, &str)]) -> String {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -293,4 +350,9 @@ impl Aws {
         let rules: Value = serde_json::from_slice(&out).unwrap();
         rules.as_array().unwrap().iter().filter(|r| r["match"][0] == first).map(|r| r["served"].as_u64().unwrap()).sum()
     }
+}
+
+/// The text of the first `<tag>…</tag>` in an XML answer.
+pub fn xml_value(xml: &str, tag: &str) -> String {
+    xml.split(&format!("<{tag}>")).nth(1).and_then(|r| r.split(&format!("</{tag}>")).next()).unwrap_or_else(|| panic!("no <{tag}> in {xml}")).to_string()
 }
