@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::settings::BackupSettings;
 use crate::steps::alertmanager::settings::AlertmanagerSettings;
-use crate::steps::aws::settings::{AwsSettings, DynamoSettings, EcsSettings, ElbSettings};
+use crate::steps::aws::settings::{AwsSettings, CloudwatchLogsSettings, DynamoSettings, EcsSettings, ElbSettings};
 use crate::steps::compose::settings::ComposeSettings;
 use crate::steps::http::settings::HttpSettings;
 use crate::steps::k8s::settings::KubeSettings;
@@ -56,6 +56,9 @@ pub struct Instance {
     /// The instance's load balancer target groups.
     #[serde(default)]
     pub elb: Option<ElbSettings>,
+    /// The instance's CloudWatch Logs groups.
+    #[serde(default)]
+    pub cloudwatch_logs: Option<CloudwatchLogsSettings>,
     /// How to reach the instance's Kubernetes cluster.
     #[serde(default)]
     pub kubernetes: Option<KubeSettings>,
@@ -124,6 +127,9 @@ impl Instance {
         }
         if self.elb.as_ref().is_some_and(|e| !e.target_groups.is_empty()) {
             out.push("elb");
+        }
+        if self.cloudwatch_logs.as_ref().is_some_and(|c| !c.groups.is_empty()) {
+            out.push("cloudwatch_logs");
         }
         if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
             out.push("s3");

@@ -139,6 +139,8 @@ pub static KINDS: &[KindInfo] = &[
     kind::<backup::prune::Prune>(),
     kind::<backup::verify::Verify>(),
     kind::<aws::cloudwatch::alarms::Alarms>(),
+    kind::<aws::cloudwatch::logs::Logs>(),
+    kind::<aws::cloudwatch::logs_query::LogsQuery>(),
     kind::<aws::cloudwatch::metric::Metric>(),
     kind::<aws::cloudwatch::put_metrics::PutMetrics>(),
     kind::<compose::env_rotate::EnvRotate>(),

@@ -92,6 +92,36 @@ impl Limits {
     }
 }
 
+/// Limits on both sides: `warn_above`/`fail_above` and `warn_below`/`fail_below` of one value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Band {
+    pub above: Limits,
+    pub below: Limits,
+}
+
+impl Band {
+    pub fn new(warn_above: Option<f64>, fail_above: Option<f64>, warn_below: Option<f64>, fail_below: Option<f64>) -> Band {
+        Band { above: Limits::above(warn_above, fail_above), below: Limits::below(warn_below, fail_below) }
+    }
+
+    /// The worse of the two sides' verdicts.
+    pub fn verdict(&self, value: f64) -> Verdict {
+        self.above.verdict(value).max(self.below.verdict(value))
+    }
+
+    /// `warn > 5, fail < 1`, or None without limits.
+    pub fn describe(&self, fmt: impl Fn(f64) -> String) -> Option<String> {
+        let parts: Vec<String> = [self.above.describe(&fmt), self.below.describe(&fmt)].into_iter().flatten().collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// Each side in order (a warning before a failure).
+    pub fn check_order(&self) -> Result<(), String> {
+        self.above.check_order("warn_above", "fail_above")?;
+        self.below.check_order("warn_below", "fail_below")
+    }
+}
+
 /// A percentage with one decimal: `72.4%`.
 pub fn percent(v: f64) -> String {
     format!("{v:.1}%")
@@ -136,5 +166,17 @@ mod tests {
         assert!(Limits::above(None, None).describe(percent).is_none());
         assert!(Limits::above(Some(95.0), Some(90.0)).check_order("warn_percent", "fail_percent").is_err());
         assert!(Limits::below(Some(3.0), Some(14.0)).check_order("warn_cert_days", "fail_cert_days").is_err());
+    }
+
+    #[test]
+    fn a_band_judges_both_sides() {
+        let b = Band::new(Some(50.0), Some(100.0), None, Some(1.0));
+        assert_eq!(b.verdict(42.0), Verdict::Passed);
+        assert_eq!(b.verdict(60.0), Verdict::Warned);
+        assert_eq!(b.verdict(120.0), Verdict::Failed);
+        assert_eq!(b.verdict(0.5), Verdict::Failed);
+        assert_eq!(b.describe(|v| format!("{v}")).unwrap(), "warn > 50, fail > 100, fail < 1");
+        assert!(Band::new(Some(100.0), Some(50.0), None, None).check_order().is_err());
+        assert!(Band::new(None, None, None, None).describe(|v| format!("{v}")).is_none());
     }
 }

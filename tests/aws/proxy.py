@@ -29,7 +29,10 @@ proxy on another free loopback port that
    process, so these set its state directly;
 5. lets a test set a load balancer target's health, which moto always reports healthy for a
    registered target: `POST /__elb` with `{"target_group", "target", "state", "reason",
-   "description"}` (moto's own answer is patched for that target only).
+   "description"}` (moto's own answer is patched for that target only);
+6. keeps Logs Insights queries running: moto completes every query at once, so after
+   `POST /__logs` with `{"hold_group": NAME}`, a query over that log group answers
+   `Running` (with no results) until it is stopped.
 
 It prints `READY <proxy port> <moto port>` on stdout once both listen, and exits when its
 standard input closes (so it dies with the test process that started it).
@@ -70,6 +73,9 @@ def patch_elb():
 
     models.FakeTargetGroup.health_for = health_for
 
+
+LOGS_HELD_GROUPS = set()
+LOGS_HELD_QUERIES = set()
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 ECS_HELD = set()  # (cluster, service) pairs a test holds
@@ -267,6 +273,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(body)
         if path.startswith("/__ecs"):
             return self.ecs_control(body)
+        if path.startswith("/__logs"):
+            LOGS_HELD_GROUPS.add(json.loads(body or b"{}")["hold_group"])
+            return self.reply(200, [("Content-Type", "application/json")], b"{}")
         if path.startswith("/__elb"):
             req = json.loads(body or b"{}")
             ELB_HEALTH[(req["target_group"], req["target"])] = (req["state"], req.get("reason"), req.get("description"))
@@ -284,6 +293,13 @@ class Handler(BaseHTTPRequestHandler):
         status, headers, data = self.moto(self.command, path, dict(self.headers.items()), body)
         if target.startswith(ECS_TARGET):
             self.ecs_settle(target, body, status)
+        if target == "Logs_20140328.StartQuery" and status == 200:
+            if set(json.loads(body).get("logGroupNames", [])) & LOGS_HELD_GROUPS:
+                LOGS_HELD_QUERIES.add(json.loads(data)["queryId"])
+        elif target == "Logs_20140328.GetQueryResults" and status == 200 and json.loads(body).get("queryId") in LOGS_HELD_QUERIES:
+            answer = json.loads(data)
+            answer["status"], answer["results"] = "Running", []
+            data = json.dumps(answer).encode()
         self.reply(status, headers, data)
 
     def handle_safely(self):

@@ -15,6 +15,7 @@ mod examples;
 mod golden;
 mod host;
 mod k8s;
+mod logs;
 mod http;
 mod outputs;
 mod port_forward;

@@ -1,5 +1,6 @@
-//! The `aws:`, `dynamodb:`, `ecs:` and `elb:` sections of an instance: how to reach its AWS
-//! account, its DynamoDB tables, its ECS services and its load balancer target groups.
+//! The `aws:`, `dynamodb:`, `ecs:`, `elb:` and `cloudwatch_logs:` sections of an instance:
+//! how to reach its AWS account, its DynamoDB tables, its ECS services, its load balancer
+//! target groups and its log groups.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -71,4 +72,13 @@ pub struct ElbSettings {
     /// Target groups, by name or ARN.
     #[serde(default)]
     pub target_groups: Vec<String>,
+}
+
+/// An instance's CloudWatch Logs groups (the CloudWatch Logs steps' default).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudwatchLogsSettings {
+    /// Log group names, e.g. `/ecs/production/application`.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }

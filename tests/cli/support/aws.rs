@@ -290,6 +290,46 @@ impl Aws {
         assert_eq!(status, 200);
     }
 
+    /// A CloudWatch Logs call straight to moto.
+    pub fn logs(&self, op: &str, body: Value) -> Value {
+        let target = format!("Logs_20140328.{op}");
+        let (status, out) = http(
+            self.moto,
+            "POST",
+            "/",
+            &[("X-Amz-Target", &target), ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", &auth("logs"))],
+            body.to_string().as_bytes(),
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(status, 200, "Logs {op}: {v}");
+        v
+    }
+
+    /// Makes Logs Insights queries over `group` run forever (until stopped).
+    pub fn hold_queries(&self, group: &str) {
+        let (status, _) = http(self.port, "POST", "/__logs", &[("Content-Type", "application/json")], json!({ "hold_group": group }).to_string().as_bytes());
+        assert_eq!(status, 200);
+    }
+
+    /// A log group whose streams hold these (stream, seconds ago, message) events.
+    pub fn log_group(&self, group: &str, events: &[(&str, u64, &str)]) {
+        self.logs("CreateLogGroup", json!({ "logGroupName": group }));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let mut streams: Vec<&str> = events.iter().map(|e| e.0).collect();
+        streams.sort();
+        streams.dedup();
+        for stream in streams {
+            self.logs("CreateLogStream", json!({ "logGroupName": group, "logStreamName": stream }));
+            let mut mine: Vec<Value> = events
+                .iter()
+                .filter(|e| e.0 == stream)
+                .map(|(_, ago, message)| json!({ "timestamp": now - ago * 1000, "message": message }))
+                .collect();
+            mine.sort_by_key(|e| e["timestamp"].as_u64());
+            self.logs("PutLogEvents", json!({ "logGroupName": group, "logStreamName": stream, "logEvents": mine }));
+        }
+    }
+
     /// A CloudWatch Query call straight to moto; returns the XML.
     pub fn cloudwatch(&self, params: &[(&str, &str)]) -> String {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
