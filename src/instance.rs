@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::settings::BackupSettings;
 use crate::steps::alertmanager::settings::AlertmanagerSettings;
-use crate::steps::aws::settings::{AwsSettings, CloudwatchLogsSettings, DynamoSettings, EcsSettings, ElbSettings};
+use crate::steps::aws::settings::{AwsSettings, CloudwatchLogsSettings, DynamoSettings, EcsSettings, ElbSettings, RdsSettings};
 use crate::steps::compose::settings::ComposeSettings;
 use crate::steps::http::settings::HttpSettings;
 use crate::steps::k8s::settings::KubeSettings;
@@ -56,6 +56,9 @@ pub struct Instance {
     /// The instance's load balancer target groups.
     #[serde(default)]
     pub elb: Option<ElbSettings>,
+    /// The instance's RDS DB instances.
+    #[serde(default)]
+    pub rds: Option<RdsSettings>,
     /// The instance's CloudWatch Logs groups.
     #[serde(default)]
     pub cloudwatch_logs: Option<CloudwatchLogsSettings>,
@@ -127,6 +130,9 @@ impl Instance {
         }
         if self.elb.as_ref().is_some_and(|e| !e.target_groups.is_empty()) {
             out.push("elb");
+        }
+        if self.rds.as_ref().is_some_and(|r| !r.instances.is_empty()) {
+            out.push("rds");
         }
         if self.cloudwatch_logs.as_ref().is_some_and(|c| !c.groups.is_empty()) {
             out.push("cloudwatch_logs");

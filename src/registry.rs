@@ -211,6 +211,8 @@ pub static KINDS: &[KindInfo] = &[
     kind::<prometheus::query::Query>(),
     kind::<prometheus::rules::Rules>(),
     kind::<prometheus::targets::Targets>(),
+    kind::<aws::rds::instances::Instances>(),
+    kind::<aws::rds::snapshots::Snapshots>(),
     kind::<redis::backup::Backup>(),
     kind::<redis::info::RedisInfo>(),
     kind::<redis::ping::Ping>(),

@@ -30,7 +30,11 @@ proxy on another free loopback port that
 5. lets a test set a load balancer target's health, which moto always reports healthy for a
    registered target: `POST /__elb` with `{"target_group", "target", "state", "reason",
    "description"}` (moto's own answer is patched for that target only);
-6. keeps Logs Insights queries running: moto completes every query at once, so after
+6. answers RDS's DescribePendingMaintenanceActions, which moto does not implement, with the
+   actions a test set (`POST /__rds` with `{"op": "maintenance", "instance", "action",
+   "description", "auto_applied_after"}`; none by default), and makes a snapshot as old as a
+   test says (`{"op": "snapshot_age", "snapshot", "age_seconds"}`);
+7. keeps Logs Insights queries running: moto completes every query at once, so after
    `POST /__logs` with `{"hold_group": NAME}`, a query over that log group answers
    `Running` (with no results) until it is stopped.
 
@@ -74,6 +78,7 @@ def patch_elb():
     models.FakeTargetGroup.health_for = health_for
 
 
+RDS_MAINTENANCE = []  # (instance, action, description, auto_applied_after)
 LOGS_HELD_GROUPS = set()
 LOGS_HELD_QUERIES = set()
 
@@ -240,6 +245,36 @@ class Handler(BaseHTTPRequestHandler):
                 backend.tasks.setdefault(cluster, {})[task.task_arn] = task
         self.reply(200, [("Content-Type", "application/json")], b"{}")
 
+    def rds_control(self, body):
+        import datetime
+        from moto.rds.models import rds_backends
+
+        req = json.loads(body or b"{}")
+        if req["op"] == "maintenance":
+            RDS_MAINTENANCE.append((req["instance"], req["action"], req.get("description", ""), req.get("auto_applied_after", "")))
+        elif req["op"] == "snapshot_age":
+            snap = rds_backends["123456789012"][req.get("region", "us-east-1")].database_snapshots[req["snapshot"]]
+            snap.created = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=req["age_seconds"])
+        self.reply(200, [("Content-Type", "application/json")], b"{}")
+
+    def rds_maintenance(self):
+        from xml.sax.saxutils import escape
+
+        items = "".join(
+            "<ResourcePendingMaintenanceActions><ResourceIdentifier>arn:aws:rds:us-east-1:123456789012:db:%s</ResourceIdentifier>"
+            "<PendingMaintenanceActionDetails><PendingMaintenanceAction><Action>%s</Action><Description>%s</Description>%s"
+            "</PendingMaintenanceAction></PendingMaintenanceActionDetails></ResourcePendingMaintenanceActions>"
+            % (escape(i), escape(a), escape(d), "<AutoAppliedAfterDate>%s</AutoAppliedAfterDate>" % escape(t) if t else "")
+            for i, a, d, t in RDS_MAINTENANCE
+        )
+        xml = (
+            '<DescribePendingMaintenanceActionsResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/">'
+            "<DescribePendingMaintenanceActionsResult><PendingMaintenanceActions>%s</PendingMaintenanceActions>"
+            "</DescribePendingMaintenanceActionsResult><ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata>"
+            "</DescribePendingMaintenanceActionsResponse>" % items
+        )
+        self.reply(200, [("Content-Type", "text/xml")], xml.encode())
+
     def ecs_settle(self, target, body, status):
         """After CreateService/UpdateService: complete the deployment, as a cluster with
         capacity would (moto never starts tasks)."""
@@ -273,6 +308,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(body)
         if path.startswith("/__ecs"):
             return self.ecs_control(body)
+        if path.startswith("/__rds"):
+            return self.rds_control(body)
+        if "Action=DescribePendingMaintenanceActions" in body.decode("utf-8", "replace"):
+            return self.rds_maintenance()
         if path.startswith("/__logs"):
             LOGS_HELD_GROUPS.add(json.loads(body or b"{}")["hold_group"])
             return self.reply(200, [("Content-Type", "application/json")], b"{}")

@@ -21,6 +21,7 @@ mod outputs;
 mod port_forward;
 mod postgres;
 mod prometheus;
+mod rds;
 mod redis;
 mod secrets;
 mod tty;

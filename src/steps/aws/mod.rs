@@ -13,6 +13,7 @@ pub mod dynamodb;
 pub mod ecs;
 pub mod elb;
 pub mod lease;
+pub mod rds;
 pub mod s3store;
 pub mod secrets;
 pub mod settings;

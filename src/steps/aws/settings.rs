@@ -1,6 +1,6 @@
-//! The `aws:`, `dynamodb:`, `ecs:`, `elb:` and `cloudwatch_logs:` sections of an instance:
-//! how to reach its AWS account, its DynamoDB tables, its ECS services, its load balancer
-//! target groups and its log groups.
+//! The `aws:`, `dynamodb:`, `ecs:`, `elb:`, `rds:` and `cloudwatch_logs:` sections of an
+//! instance: how to reach its AWS account, its DynamoDB tables, its ECS services, its load
+//! balancer target groups, its RDS DB instances and its log groups.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -81,4 +81,13 @@ pub struct CloudwatchLogsSettings {
     /// Log group names, e.g. `/ecs/production/application`.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+/// An instance's RDS DB instances (the RDS steps' default).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RdsSettings {
+    /// DB instance identifiers.
+    #[serde(default)]
+    pub instances: Vec<String>,
 }

@@ -305,6 +305,34 @@ impl Aws {
         v
     }
 
+    /// A PostgreSQL DB instance (20 GiB, backups kept 7 days unless `retention` says), with
+    /// the automated snapshot moto takes at creation.
+    pub fn db_instance(&self, id: &str, retention: u32, multi_az: bool) {
+        let retention = retention.to_string();
+        let multi_az = multi_az.to_string();
+        self.query(
+            "rds",
+            "2014-10-31",
+            &[
+                ("Action", "CreateDBInstance"),
+                ("DBInstanceIdentifier", id),
+                ("DBInstanceClass", "db.t3.micro"),
+                ("Engine", "postgres"),
+                ("AllocatedStorage", "20"),
+                ("MasterUsername", "app"),
+                ("MasterUserPassword", "not-a-real-password-1"),
+                ("BackupRetentionPeriod", &retention),
+                ("MultiAZ", &multi_az),
+            ],
+        );
+    }
+
+    /// Sets RDS state moto cannot produce (`POST /__rds`, see tests/aws/proxy.py).
+    pub fn rds_control(&self, body: Value) {
+        let (status, out) = http(self.port, "POST", "/__rds", &[("Content-Type", "application/json")], body.to_string().as_bytes());
+        assert_eq!(status, 200, "RDS control {body}: {}", String::from_utf8_lossy(&out));
+    }
+
     /// Makes Logs Insights queries over `group` run forever (until stopped).
     pub fn hold_queries(&self, group: &str) {
         let (status, _) = http(self.port, "POST", "/__logs", &[("Content-Type", "application/json")], json!({ "hold_group": group }).to_string().as_bytes());
