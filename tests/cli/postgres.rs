@@ -625,3 +625,17 @@ fn check_covers_postgres_on_instances_that_have_it() {
         assert!(matches!(status, Some("passed" | "warned")), "{kind}: {status:?}");
     }
 }
+
+#[test]
+fn query_can_reach_another_server_with_the_same_credentials() {
+    let Some((s, pg)) = setup("t_otherhost") else { return };
+    // The instance's URL names a port nothing listens on; host/port send the query to the
+    // real server (as a restore drill's copy would be reached).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{closed}/t_otherhost");
+    let rb = s.write("rb.yaml", &format!("name: t\nsteps:\n  - {{ id: q, postgres.query: {{ sql: \"SELECT 1 AS one\", host: 127.0.0.1, port: {}, expect: {{ one: 1 }} }} }}\n  - {{ id: direct, postgres.query: {{ sql: \"SELECT 1\" }}, on_failure: continue }}\n", pg.port));
+    let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "pg", "-o", "json"]).env("PG_URL", &url).run();
+    r.code(1);
+    assert_eq!(r.step("q")["status"], "passed", "{}", r.stdout);
+    assert!(r.step("direct")["message"].as_str().unwrap().contains("connection refused"), "{}", r.stdout);
+}

@@ -95,3 +95,42 @@ fn the_newest_snapshot_is_young_enough() {
     assert_eq!(r.step("manual")["outputs"]["snapshot"], "rds-b1-manual");
     assert!(message(&r, "nope").starts_with("DB instance rds-none does not exist"), "{}", message(&r, "nope"));
 }
+
+#[test]
+fn a_restore_drill_measures_rto_and_rpo_and_is_deleted_even_when_a_later_step_fails() {
+    let Some((s, aws)) = setup() else { return };
+    aws.db_instance("rds-c1", 7, false);
+    inventory(&s, aws, "    rds: { instances: [rds-c1] }\n");
+    let exists = |id: &str| {
+        let out = aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]);
+        out.contains(&format!("<DBInstanceIdentifier>{id}</DBInstanceIdentifier>"))
+    };
+    let steps = "  - { id: drill, rds.restore_drill: { poll: 100ms } }\n\
+                 \x20 - { id: rows, assert: { that: \"{{ steps.drill.port == 5432 and false }}\", message: \"the restored database fails its row count\" } }\n\
+                 \x20 - { id: cleanup, always: true, rds.delete_drill: { instance: \"{{ steps.drill.instance }}\" } }\n";
+    // The dry run restores nothing.
+    let r = run(&s, steps, &["--dry-run"]);
+    assert_eq!(status(&r, "drill"), "planned", "{}", r.stdout);
+    assert!(message(&r, "drill").starts_with("would restore rds:rds-c1-"), "{}", message(&r, "drill"));
+    assert!(!aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]).contains("-drill-"));
+
+    // Deleting is `destroy`: a cron job runs the drill with --yes.
+    let r = run(&s, steps, &["--yes"]);
+    r.code(1);
+    assert_eq!(status(&r, "drill"), "passed", "{}", r.stdout);
+    let scratch = r.step("drill")["outputs"]["instance"].as_str().unwrap().to_string();
+    assert!(scratch.starts_with("rds-c1-drill-"), "{scratch}");
+    assert!(message(&r, "drill").contains("(RTO); the snapshot was "), "{}", message(&r, "drill"));
+    assert!(r.step("drill")["outputs"]["endpoint"].as_str().unwrap().ends_with(":5432"));
+    assert!(r.step("drill")["outputs"]["rpo_seconds"].as_u64().unwrap() < 600);
+    assert_eq!(status(&r, "rows"), "failed");
+    assert_eq!(status(&r, "cleanup"), "passed", "{}", message(&r, "cleanup"));
+    assert!(!exists(&scratch), "the drill instance is gone");
+    assert!(exists("rds-c1"), "the source is untouched");
+
+    // An instance that is not a drill is never deleted.
+    let r = run(&s, "  - { id: del, rds.delete_drill: { instance: rds-c1 } }\n", &["--yes"]);
+    r.code(1);
+    assert_eq!(message(&r, "del"), "refusing to delete rds-c1: it is not an opsctl drill (no `opsctl:drill` tag); nothing was deleted");
+    assert!(exists("rds-c1"));
+}

@@ -30,6 +30,13 @@ pub struct Query {
     /// Another database on the instance's server.
     #[serde(default)]
     pub database: Option<String>,
+    /// Another server, with the instance's user, password and TLS settings: a restore
+    /// drill's copy (`{{ steps.drill.host }}`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// That server's port. Default: the connection's.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// The number of rows: exact (`3`) or `{ min, max }`.
     #[serde(default)]
     pub expect_rows: Option<RowCount>,
@@ -317,7 +324,14 @@ impl StepKind for Query {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let sql = read_only_statement(&self.sql).map_err(StepError::invalid)?;
-        let info = super::conn_info(ctx, self.database.as_deref()).await?;
+        let mut info = super::conn_info(ctx, self.database.as_deref()).await?;
+        if let Some(host) = &self.host {
+            info.host = host.clone();
+            info.via = None;
+        }
+        if let Some(port) = self.port {
+            info.port = port;
+        }
         let mut client = info.connect("opsctl query").await?;
         let tx = client
             .build_transaction()

@@ -2,6 +2,7 @@
 //! RPO you would get now).
 
 pub mod instances;
+pub mod restore_drill;
 pub mod snapshots;
 
 use super::{Retries, config};
