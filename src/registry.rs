@@ -294,6 +294,15 @@ impl Backends for Registry {
     fn port_forward<'a>(&'a self, instance: &'a Instance, resources: &'a Resources, to: &'a PortForward) -> BoxFuture<'a, Result<Arc<dyn Tunnel>, StepError>> {
         Box::pin(k8s::forward::open(instance, resources, to))
     }
+
+    fn fetch_secret<'a>(&'a self, instance: &'a Instance, resources: &'a Resources, reference: &'a crate::secret::SecretRef) -> BoxFuture<'a, Result<String, String>> {
+        use crate::secret::SecretRef;
+        match reference {
+            SecretRef::AwsSecret(r) => Box::pin(aws::secrets::fetch(instance, resources, r)),
+            SecretRef::K8sSecret(r) => Box::pin(k8s::secret_ref::fetch(instance, resources, r)),
+            other => Box::pin(std::future::ready(other.resolve().map(|s| s.expose().to_string()))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,11 @@
 //!    error that quotes a webhook URL, a command that echoes a token — is masked.
 //!
 //! Secrets are given by reference in runbooks and the inventory, never inline:
-//! `{env: VAR}` or `{file: PATH}`.
+//! `{env: VAR}`, `{file: PATH}`, `{aws_secret: "team-a/db#password"}` (Secrets Manager) or
+//! `{k8s_secret: "team-a/db-credentials#password"}` (a Kubernetes Secret of the instance's
+//! cluster). The last two are fetched once, when a run on an instance starts (the
+//! procedures ask the backends and [`provide`] the values here), so reading any reference
+//! stays synchronous.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -95,7 +99,7 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 }
 
 /// The error for a secret written inline; diagnostics with it do not show the source line.
-pub const INLINE_SECRET: &str = "a secret is given by reference, `{ env: VAR }` or `{ file: PATH }`, never inline";
+pub const INLINE_SECRET: &str = "a secret is given by reference, `{ env: VAR }`, `{ file: PATH }`, `{ aws_secret: NAME#KEY }` or `{ k8s_secret: NAMESPACE/NAME#KEY }`, never inline";
 
 /// Where a secret comes from. Never the value itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -105,6 +109,12 @@ pub enum SecretRef {
     Env(String),
     /// A file's content, without its trailing newline.
     File(PathBuf),
+    /// A Secrets Manager secret: `NAME` (its whole value), `NAME#KEY` (a key of its JSON
+    /// value), with `:STAGE` after the name for another stage than AWSCURRENT
+    /// (`team-a/db:AWSPREVIOUS#password`).
+    AwsSecret(String),
+    /// A key of a Kubernetes Secret in the instance's cluster: `NAMESPACE/NAME#KEY`.
+    K8sSecret(String),
 }
 
 impl<'de> Deserialize<'de> for SecretRef {
@@ -114,12 +124,14 @@ impl<'de> Deserialize<'de> for SecretRef {
         enum Reference {
             Env(String),
             File(PathBuf),
+            AwsSecret(String),
+            K8sSecret(String),
         }
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = SecretRef;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a secret reference: `{ env: VAR }` or `{ file: PATH }`")
+                f.write_str("a secret reference: `{ env: VAR }`, `{ file: PATH }`, `{ aws_secret: NAME#KEY }` or `{ k8s_secret: NAMESPACE/NAME#KEY }`")
             }
             fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
                 // Do not echo the value: it may be the secret itself.
@@ -130,6 +142,8 @@ impl<'de> Deserialize<'de> for SecretRef {
                 Ok(match r {
                     Reference::Env(v) => SecretRef::Env(v),
                     Reference::File(p) => SecretRef::File(p),
+                    Reference::AwsSecret(v) => SecretRef::AwsSecret(v),
+                    Reference::K8sSecret(v) => SecretRef::K8sSecret(v),
                 })
             }
         }
@@ -156,15 +170,69 @@ impl SecretRef {
                 }
                 Ok(Secret::new(value))
             }
+            SecretRef::AwsSecret(_) | SecretRef::K8sSecret(_) => {
+                let fetched = FETCHED.read().unwrap_or_else(|e| e.into_inner());
+                match fetched.get(&self.describe()) {
+                    Some(Ok(v)) => Ok(Secret::new(v.clone())),
+                    Some(Err(why)) => Err(format!("{}: {why}", self.describe())),
+                    None => Err(format!("{} was not fetched: it is read when a run on an instance starts, and cannot be used here", self.describe())),
+                }
+            }
         }
     }
 
-    /// `env:VAR` or `file:PATH`, for plans and reports.
+    /// Whether the value lives in a backend (fetched when a run starts).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, SecretRef::AwsSecret(_) | SecretRef::K8sSecret(_))
+    }
+
+    /// `env:VAR`, `file:PATH`, `aws_secret:NAME#KEY`, `k8s_secret:NS/NAME#KEY`, for plans,
+    /// reports and errors (never the value).
     pub fn describe(&self) -> String {
         match self {
             SecretRef::Env(v) => format!("env:{v}"),
             SecretRef::File(p) => format!("file:{}", p.display()),
+            SecretRef::AwsSecret(r) => format!("aws_secret:{r}"),
+            SecretRef::K8sSecret(r) => format!("k8s_secret:{r}"),
         }
+    }
+}
+
+/// Values of remote references, by their description, as fetched for the current run.
+static FETCHED: RwLock<std::collections::BTreeMap<String, Result<String, String>>> = RwLock::new(std::collections::BTreeMap::new());
+
+/// Records what a remote reference resolved to (or why it could not be), registering a
+/// value with the scrubber first.
+pub fn provide(reference: &SecretRef, value: Result<String, String>) {
+    if let Ok(v) = &value {
+        register(v);
+    }
+    FETCHED.write().unwrap_or_else(|e| e.into_inner()).insert(reference.describe(), value);
+}
+
+/// Whether a remote reference has been fetched already (by an earlier instance's run).
+pub fn is_provided(reference: &SecretRef) -> bool {
+    FETCHED.read().unwrap_or_else(|e| e.into_inner()).contains_key(&reference.describe())
+}
+
+/// Every remote reference in a JSON document (an instance's settings, serialized): objects
+/// `{"aws_secret": "…"}` and `{"k8s_secret": "…"}`.
+pub fn remote_refs(value: &serde_json::Value, out: &mut Vec<SecretRef>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.len() == 1 {
+                match map.iter().next() {
+                    Some((k, serde_json::Value::String(v))) if k == "aws_secret" => out.push(SecretRef::AwsSecret(v.clone())),
+                    Some((k, serde_json::Value::String(v))) if k == "k8s_secret" => out.push(SecretRef::K8sSecret(v.clone())),
+                    _ => {}
+                }
+            }
+            for v in map.values() {
+                remote_refs(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| remote_refs(v, out)),
+        _ => {}
     }
 }
 

@@ -106,4 +106,7 @@ pub trait Backends: Send + Sync {
     /// (`port_forward:`). `resources` keeps the Kubernetes client: a step's, or a lease's
     /// own.
     fn port_forward<'a>(&'a self, instance: &'a Instance, resources: &'a Resources, to: &'a PortForward) -> BoxFuture<'a, Result<Arc<dyn Tunnel>, StepError>>;
+    /// The value of a remote secret reference (`aws_secret`, `k8s_secret`), or why it
+    /// cannot be read (never the value).
+    fn fetch_secret<'a>(&'a self, instance: &'a Instance, resources: &'a Resources, reference: &'a crate::secret::SecretRef) -> BoxFuture<'a, Result<String, String>>;
 }

@@ -97,6 +97,7 @@ impl Run<'_> {
             } else {
                 None
             };
+            fetch_secrets(self.runbook, &p.instance).await;
             let sink = (self.sink)();
             let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone());
             let report = engine.run().await;
@@ -142,4 +143,51 @@ async fn take_leases(runbook: &Runbook, instance: &Instance, holder: &Holder) ->
         }
     }
     Ok(held)
+}
+
+/// Fetches every remote secret reference (`aws_secret`, `k8s_secret`) the instance's
+/// settings and the runbook's steps hold, once, concurrently, before the steps run; values
+/// are registered with the scrubber, failures kept for the step that reads the reference
+/// (a reference only a skipped step holds does not stop the run).
+pub async fn fetch_secrets(runbook: &Runbook, instance: &Arc<Instance>) {
+    let mut refs = Vec::new();
+    crate::secret::remote_refs(&serde_json::to_value(instance.as_ref()).unwrap_or_default(), &mut refs);
+    for step in runbook.steps() {
+        node_refs(&step.params, &mut refs);
+    }
+    refs.sort_by_key(|r| r.describe());
+    refs.dedup();
+    refs.retain(|r| !crate::secret::is_provided(r));
+    if refs.is_empty() {
+        return;
+    }
+    let resources = crate::kind::Resources::default();
+    let backends: &dyn crate::kind::Backends = &crate::registry::BACKENDS;
+    let fetched = futures_util::future::join_all(refs.iter().map(|r| backends.fetch_secret(instance, &resources, r))).await;
+    for (r, value) in refs.iter().zip(fetched) {
+        crate::secret::provide(r, value);
+    }
+}
+
+/// Remote references written in a step's YAML: `{ aws_secret: "…" }`, `{ k8s_secret: "…" }`.
+fn node_refs(node: &crate::yaml::Node, out: &mut Vec<crate::secret::SecretRef>) {
+    use crate::yaml::Value;
+    match &node.value {
+        Value::Map(entries) => {
+            if let [(k, v)] = entries.as_slice()
+                && let (Some(key), Some(text)) = (k.as_str(), v.as_str())
+            {
+                match key {
+                    "aws_secret" => out.push(crate::secret::SecretRef::AwsSecret(text.to_string())),
+                    "k8s_secret" => out.push(crate::secret::SecretRef::K8sSecret(text.to_string())),
+                    _ => {}
+                }
+            }
+            for (_, v) in entries {
+                node_refs(v, out);
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|v| node_refs(v, out)),
+        _ => {}
+    }
 }

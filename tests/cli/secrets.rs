@@ -77,6 +77,53 @@ fn secrets_cannot_be_inline_in_webhooks() {
         .args(["validate", rb.to_str().unwrap()])
         .run()
         .code(2)
-        .stderr_has("a secret is given by reference, `{ env: VAR }` or `{ file: PATH }`, never inline");
+        .stderr_has("a secret is given by reference, `{ env: VAR }`, `{ file: PATH }`, `{ aws_secret: NAME#KEY }` or `{ k8s_secret: NAMESPACE/NAME#KEY }`, never inline");
 
+}
+
+/// `{ aws_secret: … }` (through moto's Secrets Manager) and `{ k8s_secret: … }` (through the
+/// fake API server) in a step's env: fetched once when the run starts, scrubbed everywhere,
+/// and a wrong key said by reference, never by value.
+#[test]
+fn aws_and_kubernetes_secret_references() {
+    let Some(aws) = crate::support::aws::shared() else { return };
+    const AWS_CANARY: &str = "canary-aws-7f3e9b21d4";
+    const K8S_CANARY: &str = "canary-k8s-19c4d8e2a6";
+    aws.secrets("CreateSecret", serde_json::json!({ "Name": "refs/db", "SecretString": format!("{{\"password\": \"{AWS_CANARY}\", \"user\": \"app\"}}") }));
+    let k = crate::support::kube::KubeEnv::new();
+    k.fake.with(|c| {
+        let encoded = crate::k8s::b64(K8S_CANARY);
+        c.seed("secrets", serde_json::json!({"metadata": {"name": "db-credentials", "namespace": "team-a"}, "data": {"password": encoded}}));
+    });
+    k.scratch.write(
+        "opsctl.yaml",
+        &format!("instances:\n  team-a:\n    kubernetes: {{ kubeconfig: kubeconfig.yaml, namespace: team-a }}\n    aws: {}\n", aws.settings("us-east-1")),
+    );
+    let rb = k.scratch.write(
+        "rb.yaml",
+        "name: refs\nsteps:\n\
+         \x20 - id: both\n\
+         \x20   host.command:\n\
+         \x20     shell: 'echo \"got $A and $B\"; test \"$A\" = canary-aws-7f3e9b21d4 && test \"$B\" = canary-k8s-19c4d8e2a6'\n\
+         \x20     env: { A: { aws_secret: \"refs/db#password\" }, B: { k8s_secret: \"team-a/db-credentials#password\" } }\n\
+         \x20     effect: read\n\
+         \x20 - id: nokey\n\
+         \x20   host.command: { argv: [\"true\"], env: { C: { aws_secret: \"refs/db#nokey\" } }, effect: read }\n\
+         \x20   on_failure: continue\n\
+         \x20 - id: nosecret\n\
+         \x20   host.command: { argv: [\"true\"], env: { D: { k8s_secret: \"team-a/missing#password\" } }, effect: read }\n\
+         \x20   on_failure: continue\n",
+    );
+    let r = crate::aws::creds(k.scratch.opsctl()).args(["run", rb.to_str().unwrap(), "-i", "team-a", "-o", "json"]).run();
+    r.code(1);
+    assert_eq!(r.step("both")["status"], "passed", "{}", r.stdout);
+    assert_eq!(r.step("both")["outputs"]["stdout"], "got *** and ***\n");
+    assert_eq!(r.step("nokey")["message"], "env C: aws_secret:refs/db#nokey: secret refs/db has no key nokey; its keys: password, user");
+    let m = r.step("nosecret")["message"].as_str().unwrap().to_string();
+    assert!(m.starts_with("env D: k8s_secret:team-a/missing#password: Secret missing not found in namespace team-a"), "{m}");
+    for text in [&r.stdout, &r.stderr] {
+        assert!(!text.contains(AWS_CANARY) && !text.contains(K8S_CANARY), "a canary leaked: {text}");
+    }
+    let history = serde_json::to_string(&k.scratch.history()).unwrap();
+    assert!(history.contains("refs") && !history.contains(AWS_CANARY) && !history.contains(K8S_CANARY), "{history}");
 }

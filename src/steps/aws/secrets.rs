@@ -262,6 +262,49 @@ impl StepKind for Rotate {
     }
 }
 
+/// The run's SDK configuration for an instance outside a step (a secret reference is read
+/// before the steps run): kept in `resources` like a step's.
+async fn config_in(instance: &crate::instance::Instance, resources: &crate::kind::Resources) -> Result<aws_config::SdkConfig, String> {
+    let settings = instance.aws.clone().ok_or_else(|| format!("instance {} has no `aws:` settings to read Secrets Manager with", instance.name))?;
+    Ok(resources.get::<super::SdkConfigCell>().0.get_or_init(|| async move { super::load(&settings).await }).await.clone())
+}
+
+/// `NAME[:STAGE][#KEY]`: a Secrets Manager secret's value, or a key of its JSON value.
+pub async fn fetch(instance: &crate::instance::Instance, resources: &crate::kind::Resources, reference: &str) -> Result<String, String> {
+    let (name_stage, key) = match reference.split_once('#') {
+        Some((n, k)) => (n, Some(k)),
+        None => (reference, None),
+    };
+    let (name, stage) = match name_stage.rsplit_once(':') {
+        Some((n, s)) if !name_stage.starts_with("arn:") => (n, s),
+        _ => (name_stage, "AWSCURRENT"),
+    };
+    let config = config_in(instance, resources).await?;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let out = client.get_secret_value().secret_id(name).version_stage(stage).send().await.map_err(|e| {
+        if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) {
+            format!("secret {name} (stage {stage}) does not exist in {}", target(&config))
+        } else {
+            sdk_error(e, &format!("reading secret {name}"), &config).message
+        }
+    })?;
+    let value = out.secret_string().ok_or_else(|| format!("secret {name} holds binary data, not text"))?;
+    match key {
+        None => Ok(value.to_string()),
+        Some(k) => {
+            let doc: serde_json::Value = serde_json::from_str(value).map_err(|_| format!("secret {name} is not JSON, so it has no key {k}"))?;
+            match doc.get(k) {
+                Some(serde_json::Value::String(v)) => Ok(v.clone()),
+                Some(serde_json::Value::Null) | None => {
+                    let keys: Vec<&str> = doc.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+                    Err(format!("secret {name} has no key {k}; its keys: {}", keys.join(", ")))
+                }
+                Some(other) => Ok(other.to_string()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

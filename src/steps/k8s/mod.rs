@@ -34,6 +34,7 @@ pub mod rollout_status;
 pub mod rollout_undo;
 pub mod scale;
 pub mod scale_all;
+pub mod secret_ref;
 pub mod secret_rotate;
 pub mod set_image;
 pub mod set_resources;
