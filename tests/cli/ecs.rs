@@ -59,6 +59,7 @@ fn services_judged_by_counts_rollouts_and_stopped_tasks() {
     assert_eq!(status(&r, "api"), "passed", "{}", message(&r, "api"));
     assert_eq!(r.step("api")["threshold"], "warn > 1 stopped tasks");
     assert_eq!(status(&r, "rollout_ok"), "passed");
+    assert_eq!(message(&r, "rollout_ok"), "1 service in svc-a, 1 rolling out (on_rollout: pass): worker: rolling out: running 0/1 (1 pending), rollout IN_PROGRESS, 2 deployments, worker:1");
     assert_eq!(status(&r, "nope"), "failed");
     assert!(message(&r, "nope").starts_with("cluster svc-a has no service nope [region us-east-1 at http://127.0.0.1:"), "{}", message(&r, "nope"));
 }

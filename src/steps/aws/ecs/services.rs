@@ -97,6 +97,7 @@ impl StepKind for Services {
         let mut worst = Verdict::Passed;
         let mut problems = Vec::new();
         let mut unhealthy = Vec::new();
+        let mut rolling = Vec::new();
         let mut per_service = serde_json::Map::new();
         let mut abnormal_stops: BTreeMap<&str, Vec<&aws_sdk_ecs::types::Task>> = BTreeMap::new();
         for t in stopped.iter().filter(|t| abnormal(t)) {
@@ -110,6 +111,9 @@ impl StepKind for Services {
             if verdict != Verdict::Passed {
                 unhealthy.push(name.to_string());
                 problems.push(format!("{name}: {why}"));
+            } else if why.starts_with("rolling out") {
+                // Passed by `on_rollout: pass`, but not as desired yet: said all the same.
+                rolling.push(format!("{name}: {why}"));
             }
             worst = worst.max(verdict);
             let stops = abnormal_stops.get(name).map_or(&[][..], |v| v.as_slice());
@@ -142,8 +146,10 @@ impl StepKind for Services {
             }
         }
 
-        let mut message = if problems.is_empty() {
+        let mut message = if problems.is_empty() && rolling.is_empty() {
             format!("{} in {cluster}: all running as desired", plural(services.len() as i64, "service", "services"))
+        } else if problems.is_empty() {
+            format!("{} in {cluster}, {} rolling out (on_rollout: pass): {}", plural(services.len() as i64, "service", "services"), rolling.len(), rolling.join("; "))
         } else {
             format!("{} of {} in {cluster} not as desired: {}", problems.len(), plural(services.len() as i64, "service", "services"), problems.join("; "))
         };
