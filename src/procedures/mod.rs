@@ -34,6 +34,7 @@ pub fn prepare(runbook: &Runbook, instance: Arc<Instance>, given: &[(String, Str
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
+    fetch_param_defaults(runbook, &instance)?;
     let params = runbook::check::bind_params(runbook, given).map_err(Error::Invalid)?;
     Ok(Prepared { instance, params })
 }
@@ -190,4 +191,31 @@ fn node_refs(node: &crate::yaml::Node, out: &mut Vec<crate::secret::SecretRef>) 
         Value::Seq(items) => items.iter().for_each(|v| node_refs(v, out)),
         _ => {}
     }
+}
+
+/// Remote references in secret parameters' defaults are fetched before the parameters are
+/// bound (the rest are fetched when the run starts). Binding is synchronous, so this uses a
+/// runtime of its own; inside one (never from the command line) it leaves them to fail
+/// with a clear message when read.
+fn fetch_param_defaults(runbook: &Runbook, instance: &Arc<Instance>) -> Result<(), Error> {
+    let mut refs = Vec::new();
+    for p in &runbook.params {
+        if let Some(d) = &p.decl.default {
+            crate::secret::remote_refs(d, &mut refs);
+        }
+    }
+    refs.retain(|r| !crate::secret::is_provided(r));
+    if refs.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("cannot start the async runtime", &e))?;
+    rt.block_on(async {
+        let resources = crate::kind::Resources::default();
+        let backends: &dyn crate::kind::Backends = &crate::registry::BACKENDS;
+        for r in &refs {
+            let value = backends.fetch_secret(instance, &resources, r).await;
+            crate::secret::provide(r, value);
+        }
+    });
+    Ok(())
 }

@@ -173,7 +173,7 @@ impl Param {
             if ty != ParamType::Secret {
                 param.from_default(d).map_err(|e| Diagnostic::new(format!("bad default for parameter `{}`: {e}", param.name)).at(file, at("default")))?;
             } else if serde_json::from_value::<SecretRef>(d.clone()).is_err() {
-                return Err(Diagnostic::new(format!("the default of secret parameter `{}` must be a reference: `{{ env: VAR }}` or `{{ file: PATH }}`", param.name))
+                return Err(Diagnostic::new(format!("the default of secret parameter `{}` must be a reference: `{{ env: VAR }}`, `{{ file: PATH }}`, `{{ aws_secret: NAME#KEY }}` or `{{ k8s_secret: NAMESPACE/NAME#KEY }}`", param.name))
                     .at(file, at("default")));
             }
         }

@@ -101,7 +101,7 @@ fn aws_and_kubernetes_secret_references() {
     );
     let rb = k.scratch.write(
         "rb.yaml",
-        "name: refs\nsteps:\n\
+        "name: refs\nparams:\n  db_password: { type: secret, default: { aws_secret: \"refs/db#password\" } }\nsteps:\n\
          \x20 - id: both\n\
          \x20   host.command:\n\
          \x20     shell: 'echo \"got $A and $B\"; test \"$A\" = canary-aws-7f3e9b21d4 && test \"$B\" = canary-k8s-19c4d8e2a6'\n\
@@ -110,6 +110,8 @@ fn aws_and_kubernetes_secret_references() {
          \x20 - id: nokey\n\
          \x20   host.command: { argv: [\"true\"], env: { C: { aws_secret: \"refs/db#nokey\" } }, effect: read }\n\
          \x20   on_failure: continue\n\
+         \x20 - id: param\n\
+         \x20   host.command: { shell: 'test \"$P\" = canary-aws-7f3e9b21d4', env: { P: \"{{ params.db_password }}\" }, effect: read }\n\
          \x20 - id: nosecret\n\
          \x20   host.command: { argv: [\"true\"], env: { D: { k8s_secret: \"team-a/missing#password\" } }, effect: read }\n\
          \x20   on_failure: continue\n",
@@ -118,6 +120,7 @@ fn aws_and_kubernetes_secret_references() {
     r.code(1);
     assert_eq!(r.step("both")["status"], "passed", "{}", r.stdout);
     assert_eq!(r.step("both")["outputs"]["stdout"], "got *** and ***\n");
+    assert_eq!(r.step("param")["status"], "passed", "a secret param's default by aws_secret: {}", r.stdout);
     assert_eq!(r.step("nokey")["message"], "env C: aws_secret:refs/db#nokey: secret refs/db has no key nokey; its keys: password, user");
     let m = r.step("nosecret")["message"].as_str().unwrap().to_string();
     assert!(m.starts_with("env D: k8s_secret:team-a/missing#password: Secret missing not found in namespace team-a"), "{m}");
