@@ -90,6 +90,9 @@ fn aws_and_kubernetes_secret_references() {
     const AWS_CANARY: &str = "canary-aws-7f3e9b21d4";
     const K8S_CANARY: &str = "canary-k8s-19c4d8e2a6";
     aws.secrets("CreateSecret", serde_json::json!({ "Name": "refs/db", "SecretString": format!("{{\"password\": \"{AWS_CANARY}\", \"user\": \"app\"}}") }));
+    // A rotated secret: the previous stage is named after the secret's name.
+    aws.secrets("CreateSecret", serde_json::json!({ "Name": "refs/rotated", "SecretString": "{\"password\": \"old-stage-canary-51\"}" }));
+    aws.secrets("PutSecretValue", serde_json::json!({ "SecretId": "refs/rotated", "SecretString": "{\"password\": \"new-stage-canary-62\"}" }));
     let k = crate::support::kube::KubeEnv::new();
     k.fake.with(|c| {
         let encoded = crate::k8s::b64(K8S_CANARY);
@@ -112,6 +115,8 @@ fn aws_and_kubernetes_secret_references() {
          \x20   on_failure: continue\n\
          \x20 - id: param\n\
          \x20   host.command: { shell: 'test \"$P\" = canary-aws-7f3e9b21d4', env: { P: \"{{ params.db_password }}\" }, effect: read }\n\
+         \x20 - id: stage\n\
+         \x20   host.command: { shell: 'test \"$O\" = old-stage-canary-51 && test \"$N\" = new-stage-canary-62', env: { O: { aws_secret: \"refs/rotated:AWSPREVIOUS#password\" }, N: { aws_secret: \"refs/rotated#password\" } }, effect: read }\n\
          \x20 - id: nosecret\n\
          \x20   host.command: { argv: [\"true\"], env: { D: { k8s_secret: \"team-a/missing#password\" } }, effect: read }\n\
          \x20   on_failure: continue\n",
@@ -121,6 +126,7 @@ fn aws_and_kubernetes_secret_references() {
     assert_eq!(r.step("both")["status"], "passed", "{}", r.stdout);
     assert_eq!(r.step("both")["outputs"]["stdout"], "got *** and ***\n");
     assert_eq!(r.step("param")["status"], "passed", "a secret param's default by aws_secret: {}", r.stdout);
+    assert_eq!(r.step("stage")["status"], "passed", "AWSPREVIOUS by name:STAGE: {}", r.stdout);
     assert_eq!(r.step("nokey")["message"], "env C: aws_secret:refs/db#nokey: secret refs/db has no key nokey; its keys: password, user");
     let m = r.step("nosecret")["message"].as_str().unwrap().to_string();
     assert!(m.starts_with("env D: k8s_secret:team-a/missing#password: Secret missing not found in namespace team-a"), "{m}");
