@@ -33,7 +33,9 @@ proxy on another free loopback port that
 6. answers RDS's DescribePendingMaintenanceActions, which moto does not implement, with the
    actions a test set (`POST /__rds` with `{"op": "maintenance", "instance", "action",
    "description", "auto_applied_after"}`; none by default), and makes a snapshot as old as a
-   test says (`{"op": "snapshot_age", "snapshot", "age_seconds"}`);
+   test says (`{"op": "snapshot_age", "snapshot", "age_seconds"}`), and keeps DB instances
+   whose identifier starts with a prefix `creating` (`{"op": "hold", "prefix"}`: moto makes a
+   restored instance available at once);
 7. keeps Logs Insights queries running: moto completes every query at once, so after
    `POST /__logs` with `{"hold_group": NAME}`, a query over that log group answers
    `Running` (with no results) until it is stopped.
@@ -79,6 +81,7 @@ def patch_elb():
 
 
 RDS_MAINTENANCE = []  # (instance, action, description, auto_applied_after)
+RDS_HELD = []  # identifier prefixes of DB instances kept `creating`
 LOGS_HELD_GROUPS = set()
 LOGS_HELD_QUERIES = set()
 
@@ -252,6 +255,8 @@ class Handler(BaseHTTPRequestHandler):
         req = json.loads(body or b"{}")
         if req["op"] == "maintenance":
             RDS_MAINTENANCE.append((req["instance"], req["action"], req.get("description", ""), req.get("auto_applied_after", "")))
+        elif req["op"] == "hold":
+            RDS_HELD.append(req["prefix"])
         elif req["op"] == "snapshot_age":
             snap = rds_backends["123456789012"][req.get("region", "us-east-1")].database_snapshots[req["snapshot"]]
             snap.created = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=req["age_seconds"])
@@ -332,6 +337,11 @@ class Handler(BaseHTTPRequestHandler):
         status, headers, data = self.moto(self.command, path, dict(self.headers.items()), body)
         if target.startswith(ECS_TARGET):
             self.ecs_settle(target, body, status)
+        if RDS_HELD and b"Action=DescribeDBInstances" in body:
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            ident = form.get("DBInstanceIdentifier", [""])[0]
+            if ident and any(ident.startswith(p) for p in RDS_HELD):
+                data = data.replace(b"<DBInstanceStatus>available</DBInstanceStatus>", b"<DBInstanceStatus>creating</DBInstanceStatus>")
         if target == "Logs_20140328.StartQuery" and status == 200:
             if set(json.loads(body).get("logGroupNames", [])) & LOGS_HELD_GROUPS:
                 LOGS_HELD_QUERIES.add(json.loads(data)["queryId"])

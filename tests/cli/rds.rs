@@ -134,3 +134,18 @@ fn a_restore_drill_measures_rto_and_rpo_and_is_deleted_even_when_a_later_step_fa
     assert_eq!(message(&r, "del"), "refusing to delete rds-c1: it is not an opsctl drill (no `opsctl:drill` tag); nothing was deleted");
     assert!(exists("rds-c1"));
 }
+
+#[test]
+fn a_drill_that_never_becomes_available_deletes_its_instance() {
+    let Some((s, aws)) = setup() else { return };
+    aws.db_instance("rds-d1", 7, false);
+    aws.rds_control(json!({"op": "hold", "prefix": "rds-d1-drill-"}));
+    inventory(&s, aws, "    rds: { instances: [rds-d1] }\n");
+    let r = run(&s, "  - { id: drill, rds.restore_drill: { wait_timeout: 1s, poll: 200ms } }\n", &[]);
+    r.code(1);
+    assert_eq!(r.step("drill")["error_class"], "timeout");
+    let m = message(&r, "drill");
+    assert!(m.starts_with("the drill instance rds-d1-drill-") && m.contains("was not available after 1s (status creating); rds-d1-drill-") && m.ends_with("is being deleted"), "{m}");
+    let all = aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]);
+    assert!(!all.contains("rds-d1-drill-"), "the drill instance was deleted");
+}
