@@ -183,34 +183,29 @@ impl Aws {
         }
     }
 
-    pub fn secrets(&self, op: &str, body: Value) -> Value {
-        let target = format!("secretsmanager.{op}");
+    /// A JSON 1.1 call (`X-Amz-Target: <target>`, signed for `service`) to moto, or through
+    /// the proxy when `proxied`; asserts it succeeded.
+    fn json11(&self, proxied: bool, target: &str, service: &str, body: Value) -> Value {
         let (status, out) = http(
-            self.moto,
+            if proxied { self.port } else { self.moto },
             "POST",
             "/",
-            &[("X-Amz-Target", &target), ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", &auth("secretsmanager"))],
+            &[("X-Amz-Target", target), ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", &auth(service))],
             body.to_string().as_bytes(),
         );
         let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "Secrets Manager {op}: {v}");
+        assert_eq!(status, 200, "{target}: {v}");
         v
+    }
+
+    pub fn secrets(&self, op: &str, body: Value) -> Value {
+        self.json11(false, &format!("secretsmanager.{op}"), "secretsmanager", body)
     }
 
     /// An ECS call through the proxy, which completes a created or updated service's
     /// deployment as a cluster with capacity would (see tests/aws/proxy.py).
     pub fn ecs(&self, op: &str, body: Value) -> Value {
-        let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
-        let (status, out) = http(
-            self.port,
-            "POST",
-            "/",
-            &[("X-Amz-Target", &target), ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", &auth("ecs"))],
-            body.to_string().as_bytes(),
-        );
-        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "ECS {op}: {v}");
-        v
+        self.json11(true, &format!("AmazonEC2ContainerServiceV20141113.{op}"), "ecs", body)
     }
 
     /// Sets what moto cannot produce: a service's counts and rollout, or a stopped task
@@ -292,17 +287,7 @@ impl Aws {
 
     /// A CloudWatch Logs call straight to moto.
     pub fn logs(&self, op: &str, body: Value) -> Value {
-        let target = format!("Logs_20140328.{op}");
-        let (status, out) = http(
-            self.moto,
-            "POST",
-            "/",
-            &[("X-Amz-Target", &target), ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", &auth("logs"))],
-            body.to_string().as_bytes(),
-        );
-        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "Logs {op}: {v}");
-        v
+        self.json11(false, &format!("Logs_20140328.{op}"), "logs", body)
     }
 
     /// A PostgreSQL DB instance (20 GiB, backups kept 7 days unless `retention` says), with

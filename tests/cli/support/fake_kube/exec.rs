@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::store::{ApiError, Cluster, type_of};
 
-fn bad(e: ApiError) -> Response<Full<Bytes>> {
+/// An API error as the API server answers an upgrade it refuses.
+pub(super) fn bad(e: ApiError) -> Response<Full<Bytes>> {
     Response::builder()
         .status(e.code)
         .header("content-type", "application/json")
@@ -82,7 +83,8 @@ pub fn upgrade(cluster: &Arc<Mutex<Cluster>>, mut req: Request<Incoming>, path: 
         .expect("response")
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+/// A binary frame on `channel` (its first byte).
+pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);

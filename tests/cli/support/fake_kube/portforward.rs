@@ -23,15 +23,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use super::exec::{bad, frame};
 use super::store::{ApiError, Cluster, type_of};
-
-fn bad(e: ApiError) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(e.code)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(e.status().to_string())))
-        .expect("response")
-}
 
 pub fn upgrade(cluster: &Arc<Mutex<Cluster>>, mut req: Request<Incoming>, path: &str, q: &[(String, String)]) -> Response<Full<Bytes>> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -97,13 +90,6 @@ pub fn upgrade(cluster: &Arc<Mutex<Cluster>>, mut req: Request<Incoming>, path: 
         .header("sec-websocket-protocol", "v4.channel.k8s.io")
         .body(Full::new(Bytes::new()))
         .expect("response")
-}
-
-fn frame(channel: u8, data: &[u8]) -> Message {
-    let mut v = Vec::with_capacity(data.len() + 1);
-    v.push(channel);
-    v.extend_from_slice(data);
-    Message::binary(v)
 }
 
 async fn run(ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, pod: String, uid: String, ports: Vec<u16>, addrs: Vec<SocketAddr>, refused: bool) {
