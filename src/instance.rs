@@ -19,6 +19,14 @@ use crate::steps::postgres::settings::PostgresSettings;
 use crate::steps::prometheus::settings::PrometheusSettings;
 use crate::steps::redis::settings::RedisSettings;
 
+/// The names a runbook's `requires:` and a step's `needs:` use, as [`Instance::backends`]
+/// reports them: a section of the instance (`dynamodb`, `elb`, `rds` and `cloudwatch_logs`
+/// count when they list something; `s3` is a backup store in S3; `host` is always there).
+pub const BACKEND_NAMES: &[&str] = &[
+    "host", "http", "postgres", "backups", "compose", "kubernetes", "prometheus", "alertmanager", "redis", "aws", "dynamodb", "ecs",
+    "elb", "rds", "cloudwatch_logs", "s3",
+];
+
 /// One deployed copy of a platform: a tenant, an environment.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -92,7 +100,13 @@ impl Instance {
         v
     }
 
-    /// The backends this instance declares, for `list instances`.
+    /// Whether the instance has the backend `name` (one of [`BACKEND_NAMES`]).
+    pub fn has(&self, name: &str) -> bool {
+        self.backends().contains(&name)
+    }
+
+    /// The backends this instance declares, for `list instances`, a step's `needs:` and a
+    /// runbook's `requires:`.
     pub fn backends(&self) -> Vec<&'static str> {
         let mut out = vec!["host"];
         if self.http.is_some() {

@@ -26,9 +26,18 @@ pub fn runbook() -> Value {
         }
     }
     defs.insert("Template".into(), json!({ "type": "string", "pattern": "\\{\\{|\\{%", "description": "A minijinja template" }));
+    let backend = json!({ "type": "string", "enum": crate::instance::BACKEND_NAMES });
+    let backends = json!({ "anyOf": [backend, { "type": "array", "items": backend }] });
+    let requirement = json!({
+        "type": "object",
+        "properties": { "all": backends, "any": backends, "when": { "type": ["string", "boolean"] } },
+        "additionalProperties": false,
+        "description": "The instance has all of `all` and one of `any` (only when `when` holds)",
+    });
     let controls = json!({
         "id": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "Unique; later steps read outputs as steps.<id>.<output>" },
         "name": { "type": "string", "description": "Display name; may be templated" },
+        "needs": { "anyOf": [backend, { "type": "array", "items": backend }], "description": "Backends the instance must have; without them the step is not run and not listed" },
         "when": { "type": ["string", "boolean"], "description": "Run only when this condition holds" },
         "retry": retry,
         "timeout": duration,
@@ -75,6 +84,7 @@ pub fn runbook() -> Value {
             "name": { "type": "string" },
             "summary": { "type": "string" },
             "description": { "type": "string" },
+            "requires": { "anyOf": [requirement, { "type": "array", "items": requirement }], "description": "What an instance must have for this runbook to apply (else refused, exit 2)" },
             "params": { "type": "object", "additionalProperties": param },
             "steps": { "type": "array", "minItems": 1, "items": { "anyOf": [{ "$ref": "#/$defs/Step" }, { "$ref": "#/$defs/Parallel" }] } },
         },

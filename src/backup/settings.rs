@@ -18,6 +18,10 @@ pub struct BackupSettings {
     /// Retention: keep backups younger than this many days.
     #[serde(default)]
     pub keep_days: Option<u32>,
+    /// How old the newest backup may be before `check` and `gate` fail (`backup.fresh`).
+    /// Default 26h: a nightly backup with two hours to spare.
+    #[serde(default)]
+    pub max_age: Option<crate::duration::Duration>,
     /// An S3 bucket; when set, backups go there (`s3://<bucket>/<prefix><instance>/<id>/`),
     /// and `dir`, if also set, is where restores stage their downloads.
     #[serde(default)]

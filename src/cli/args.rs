@@ -144,27 +144,33 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         from: String,
     },
-    /// Scale a Kubernetes deployment or statefulset (the `scale` runbook) and wait until ready
+    /// Scale a Kubernetes workload, a Compose service or an ECS service (the `scale` runbook) and wait until ready
     Scale {
         /// The instance
         #[arg(long, short = 'i', value_name = "NAME")]
         instance: String,
-        /// `deployment/NAME` (or `NAME`), `statefulset/NAME`
+        /// `deployment/NAME` (or `NAME`), `statefulset/NAME`; a Compose or ECS service
         target: String,
         /// The replicas wanted
         #[arg(long, value_name = "N")]
         replicas: u32,
+        /// The platform, when the instance has several [default: Kubernetes, else Compose, else ECS]
+        #[arg(long, value_enum)]
+        on: Option<Platform>,
     },
-    /// Roll a Kubernetes deployment back (the `rollback` runbook) and wait until healthy
+    /// Roll a Kubernetes deployment, an ECS service or a Compose service back (the `rollback` runbook) and wait until healthy
     Rollback {
         /// The instance
         #[arg(long, short = 'i', value_name = "NAME")]
         instance: String,
-        /// `deployment/NAME` (or `NAME`)
+        /// `deployment/NAME` (or `NAME`); a Compose or ECS service
         target: String,
-        /// The revision to go back to (`opsctl run rollback` shows them); default the previous
+        /// The revision to go back to (Kubernetes, ECS); default the previous
         #[arg(long, value_name = "N")]
         to_revision: Option<u32>,
+        /// The platform, when the instance has several [default: Kubernetes, else Compose, else ECS]
+        #[arg(long, value_enum)]
+        on: Option<Platform>,
     },
     /// Check runbooks without running them (every known runbook when no path is given)
     Validate {
@@ -211,16 +217,20 @@ pub struct BackupArgs {
     #[arg(long, short = 'i', value_name = "NAME")]
     pub instance: Option<String>,
     /// What to back up
-    #[arg(long, value_enum, default_value_t = BackupWhat::Postgres)]
+    #[arg(long, value_enum, default_value_t = BackupWhat::All)]
     pub what: BackupWhat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackupWhat {
+    /// Every database the instance has: PostgreSQL, DynamoDB tables, Redis
+    All,
     /// The instance's PostgreSQL database (pg_dump)
     Postgres,
     /// Every table in the instance's `dynamodb.tables` (parallel-scan exports)
     Dynamodb,
+    /// The instance's Redis (an RDB snapshot)
+    Redis,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +253,24 @@ pub enum BackupAction {
         #[arg(long, short = 'i', value_name = "NAME")]
         instance: String,
     },
+}
+
+/// Where a workload runs, for commands that work on several platforms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Platform {
+    Kubernetes,
+    Compose,
+    Ecs,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Kubernetes => "kubernetes",
+            Platform::Compose => "compose",
+            Platform::Ecs => "ecs",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

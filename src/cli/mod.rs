@@ -106,8 +106,10 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                         .into());
                 };
                 let what = match b.what {
+                    args::BackupWhat::All => "all",
                     args::BackupWhat::Postgres => "postgres",
                     args::BackupWhat::Dynamodb => "dynamodb",
+                    args::BackupWhat::Redis => "redis",
                 };
                 run_named(g, ui, "backup", &instance, &[("what", what.to_string())], g.dry_run)
             }
@@ -126,13 +128,20 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             listing::check_backup_exists(g, &instance, &from)?;
             run_named(g, ui, "restore", &instance, &[("backup", from)], g.dry_run)
         }
-        Command::Scale { instance, target, replicas } => {
-            run_named(g, ui, "scale", &instance, &[("target", target), ("replicas", replicas.to_string())], g.dry_run)
+        Command::Scale { instance, target, replicas, on } => {
+            let mut params = vec![("target", target), ("replicas", replicas.to_string())];
+            if let Some(on) = on {
+                params.push(("on", on.as_str().to_string()));
+            }
+            run_named(g, ui, "scale", &instance, &params, g.dry_run)
         }
-        Command::Rollback { instance, target, to_revision } => {
+        Command::Rollback { instance, target, to_revision, on } => {
             let mut params = vec![("target", target)];
             if let Some(n) = to_revision {
                 params.push(("to_revision", n.to_string()));
+            }
+            if let Some(on) = on {
+                params.push(("on", on.as_str().to_string()));
             }
             run_named(g, ui, "rollback", &instance, &params, g.dry_run)
         }

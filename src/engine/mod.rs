@@ -128,7 +128,8 @@ struct Base {
     params: JValue,
     vars: JValue,
     instance: JValue,
-    run: JValue,
+    /// `run`, without `failed` and `failed_steps` (added as the run goes).
+    run: serde_json::Value,
 }
 
 #[derive(Default)]
@@ -137,6 +138,10 @@ struct State {
     refused: bool,
     /// Steps already run (or being run), so `on_failure: { run: [...] }` does not repeat them.
     started: HashSet<String>,
+    /// Backends steps `need` that the instance does not have (their steps are not listed).
+    not_configured: std::collections::BTreeSet<String>,
+    /// Steps that have failed so far (`run.failed`, `run.failed_steps`).
+    failed_steps: Vec<String>,
 }
 
 /// A step's reports and whether it failed (after `on_failure: warn`).
@@ -163,7 +168,7 @@ impl<'a> Engine<'a> {
             params: JValue::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.template_value()))),
             vars: JValue::from(minijinja::value::Serde(&instance.vars)),
             instance: JValue::from(minijinja::value::Serde(instance.template_value())),
-            run: JValue::from(minijinja::value::Serde(serde_json::json!({
+            run: serde_json::json!({
                 "id": meta.run_id,
                 "runbook": runbook.name,
                 "instance": instance.name,
@@ -171,7 +176,7 @@ impl<'a> Engine<'a> {
                 "started_at": jiff::Timestamp::now().to_string(),
                 "user": meta.user,
                 "host": meta.host,
-            }))),
+            }),
         };
         let parallel = options.parallel.max(1);
         let run_info = Arc::new(RunInfo {
@@ -249,6 +254,7 @@ impl<'a> Engine<'a> {
         } else {
             RunStatus::Passed
         };
+        let not_configured = state.not_configured.iter().cloned().collect();
         drop(state);
         let report = RunReport {
             schema: SCHEMA.into(),
@@ -268,6 +274,7 @@ impl<'a> Engine<'a> {
             params: self.params.iter().map(|(k, v)| (k.clone(), v.redacted())).collect(),
             summary: RunReport::summarize(&reports),
             steps: reports,
+            not_configured,
         };
         self.sink.event(&Event::RunFinished(&report));
         report
@@ -297,7 +304,13 @@ impl<'a> Engine<'a> {
             ("vars", self.base.vars.clone()),
             ("instance", self.base.instance.clone()),
             ("steps", self.steps_value.clone()),
-            ("run", self.base.run.clone()),
+            ("run", {
+                let failed = self.state().failed_steps.clone();
+                let mut run = self.base.run.clone();
+                run["failed"] = (!failed.is_empty()).into();
+                run["failed_steps"] = failed.into();
+                JValue::from(minijinja::value::Serde(run))
+            }),
         ];
         if let Some((i, v)) = item {
             pairs.push(("item", v.clone()));
@@ -307,7 +320,14 @@ impl<'a> Engine<'a> {
     }
 
     fn skipped(&self, step: &Step, id: String, name: String, message: impl Into<String>) -> StepReport {
-        let report = StepReport {
+        let report = self.skipped_quietly(step, id, name, message);
+        self.sink.event(&Event::StepFinished(&report));
+        report
+    }
+
+    /// A skipped step's report, not announced to the sink.
+    fn skipped_quietly(&self, step: &Step, id: String, name: String, message: impl Into<String>) -> StepReport {
+        StepReport {
             id,
             name,
             kind: step.kind.name.into(),
@@ -321,9 +341,7 @@ impl<'a> Engine<'a> {
             started_at: None,
             duration_ms: 0.0,
             outputs: serde_json::Map::new(),
-        };
-        self.sink.event(&Event::StepFinished(&report));
-        report
+        }
     }
 
     /// One entry of the plan: a step, or all items of a `for_each` step.
@@ -332,6 +350,16 @@ impl<'a> Engine<'a> {
         {
             let mut state = self.state();
             if !state.started.insert(step.id.clone()) {
+                return EntryResult { reports: Vec::new(), failed: false };
+            }
+            let missing: Vec<&String> = step.controls.needs.iter().filter(|n| !self.instance.has(n)).collect();
+            if !missing.is_empty() {
+                state.not_configured.extend(missing.iter().map(|n| n.to_string()));
+                drop(state);
+                // Readable as `steps.ID` (skipped), but not a row of the report.
+                let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+                let report = self.skipped_quietly(step, step.id.clone(), label, format!("not configured: {}", names.join(", ")));
+                self.steps.insert(&step.id, &report);
                 return EntryResult { reports: Vec::new(), failed: false };
             }
             let reason = if self.cancel.is_cancelled() && !step.controls.always {
@@ -382,6 +410,9 @@ impl<'a> Engine<'a> {
         let reports = join_all(items.iter().enumerate().map(|(i, item)| self.execute(step, Some((i, item))))).await;
         self.steps.insert_items(&step.id, &reports);
         let failed = reports.iter().any(|r| r.status == Status::Failed);
+        if failed {
+            self.state().failed_steps.push(step.id.clone());
+        }
         EntryResult { reports, failed }
     }
 
@@ -389,6 +420,9 @@ impl<'a> Engine<'a> {
     fn single(&self, step: &Step, report: StepReport) -> EntryResult {
         self.steps.insert(&step.id, &report);
         let failed = report.status == Status::Failed;
+        if failed {
+            self.state().failed_steps.push(step.id.clone());
+        }
         EntryResult { reports: vec![report], failed }
     }
 

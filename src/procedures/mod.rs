@@ -36,7 +36,51 @@ pub fn prepare(runbook: &Runbook, instance: Arc<Instance>, given: &[(String, Str
     }
     fetch_param_defaults(runbook, &instance)?;
     let params = runbook::check::bind_params(runbook, given).map_err(Error::Invalid)?;
+    check_requirements(runbook, &instance, &params)?;
     Ok(Prepared { instance, params })
+}
+
+/// Refuses a runbook whose `requires:` the instance does not meet, naming what it lacks and
+/// what it has — before anything runs.
+pub fn check_requirements(runbook: &Runbook, instance: &Instance, params: &IndexMap<String, ParamValue>) -> Result<(), Error> {
+    use minijinja::value::Value as JValue;
+    if runbook.requires.is_empty() {
+        return Ok(());
+    }
+    let ctx = JValue::from_pairs(vec![
+        ("params", JValue::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.template_value())))),
+        ("vars", JValue::from(minijinja::value::Serde(&instance.vars))),
+        ("instance", JValue::from(minijinja::value::Serde(instance.template_value()))),
+    ]);
+    let has = instance.backends();
+    let mut lacks = Vec::new();
+    for r in &runbook.requires {
+        if let Some(when) = &r.when {
+            let text = when.as_str().unwrap_or_default();
+            match crate::template::condition(text, &ctx) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => {
+                    let d = crate::diagnostic::Diagnostic::new(format!("cannot decide `requires` when `{text}`: {e}")).at(&runbook.file, when.span);
+                    return Err(Error::Invalid(vec![d]));
+                }
+            }
+        }
+        if let Some(what) = r.unmet(&has) {
+            lacks.push(what);
+        }
+    }
+    if lacks.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "`{}` does not apply to instance {}: it needs {}; {} has {}",
+        runbook.name,
+        instance.name,
+        lacks.join(", and "),
+        instance.name,
+        has.join(", ")
+    )))
 }
 
 /// Refuses, before anything runs, a run whose steps need a confirmation nobody can give:

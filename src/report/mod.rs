@@ -144,6 +144,10 @@ pub struct RunReport {
     pub params: serde_json::Map<String, serde_json::Value>,
     pub summary: Summary,
     pub steps: Vec<StepReport>,
+    /// Backends the runbook's steps `need` that the instance does not have; those steps
+    /// did not run and are not in `steps`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_configured: Vec<String>,
 }
 
 pub const SCHEMA: &str = "opsctl.run/v1";

@@ -67,6 +67,9 @@ pub fn render(report: &RunReport, opts: TableOptions) -> String {
         out.push_str(&table.trim_fmt());
         out.push('\n');
     }
+    if !opts.quiet && !report.not_configured.is_empty() {
+        out.push_str(&format!("not configured on {}: {} (their steps did not run)\n", report.instance, report.not_configured.join(", ")));
+    }
     if !(opts.quiet && report.status == RunStatus::Passed) {
         out.push_str(&summary(report, opts.color));
         out.push('\n');

@@ -20,7 +20,7 @@ use crate::yaml::Node;
 use super::ParamValue;
 
 /// Fields of `run` in templates.
-pub const RUN_FIELDS: &[&str] = &["id", "runbook", "instance", "dry_run", "started_at", "user", "host"];
+pub const RUN_FIELDS: &[&str] = &["id", "runbook", "instance", "dry_run", "started_at", "user", "host", "failed", "failed_steps"];
 
 /// Names minijinja provides that templates may call.
 const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "lipsum", "cycler", "joiner", "loop"];

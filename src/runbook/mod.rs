@@ -40,8 +40,8 @@ use crate::yaml::{self, Node};
 pub use param::{Param, ParamDecl, ParamType, ParamValue};
 
 /// Keys of a step that are controls, not its action.
-pub const CONTROLS: &[&str] = &["id", "name", "when", "retry", "timeout", "on_failure", "confirm", "always", "for_each"];
-const TOP_LEVEL: &[&str] = &["name", "summary", "description", "params", "steps"];
+pub const CONTROLS: &[&str] = &["id", "name", "needs", "when", "retry", "timeout", "on_failure", "confirm", "always", "for_each"];
+const TOP_LEVEL: &[&str] = &["name", "summary", "description", "requires", "params", "steps"];
 
 /// A loaded, checked runbook.
 #[derive(Debug)]
@@ -49,11 +49,56 @@ pub struct Runbook {
     pub name: String,
     pub summary: Option<String>,
     pub description: Option<String>,
+    /// What an instance must have for the runbook to apply to it (checked before anything
+    /// runs; an instance without it is refused, exit 2).
+    pub requires: Vec<Requirement>,
     pub params: Vec<Param>,
     pub blocks: Vec<Block>,
     pub file: Arc<SourceFile>,
     /// Where `params:` is (or the top of the file).
     pub params_span: Span,
+}
+
+/// One entry of `requires:`: `{ all: [backups], any: [postgres, dynamodb, redis], when: … }`.
+/// Names are backends as `opsctl list instances` shows them ([`crate::instance::BACKEND_NAMES`]).
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    /// The instance has every one of these.
+    pub all: Vec<String>,
+    /// The instance has at least one of these.
+    pub any: Vec<String>,
+    /// Only when this condition (on `params`, `vars` and `instance`) holds.
+    pub when: Option<Node>,
+    pub span: Span,
+}
+
+impl Requirement {
+    /// What the instance lacks, in words, or `None` when it has what is required.
+    pub fn unmet(&self, has: &[&str]) -> Option<String> {
+        let missing: Vec<&str> = self.all.iter().map(String::as_str).filter(|n| !has.contains(n)).collect();
+        let any_missing = !self.any.is_empty() && !self.any.iter().any(|n| has.contains(&n.as_str()));
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(missing.iter().map(|n| describe_backend(n)).collect::<Vec<_>>().join(" and "));
+        }
+        if any_missing {
+            parts.push(format!("one of {}", self.any.iter().map(|n| describe_backend(n)).collect::<Vec<_>>().join(", ")));
+        }
+        if parts.is_empty() { None } else { Some(parts.join(" and ")) }
+    }
+}
+
+/// `postgres` → "postgres (`postgres:`)", so the refusal says what to add.
+fn describe_backend(name: &str) -> String {
+    match name {
+        "backups" => "backups (a backup store, `backups:`)".into(),
+        "s3" => "s3 (`backups.s3:`)".into(),
+        "dynamodb" => "dynamodb (`dynamodb.tables:`)".into(),
+        "elb" => "elb (`elb.target_groups:`)".into(),
+        "rds" => "rds (`rds.instances:`)".into(),
+        "cloudwatch_logs" => "cloudwatch_logs (`cloudwatch_logs.groups:`)".into(),
+        other => format!("{other} (`{other}:`)"),
+    }
 }
 
 /// A top-level entry of `steps:`.
@@ -94,6 +139,9 @@ pub struct Step {
 /// The common controls of a step.
 #[derive(Debug, Default)]
 pub struct Controls {
+    /// Backends the instance must have (`needs: redis`); on an instance without them the
+    /// step is not run and not listed — the report names them once as not configured.
+    pub needs: Vec<String>,
     /// A condition; the step is skipped when it is false.
     pub when: Option<Node>,
     pub retry: Option<Retry>,
@@ -279,6 +327,7 @@ impl Loader<'_> {
         };
         let summary = fields.take("summary").and_then(|n| self.string(n, "summary"));
         let description = fields.take("description").and_then(|n| self.string(n, "description"));
+        let requires = fields.take("requires").map(|n| self.requires(n)).unwrap_or_default();
         let params_node = fields.take("params");
         let params = params_node.map(|n| self.params(n)).unwrap_or_default();
         let params_span = params_node.map_or(root.span, |n| n.span);
@@ -310,9 +359,76 @@ impl Loader<'_> {
                 None => self.error(self.at(format!("`steps` must be a list of steps, not {}", node.describe()), node.span)),
             },
         }
-        let runbook = Runbook { name, summary, description, params, blocks, file: self.file.clone(), params_span };
+        let runbook = Runbook { name, summary, description, requires, params, blocks, file: self.file.clone(), params_span };
         self.check_ids(&runbook);
         if self.errors.is_empty() { Ok(runbook) } else { Err(self.errors) }
+    }
+
+    /// `requires:` — one `{ all, any, when }` mapping or a list of them.
+    fn requires(&mut self, node: &Node) -> Vec<Requirement> {
+        let items: Vec<&Node> = match (&node.value, node.as_seq()) {
+            (_, Some(items)) => items.iter().collect(),
+            (crate::yaml::Value::Map(_), _) => vec![node],
+            _ => {
+                self.error(self.at(format!("`requires` takes `{{ all: [...], any: [...], when: ... }}` or a list of them, not {}", node.describe()), node.span));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(entries) = item.as_map() else {
+                self.error(self.at(format!("an entry of `requires` is a mapping with `all:` and/or `any:`, not {}", item.describe()), item.span)
+                    .help("e.g. `requires: { any: [kubernetes, compose, ecs] }`"));
+                continue;
+            };
+            let mut fields = Fields::new(entries);
+            let (all_node, any_node) = (fields.take("all"), fields.take("any"));
+            let all = all_node.map(|n| self.backend_names(n, "all")).unwrap_or_default();
+            let any = any_node.map(|n| self.backend_names(n, "any")).unwrap_or_default();
+            let when = fields.take("when").and_then(|n| self.condition_node(n, "when"));
+            for (k, _) in fields.rest() {
+                self.error(self.at(format!("unknown field `{}` in `requires`", k.as_str().unwrap_or_default()), k.span).label("expected `all`, `any` or `when`"));
+            }
+            if all_node.is_none() && any_node.is_none() {
+                self.error(self.at("this requirement names no backend", item.span).help("add `all: [...]` or `any: [...]`"));
+                continue;
+            }
+            if all.is_empty() && any.is_empty() {
+                continue; // its names were reported
+            }
+            out.push(Requirement { all, any, when, span: item.span });
+        }
+        out
+    }
+
+    /// A backend name or a list of them, each one of [`crate::instance::BACKEND_NAMES`].
+    fn backend_names(&mut self, node: &Node, what: &str) -> Vec<String> {
+        let items: Vec<&Node> = match (node.as_str(), node.as_seq()) {
+            (Some(_), _) => vec![node],
+            (_, Some(items)) => items.iter().collect(),
+            _ => {
+                self.error(self.at(format!("`{what}` takes a backend name or a list of them, not {}", node.describe()), node.span));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for n in items {
+            let Some(name) = n.as_str() else {
+                self.error(self.at(format!("a backend name is text, not {}", n.describe()), n.span));
+                continue;
+            };
+            if crate::instance::BACKEND_NAMES.contains(&name) {
+                out.push(name.to_string());
+            } else {
+                let mut d = self.at(format!("unknown backend `{name}`"), n.span);
+                d = match did_you_mean(name, crate::instance::BACKEND_NAMES.iter().copied()) {
+                    Some(s) => d.label(format!("did you mean `{s}`?")),
+                    None => d.label(format!("expected one of {}", crate::yaml::de::quoted_list(crate::instance::BACKEND_NAMES))),
+                };
+                self.error(d);
+            }
+        }
+        out
     }
 
     fn params(&mut self, node: &Node) -> Vec<Param> {
@@ -459,6 +575,9 @@ impl Loader<'_> {
         };
         let name = fields.take("name").filter(|n| self.string(n, "name").is_some()).cloned();
         let mut controls = Controls::default();
+        if let Some(n) = fields.take("needs") {
+            controls.needs = self.backend_names(n, "needs");
+        }
         if let Some(n) = fields.take("when") {
             controls.when = self.condition_node(n, "when");
         }

@@ -377,7 +377,7 @@ fn scale_rollback_and_check_commands() {
     let o = |args: &[&str]| k.scratch.opsctl().args(args).args(["--output", "json"]).run();
     let plan = o(&["scale", "-i", "team-a", "api", "--replicas", "3", "--dry-run"]);
     plan.code(0);
-    assert_eq!(plan.step("scale")["message"], "would scale deployment/api 1 → 3 (accepted by the API server's dry run)");
+    assert_eq!(plan.step("kubernetes")["message"], "would scale deployment/api 1 → 3 (accepted by the API server's dry run)");
     o(&["scale", "-i", "team-a", "api", "--replicas", "3"]).code(0);
     assert_eq!(k.get("deployments", "api")["status"]["readyReplicas"], 3);
     k.run("  - { id: s, k8s.set_image: { target: api, container: api, image: registry/api:broken } }\n", &[]).code(0);

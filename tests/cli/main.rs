@@ -20,6 +20,7 @@ mod http;
 mod outputs;
 mod port_forward;
 mod postgres;
+mod procedures;
 mod prometheus;
 mod rds;
 mod redis;

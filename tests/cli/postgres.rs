@@ -568,7 +568,17 @@ fn pg_dump_missing_names_the_package() {
 fn an_instance_without_a_backup_store_says_how_to_add_one() {
     let Some((s, pg)) = setup("t_nostore") else { return };
     s.write("opsctl.yaml", "instances:\n  pg:\n    postgres: { url: { env: PG_URL } }\n");
+    // The procedure is refused before anything runs, saying what the instance lacks.
     let r = cmd(&s, pg, "t_nostore", &["backup", "-i", "pg", "-o", "json"]);
+    r.code(2);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: refused: `backup` does not apply to instance pg: it needs backups (a backup store, `backups:`); pg has host, postgres"
+    );
+    // A step that asks anyway is told how to add one.
+    let rb = s.write("rb.yaml", "name: b\nsteps:\n  - { id: postgres, postgres.backup: {} }\n");
+    let r = cmd(&s, pg, "t_nostore", &["run", rb.to_str().unwrap(), "-i", "pg", "-o", "json"]);
     r.code(1);
     assert_eq!(r.step("postgres")["message"], "instance pg has no backup store; set `backups: { dir: /var/backups/opsctl }` in the inventory");
 }
@@ -638,4 +648,78 @@ fn query_can_reach_another_server_with_the_same_credentials() {
     r.code(1);
     assert_eq!(r.step("q")["status"], "passed", "{}", r.stdout);
     assert!(r.step("direct")["message"].as_str().unwrap().contains("connection refused"), "{}", r.stdout);
+}
+
+#[test]
+fn check_fails_on_a_missing_stale_or_corrupt_newest_backup() {
+    let Some((s, pg)) = setup("t_fresh") else {
+        return;
+    };
+    pg.psql(
+        "t_fresh",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+    );
+    let check = || cmd(&s, pg, "t_fresh", &["check", "-i", "pg", "-o", "json"]);
+    // No backup yet: the check says so instead of passing on nothing.
+    let r = check();
+    r.code(1);
+    assert_eq!(
+        r.step("backup")["message"],
+        format!(
+            "no postgres backup in dir {}",
+            s.path().join("backups/pg").display()
+        )
+    );
+    assert_eq!(r.step("backup")["value"], "none");
+
+    let b = cmd(&s, pg, "t_fresh", &["backup", "-i", "pg", "-o", "json"]);
+    b.code(0);
+    let id = b.step("postgres")["outputs"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = check();
+    assert_eq!(r.step("backup")["status"], "passed", "{}", r.stdout);
+    assert_eq!(r.step("backup")["outputs"]["id"], id.as_str());
+    assert_eq!(r.step("backup")["threshold"], "fail > 1d2h");
+
+    // Older than backups.max_age: failed, with its age.
+    inventory(&s, "");
+    let text = std::fs::read_to_string(s.path().join("opsctl.yaml"))
+        .unwrap()
+        .replace("keep_last: 2", "keep_last: 2, max_age: 1s");
+    s.write("opsctl.yaml", &text);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = check();
+    r.code(1);
+    let msg = r.step("backup")["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.starts_with(&format!("the newest postgres backup {id} is "))
+            && msg.contains("s old (max_age 1s)"),
+        "{msg}"
+    );
+
+    // verify: true re-reads the checksums: a flipped byte fails it.
+    inventory(&s, "");
+    let dump = s.path().join(format!("backups/pg/{id}/postgres.dump"));
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let rb = s.write("rb.yaml", "name: t\nsteps:\n  - { id: f, backup.fresh: { verify: true } }\n  - { id: g, backup.fresh: {} }\n");
+    let r = cmd(
+        &s,
+        pg,
+        "t_fresh",
+        &["run", rb.to_str().unwrap(), "-i", "pg", "-o", "json"],
+    );
+    r.code(1);
+    let msg = r.step("f")["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "the newest postgres backup {id} does not match its checksums:"
+        )),
+        "{msg}"
+    );
+    assert_eq!(r.step("g")["status"], "skipped");
 }

@@ -4,11 +4,14 @@
 #   opsctl-test-busybox:1   Debian's busybox-static (sh, httpd, wget, sleep, …)
 #   opsctl-test-pgclient:1  the same plus this machine's pg_dump, pg_restore and psql and
 #                           the shared libraries they load (for the PostgreSQL exec transport)
+#   opsctl-test-busybox:2   the same as :1 under another tag: "a good new release" for deploys
+#   opsctl-test-busybox:broken  :1 without /var/www/index.html, so its web server answers
+#                           404 and a healthcheck fetching / fails: "a bad release"
 # Idempotent: an image that exists is kept. Needs /bin/busybox from busybox-static.
 set -euo pipefail
 version=1
 have() { docker image inspect "$1" >/dev/null 2>&1; }
-if have "opsctl-test-busybox:$version" && have "opsctl-test-pgclient:$version"; then exit 0; fi
+if have "opsctl-test-busybox:$version" && have "opsctl-test-pgclient:$version" && have opsctl-test-busybox:2 && have opsctl-test-busybox:broken; then exit 0; fi
 if ! file -L /bin/busybox 2>/dev/null | grep -q "statically linked"; then
   echo "tests/images/build.sh: /bin/busybox must be Debian's busybox-static (apt-get install busybox-static)" >&2
   exit 1
@@ -29,6 +32,14 @@ echo '<h1>opsctl test</h1>' > "$rootfs/var/www/index.html"
 if ! have "opsctl-test-busybox:$version"; then
   tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - "opsctl-test-busybox:$version" >/dev/null
   echo "built opsctl-test-busybox:$version"
+fi
+
+have opsctl-test-busybox:2 || docker tag "opsctl-test-busybox:$version" opsctl-test-busybox:2
+if ! have opsctl-test-busybox:broken; then
+  rm "$rootfs/var/www/index.html"
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - opsctl-test-busybox:broken >/dev/null
+  echo '<h1>opsctl test</h1>' > "$rootfs/var/www/index.html"
+  echo "built opsctl-test-busybox:broken"
 fi
 
 if ! have "opsctl-test-pgclient:$version"; then

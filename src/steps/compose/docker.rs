@@ -189,6 +189,8 @@ pub struct Container {
     pub exit_code: i64,
     pub restart_count: i64,
     pub started_at: String,
+    /// The image as the container was created with it (`Config.Image`).
+    pub image: String,
 }
 
 impl Container {
@@ -204,6 +206,7 @@ impl Container {
             exit_code: v["State"]["ExitCode"].as_i64().unwrap_or(0),
             restart_count: v["RestartCount"].as_i64().unwrap_or(0),
             started_at: v["State"]["StartedAt"].as_str().unwrap_or_default().to_string(),
+            image: v["Config"]["Image"].as_str().unwrap_or_default().to_string(),
         }
     }
 

@@ -77,7 +77,7 @@ fn keys_in(text: &str) -> Vec<String> {
 }
 
 /// Writes `text` to `path` whole: a temporary file with `mode`, fsynced, renamed.
-fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), StepError> {
+pub fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), StepError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("opsctl-tmp-{}", std::process::id()));

@@ -9,6 +9,7 @@
 //! compose: { files: [docker-compose.prod.yml], project: loyalty, env_file: .env.prod }
 //! ```
 
+pub mod deploy;
 pub mod disk;
 pub mod docker;
 pub mod env_rotate;

@@ -54,6 +54,22 @@ pub fn container<'a>(tpl: &'a PodTemplateSpec, t: &Target, name: &str) -> Result
     })
 }
 
+/// The container named, or the pod template's only container when no name is given.
+pub fn container_or_only<'a>(tpl: &'a PodTemplateSpec, t: &Target, name: Option<&str>) -> Result<&'a k8s_openapi::api::core::v1::Container, StepError> {
+    if let Some(name) = name {
+        return container(tpl, t, name);
+    }
+    let containers = tpl.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    match containers {
+        [only] => Ok(only),
+        _ => Err(StepError::invalid(format!(
+            "{t} has {} containers ({}); name the one to change with `container:`",
+            containers.len(),
+            containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 pub async fn patch_template(kube: &Kube, t: &Target, patch: &serde_json::Value, dry_run: bool) -> Result<(), StepError> {
     patch_workload(kube, t, &Patch::Strategic(patch), dry_run).await
 }

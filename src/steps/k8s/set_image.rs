@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::health::WorkloadState;
-use super::rollout::{CHANGE_CAUSE, after_change, change_cause, container, default_wait, patch_template, template};
+use super::rollout::{CHANGE_CAUSE, after_change, change_cause, container_or_only, default_wait, patch_template, template};
 use super::{Target, client};
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
@@ -18,8 +18,9 @@ use crate::vocab::{Effect, Outcome, Output, StepError};
 pub struct SetImage {
     /// `deployment/NAME` (or `NAME`), `statefulset/NAME`.
     pub target: String,
-    /// The container whose image changes.
-    pub container: String,
+    /// The container whose image changes. Default: the pod template's only container.
+    #[serde(default)]
+    pub container: Option<String>,
     pub image: String,
     /// Wait until the rollout completes (else follow it with `k8s.rollout_status`).
     /// Default false.
@@ -51,19 +52,20 @@ impl StepKind for SetImage {
         let kube = client(ctx).await?;
         let t = Target::parse(&self.target).map_err(StepError::invalid)?;
         let tpl = template(&kube, &t).await?;
-        let previous = container(&tpl, &t, &self.container)?.image.clone().unwrap_or_default();
+        let c = container_or_only(&tpl, &t, self.container.as_deref())?;
+        let (name, previous) = (c.name.clone(), c.image.clone().unwrap_or_default());
         if previous == self.image {
             let w = WorkloadState::fetch(&kube, &t).await?;
-            return Ok(Outcome::passed(format!("{t} container {} already runs {}", self.container, self.image))
+            return Ok(Outcome::passed(format!("{t} container {name} already runs {}", self.image))
                 .output("previous_image", previous)
                 .output("revision", w.revision.unwrap_or_default()));
         }
-        let cause = change_cause(ctx, &format!("set image {}={}", self.container, self.image));
+        let cause = change_cause(ctx, &format!("set image {name}={}", self.image));
         let patch = json!({"metadata": {"annotations": {CHANGE_CAUSE: cause}},
-                           "spec": {"template": {"spec": {"containers": [{"name": self.container, "image": self.image}]}}}});
+                           "spec": {"template": {"spec": {"containers": [{"name": name, "image": self.image}]}}}});
         patch_template(&kube, &t, &patch, false).await?;
         let w = after_change(&kube, &t, self.wait, self.wait_timeout).await?;
-        Ok(Outcome::passed(format!("{t} container {}: {previous} → {}; {}", self.container, self.image, w.describe()))
+        Ok(Outcome::passed(format!("{t} container {name}: {previous} → {}; {}", self.image, w.describe()))
             .value(self.image.clone())
             .output("previous_image", previous)
             .output("revision", w.revision.unwrap_or_default()))
@@ -73,12 +75,13 @@ impl StepKind for SetImage {
         let kube = client(ctx).await?;
         let t = Target::parse(&self.target).map_err(StepError::invalid)?;
         let tpl = template(&kube, &t).await?;
-        let previous = container(&tpl, &t, &self.container)?.image.clone().unwrap_or_default();
+        let c = container_or_only(&tpl, &t, self.container.as_deref())?;
+        let (name, previous) = (c.name.clone(), c.image.clone().unwrap_or_default());
         if previous == self.image {
-            return Ok(format!("{t} container {} already runs {}: nothing to do", self.container, self.image));
+            return Ok(format!("{t} container {name} already runs {}: nothing to do", self.image));
         }
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": self.container, "image": self.image}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": self.image}]}}}});
         patch_template(&kube, &t, &patch, true).await?;
-        Ok(format!("would set {t} container {}: {previous} → {} (accepted by the API server's dry run)", self.container, self.image))
+        Ok(format!("would set {t} container {name}: {previous} → {} (accepted by the API server's dry run)", self.image))
     }
 }

@@ -20,7 +20,7 @@ pub struct Rollback {
     /// The cluster. Default: the instance's `ecs.cluster`.
     #[serde(default)]
     pub cluster: Option<String>,
-    /// The revision to go back to (`api:6`). Default: the newest ACTIVE revision of the
+    /// The revision to go back to (`api:6`, or `6` in the family it runs now). Default: the newest ACTIVE revision of the
     /// family older than the running one (`ecs.deploy`'s `previous` output fits here).
     #[serde(default)]
     pub to: Option<String>,
@@ -45,8 +45,13 @@ impl Rollback {
         let service = describe_one(client, config, cluster, &self.service).await?;
         let current = running_revision(&service).unwrap_or_default();
         if let Some(to) = &self.to {
-            let (found, _) = task_definition(client, config, to).await?;
-            return Ok((current, revision(found.task_definition_arn().unwrap_or(to)).to_string()));
+            // A bare number is a revision of the family the service runs now.
+            let to = match (to.parse::<u64>(), current.rsplit_once(':')) {
+                (Ok(n), Some((family, _))) => format!("{family}:{n}"),
+                _ => to.clone(),
+            };
+            let (found, _) = task_definition(client, config, &to).await?;
+            return Ok((current, revision(found.task_definition_arn().unwrap_or(&to)).to_string()));
         }
         let (family, number) = current
             .rsplit_once(':')
