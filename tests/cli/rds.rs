@@ -112,7 +112,7 @@ fn a_restore_drill_measures_rto_and_rpo_and_is_deleted_even_when_a_later_step_fa
     let r = run(&s, steps, &["--dry-run"]);
     assert_eq!(status(&r, "drill"), "planned", "{}", r.stdout);
     assert!(message(&r, "drill").starts_with("would restore rds:rds-c1-"), "{}", message(&r, "drill"));
-    assert!(!aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]).contains("-drill-"));
+    assert!(!aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]).contains("rds-c1-drill-"), "the dry run created no drill instance");
 
     // Deleting is `destroy`: a cron job runs the drill with --yes.
     let r = run(&s, steps, &["--yes"]);
