@@ -82,6 +82,155 @@ pub struct Instance {
     /// The instance's Redis.
     #[serde(default)]
     pub redis: Option<RedisSettings>,
+    /// What `opsctl routine daily|weekly|monthly` runs: runbook names (or `{ runbook, params,
+    /// stop_on_failure }`), replacing the shipped list of that routine.
+    #[serde(default)]
+    pub routines: BTreeMap<String, Vec<RoutineEntry>>,
+    /// Secrets `opsctl rotate-secret NAME` rotates, by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretDecl>,
+    /// Thresholds of the deploy gate and of a deploy's verification.
+    #[serde(default)]
+    pub gate: Option<GateSettings>,
+}
+
+/// One runbook of a routine: `backup`, or `{ runbook: backup, params: { what: postgres },
+/// stop_on_failure: true }`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RoutineEntry {
+    pub runbook: String,
+    /// Parameters, as `-p NAME=VALUE` would give them.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// When this runbook fails, the routine's later runbooks do not run. Default false: a
+    /// failed runbook does not stop the others.
+    #[serde(default)]
+    pub stop_on_failure: bool,
+}
+
+impl RoutineEntry {
+    pub fn named(runbook: &str) -> RoutineEntry {
+        RoutineEntry { runbook: runbook.to_string(), params: BTreeMap::new(), stop_on_failure: false }
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutineEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            runbook: String,
+            #[serde(default)]
+            params: BTreeMap<String, serde_json::Value>,
+            #[serde(default)]
+            stop_on_failure: bool,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RoutineEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a runbook name such as `backup`, or a mapping with `runbook`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RoutineEntry, E> {
+                Ok(RoutineEntry::named(s))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RoutineEntry, A::Error> {
+                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let params = f
+                    .params
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (k, text)
+                    })
+                    .collect();
+                Ok(RoutineEntry { runbook: f.runbook, params, stop_on_failure: f.stop_on_failure })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A secret `opsctl rotate-secret NAME` rotates: a key of an env file (Compose), a key of a
+/// Kubernetes Secret, or an AWS Secrets Manager secret; and what reads it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDecl {
+    /// An env file (relative to the inventory) holding `key`; its services are recreated.
+    #[serde(default)]
+    pub env_file: Option<std::path::PathBuf>,
+    /// A Kubernetes Secret in the instance's namespace holding `key`.
+    #[serde(default)]
+    pub k8s_secret: Option<String>,
+    /// An AWS Secrets Manager secret (name or ARN); `key` names a field of a JSON secret.
+    #[serde(default)]
+    pub aws_secret: Option<String>,
+    /// The key (env file, Secret), or the JSON field (Secrets Manager).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// What reads it and is restarted: Compose services, or Kubernetes workloads
+    /// (`deployment/api`).
+    #[serde(default)]
+    pub restart: Vec<String>,
+    /// Length of the generated value. Default 32.
+    #[serde(default)]
+    pub length: Option<usize>,
+}
+
+/// `gate: { max_errors: 10, window: 10m, error_rate_query: "…", max_error_rate: 0.01 }`
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateSettings {
+    /// Error log lines allowed across the instance's components in `window`. Default 10.
+    #[serde(default = "default_max_errors")]
+    pub max_errors: u64,
+    /// How far back errors count. Default 10m.
+    #[serde(default = "default_window")]
+    pub window: crate::duration::Duration,
+    /// What an error line looks like. Default `(?i)\b(error|fatal|panic)\b`.
+    #[serde(default = "default_error_pattern")]
+    pub error_pattern: String,
+    /// A PromQL query whose value is the error rate (a ratio), on an instance with Prometheus.
+    #[serde(default)]
+    pub error_rate_query: Option<String>,
+    /// The highest error rate the gate accepts. Default 0.01 (1 %).
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    /// The highest share of a node's allocatable CPU or memory its pods may request. Default 0.9.
+    #[serde(default = "default_max_requested")]
+    pub max_requested: f64,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            max_errors: default_max_errors(),
+            window: default_window(),
+            error_pattern: default_error_pattern(),
+            error_rate_query: None,
+            max_error_rate: default_max_error_rate(),
+            max_requested: default_max_requested(),
+        }
+    }
+}
+
+fn default_max_errors() -> u64 {
+    10
+}
+fn default_window() -> crate::duration::Duration {
+    crate::duration::Duration::from_secs(600)
+}
+fn default_error_pattern() -> String {
+    r"(?i)\b(error|fatal|panic)\b".to_string()
+}
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+fn default_max_requested() -> f64 {
+    0.9
 }
 
 impl Instance {
@@ -95,6 +244,9 @@ impl Instance {
             }
             if obj.get("dynamodb").is_some_and(|d| d.is_null()) {
                 obj.insert("dynamodb".into(), serde_json::json!({ "tables": [] }));
+            }
+            if obj.get("gate").is_some_and(|g| g.is_null()) {
+                obj.insert("gate".into(), serde_json::to_value(GateSettings::default()).unwrap_or_default());
             }
         }
         v

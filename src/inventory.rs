@@ -112,17 +112,7 @@ impl Inventory {
             return Err(Diagnostic::new(format!("inventory {} is empty", file.name))
                 .help("an inventory needs an `instances:` mapping; see `opsctl schema inventory`"));
         }
-        let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| {
-            // Backends arrive one by one; say so rather than only "unknown field".
-            let later = ["routines"]
-                .into_iter()
-                .find(|b| e.message == format!("unknown field `{b}`"));
-            let d = e.diagnostic(&file, root.span);
-            match later {
-                Some(b) => d.help(format!("the `{b}` settings are not supported by this version of opsctl yet")),
-                None => d,
-            }
-        })?;
+        let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| e.diagnostic(&file, root.span))?;
         if let (Some(dir), Some(node)) = (&parsed.runbooks_dir, root.get("runbooks_dir")) {
             let resolved = match base {
                 Some(b) if dir.is_relative() => b.join(dir),
@@ -166,6 +156,13 @@ impl Inventory {
                             *f = b.join(&*f);
                         }
                     }
+                    for s in i.secrets.values_mut() {
+                        if let (Some(f), Some(b)) = (s.env_file.as_mut(), base)
+                            && f.is_relative()
+                        {
+                            *f = b.join(&*f);
+                        }
+                    }
                     if let (Some(c), Some(b)) = (i.compose.as_mut(), base) {
                         for f in c.files.iter_mut().chain(c.env_file.as_mut()) {
                             if f.is_relative() {
@@ -180,8 +177,35 @@ impl Inventory {
             instances_span: instances_node.map(|n| n.span).unwrap_or(root.span),
             file: Some(file),
         };
+        inv.check_secrets(&root)?;
         inv.add_localhost();
         Ok(inv)
+    }
+
+    /// Each declared secret names one place (`env_file`, `k8s_secret` or `aws_secret`), and
+    /// a key where the place holds several.
+    fn check_secrets(&self, root: &Node) -> Result<(), Diagnostic> {
+        let Some(file) = &self.file else { return Ok(()) };
+        for (name, i) in &self.instances {
+            for (secret, d) in &i.secrets {
+                let node = root.get("instances").and_then(|n| n.get(name)).and_then(|n| n.get("secrets")).and_then(|n| n.get(secret));
+                let span = node.map_or(self.instances_span, |n| n.span);
+                let places = [d.env_file.is_some(), d.k8s_secret.is_some(), d.aws_secret.is_some()].iter().filter(|b| **b).count();
+                let problem = match places {
+                    0 => Some("names no place: give one of `env_file`, `k8s_secret` or `aws_secret`"),
+                    1 if d.key.is_none() && d.aws_secret.is_none() => Some("needs `key`: the variable (env file) or key (Secret) to rotate"),
+                    1 => None,
+                    _ => Some("names more than one place: give one of `env_file`, `k8s_secret` or `aws_secret`"),
+                };
+                if let Some(p) = problem {
+                    return Err(Diagnostic::new(format!("secret `{secret}` of instance {name} {p}")).at(file, span));
+                }
+                if let Some(l) = d.length.filter(|l| !(16..=256).contains(l)) {
+                    return Err(Diagnostic::new(format!("secret `{secret}` of instance {name}: `length` is {l}; use 16 to 256 characters")).at(file, span));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The named instance, or an error listing the known ones.

@@ -172,6 +172,58 @@ pub enum Command {
         #[arg(long, value_enum)]
         on: Option<Platform>,
     },
+    /// Run a routine (the instance's `routines:` list, else the shipped one): daily, weekly, monthly
+    Routine {
+        /// `daily` (check, backup), `weekly` (db-maintenance, utilisation, backup-test),
+        /// `monthly` (restore-drill, backup-prune), or a routine the inventory names
+        name: String,
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+    },
+    /// The pre-deploy gate (the `gate` runbook): exit 0 pass, 1 fail
+    Gate {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+    },
+    /// Gate, deploy an image, verify, and roll back automatically when verification fails
+    Deploy {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// `deployment/NAME` (or `NAME`), `statefulset/NAME`; a Compose or ECS service
+        target: String,
+        /// The image to deploy
+        #[arg(long, value_name = "IMAGE")]
+        image: String,
+        /// The container (Kubernetes, ECS) [default: the only one]
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// Skip the pre-deploy gate
+        #[arg(long)]
+        no_gate: bool,
+        /// How long errors are watched after the rollout
+        #[arg(long, value_name = "DURATION", default_value = "30s")]
+        watch: String,
+        /// How long the rollout may take
+        #[arg(long, value_name = "DURATION", default_value = "5m")]
+        timeout: String,
+        /// The platform, when the instance has several [default: Kubernetes, else Compose, else ECS]
+        #[arg(long, value_enum)]
+        on: Option<Platform>,
+    },
+    /// Rotate a secret the inventory declares (`secrets:`), restart what reads it, verify health, roll back on failure
+    RotateSecret {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// The secret's name under the instance's `secrets:`
+        name: String,
+        /// How long restarted consumers may take to be healthy
+        #[arg(long, value_name = "DURATION", default_value = "5m")]
+        timeout: String,
+    },
     /// Check runbooks without running them (every known runbook when no path is given)
     Validate {
         /// Runbook files or names

@@ -145,6 +145,41 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             }
             run_named(g, ui, "rollback", &instance, &params, g.dry_run)
         }
+        Command::Routine { name, instance } => routine(g, ui, &name, &instance),
+        Command::Gate { instance } => run_named(g, ui, "gate", &instance, &[], g.dry_run),
+        Command::Deploy { instance, target, image, container, no_gate, watch, timeout, on } => {
+            let mut params = vec![("target", target), ("image", image), ("watch", watch), ("timeout", timeout)];
+            if let Some(c) = container {
+                params.push(("container", c));
+            }
+            if let Some(on) = on {
+                params.push(("on", on.as_str().to_string()));
+            }
+            let mut entries = Vec::new();
+            if !no_gate {
+                entries.push(Entry { runbook: "gate".into(), params: Vec::new(), stop_on_failure: true, optional: false });
+            }
+            entries.push(Entry { runbook: "deploy".into(), params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), stop_on_failure: false, optional: false });
+            sequence(g, ui, "deploy", &instance, entries)
+        }
+        Command::RotateSecret { instance, name, timeout } => {
+            let inventory = Inventory::discover(g.config.as_deref())?;
+            let inst = inventory.instance(&instance)?;
+            if !inst.secrets.contains_key(&name) {
+                let declared: Vec<&str> = inst.secrets.keys().map(String::as_str).collect();
+                let mut d = crate::diagnostic::Diagnostic::new(format!("instance {instance} declares no secret `{name}`"));
+                if let Some(s) = crate::diagnostic::did_you_mean(&name, declared.iter().copied()) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                d = d.help(if declared.is_empty() {
+                    format!("declare it under `secrets:` in {instance}: `secrets: {{ {name}: {{ env_file: .env.prod, key: JWT_SECRET, restart: [api] }} }}`")
+                } else {
+                    format!("declared: {}", declared.join(", "))
+                });
+                return Err(d.into());
+            }
+            run_named(g, ui, "rotate-secret", &instance, &[("name", name), ("timeout", timeout)], g.dry_run)
+        }
         Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
         Command::List { what } => listing::list(g, ui, what),
         Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),
@@ -185,6 +220,124 @@ fn run_named(g: &Global, ui: &Ui, name: &str, instance: &str, params: &[(&str, S
         params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
     };
     run(g, ui, &args, dry_run)
+}
+
+/// The shipped routines, used when the instance's `routines:` does not name one.
+const ROUTINES: &[(&str, &[&str])] = &[
+    ("daily", &["check", "backup"]),
+    ("weekly", &["db-maintenance", "utilisation", "backup-test"]),
+    ("monthly", &["restore-drill", "backup-prune"]),
+];
+
+/// A runbook of a sequence, before it is loaded.
+struct Entry {
+    runbook: String,
+    params: Vec<(String, String)>,
+    stop_on_failure: bool,
+    /// A shipped default: when it does not apply to the instance it is listed as not run
+    /// instead of refusing the whole sequence.
+    optional: bool,
+}
+
+fn routine(g: &Global, ui: &Ui, name: &str, instance: &str) -> Result<Exit, Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let inst = inventory.instance(instance)?;
+    let entries: Vec<Entry> = match inst.routines.get(name) {
+        Some(list) => list
+            .iter()
+            .map(|e| Entry { runbook: e.runbook.clone(), params: e.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), stop_on_failure: e.stop_on_failure, optional: false })
+            .collect(),
+        None => match ROUTINES.iter().find(|(n, _)| *n == name) {
+            Some((_, list)) => list.iter().map(|r| Entry { runbook: r.to_string(), params: Vec::new(), stop_on_failure: false, optional: true }).collect(),
+            None => {
+                let mut known: Vec<String> = ROUTINES.iter().map(|(n, _)| n.to_string()).collect();
+                known.extend(inst.routines.keys().filter(|k| !known.contains(k)).cloned().collect::<Vec<_>>());
+                let mut d = crate::diagnostic::Diagnostic::new(format!("unknown routine `{name}`"));
+                if let Some(s) = crate::diagnostic::did_you_mean(name, known.iter().map(String::as_str)) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                return Err(d.help(format!("routines of {instance}: {}; add others under `routines:` in the inventory", known.join(", "))).into());
+            }
+        },
+    };
+    sequence(g, ui, &format!("routine {name}"), instance, entries)
+}
+
+/// Loads and binds every runbook of a sequence (refusing before anything runs when one is
+/// wrong), runs them in order, and renders one report.
+fn sequence(g: &Global, ui: &Ui, name: &str, instance: &str, entries: Vec<Entry>) -> Result<Exit, Error> {
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let inst = inventory.instance(instance)?;
+    let mut queue = Vec::new();
+    let mut not_run = Vec::new();
+    for e in entries {
+        let source = catalog::find(&e.runbook, &inventory)?;
+        let runbook = Runbook::load(source).map_err(Error::Invalid)?;
+        match procedures::prepare(&runbook, inst.clone(), &e.params) {
+            Ok(prepared) => queue.push(procedures::Queued { runbook, prepared, stop_on_failure: e.stop_on_failure }),
+            Err(Error::Refused(why)) if e.optional => {
+                let reason = why.split_once(": ").map_or(why.as_str(), |(_, r)| r).to_string();
+                not_run.push(crate::report::NotRun { runbook: e.runbook.clone(), reason: format!("does not apply: {reason}") });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let outputs = check_outputs(g)?;
+    let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
+    let options = Options { dry_run: g.dry_run, yes: g.yes, parallel: g.parallel as usize };
+    for q in &queue {
+        procedures::refuse_unconfirmable(&q.runbook, &options, confirm.interactive(), std::slice::from_ref(&q.prepared))?;
+    }
+    let state_dir = sysinfo::state_dir();
+    let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
+    let sink = || -> Box<dyn Sink> {
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
+        if progress_line {
+            sinks.push(Box::new(progress::Progress::new()));
+        }
+        Box::new(Sinks(sinks))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", &e))?;
+    let (reports, mut skipped) = runtime.block_on(async {
+        let interrupts = Interrupts::default();
+        spawn_signal_handler(interrupts.clone());
+        procedures::run_sequence(queue, &options, &confirm, &interrupts, &state_dir, &sink).await
+    })?;
+    not_run.append(&mut skipped);
+    let seq = crate::report::SequenceReport::new(name.to_string(), instance.to_string(), reports, not_run);
+    render_sequence(g, ui, &outputs, &seq)?;
+    Ok(Exit::worst(seq.runs.iter().map(|r| r.status.exit())))
+}
+
+fn render_sequence(g: &Global, ui: &Ui, outputs: &[OutputSpec], seq: &crate::report::SequenceReport) -> Result<(), Error> {
+    for spec in outputs {
+        let to_tty = spec.dest == Destination::Stdout && ui.stdout_tty;
+        let color = ui.color_out && spec.dest == Destination::Stdout;
+        let text = match spec.format {
+            Format::Table => {
+                let opts = table::TableOptions { color, quiet: g.quiet, width: if to_tty { progress::terminal_width() } else { None } };
+                let mut parts: Vec<String> = seq.runs.iter().map(|r| table::render(r, opts)).collect();
+                parts.push(format!("{}\n", table::sequence_summary(seq, color)));
+                parts.join("\n")
+            }
+            Format::Json => {
+                let mut doc = serde_json::to_value(seq).unwrap_or_default();
+                if let Some(runs) = doc.get_mut("runs") {
+                    *runs = serde_json::Value::Array(seq.runs.iter().map(|r| serde_json::from_str(&json::render(r)).unwrap_or_default()).collect());
+                }
+                let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+                s.push('\n');
+                s
+            }
+            Format::Junit => junit::render_many(&seq.runs),
+        };
+        spec.dest.write(&text)?;
+    }
+    Ok(())
 }
 
 /// Answers confirmations on the terminal.
@@ -230,7 +383,7 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
     let outputs = check_outputs(g)?;
     let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
     let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
-    procedures::refuse_unconfirmable(runbook, &options, confirm.interactive())?;
+    procedures::refuse_unconfirmable(runbook, &options, confirm.interactive(), &prepared)?;
     let state_dir = sysinfo::state_dir();
     let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
     let sink = || -> Box<dyn Sink> {

@@ -84,13 +84,15 @@ pub fn check_requirements(runbook: &Runbook, instance: &Instance, params: &Index
 }
 
 /// Refuses, before anything runs, a run whose steps need a confirmation nobody can give:
-/// no `--yes`, no dry run, and no terminal to ask on.
-pub fn refuse_unconfirmable(runbook: &Runbook, options: &Options, interactive: bool) -> Result<(), Error> {
+/// no `--yes`, no dry run, and no terminal to ask on. Steps that `need` a backend none of
+/// the instances has do not count: they will not run.
+pub fn refuse_unconfirmable(runbook: &Runbook, options: &Options, interactive: bool, prepared: &[Prepared]) -> Result<(), Error> {
     if options.dry_run || options.yes || interactive {
         return Ok(());
     }
     let needing: Vec<String> = runbook
         .steps()
+        .filter(|s| prepared.iter().any(|p| s.controls.needs.iter().all(|n| p.instance.has(n))))
         .filter(|s| s.controls.confirm.is_some() || s.effect == Effect::Destroy)
         .map(|s| format!("`{}` ({}, {})", s.id, s.kind.name, s.effect))
         .collect();
@@ -160,6 +162,47 @@ impl Run<'_> {
         }
         Ok(reports)
     }
+}
+
+/// One runbook of a sequence (a routine; a deploy's gate then the deploy), bound.
+pub struct Queued {
+    pub runbook: Runbook,
+    pub prepared: Prepared,
+    /// When it fails, the later runbooks do not run.
+    pub stop_on_failure: bool,
+}
+
+/// Runs a sequence's runbooks one after another on their instance, each under its own
+/// locks and recorded in the history as its own run. A failed runbook does not stop the
+/// others unless it says so; an interrupt stops before the next one.
+pub async fn run_sequence(
+    queue: Vec<Queued>,
+    options: &Options,
+    confirm: &dyn Confirm,
+    interrupts: &Interrupts,
+    state_dir: &Path,
+    sink: &dyn Fn() -> Box<dyn Sink>,
+) -> Result<(Vec<RunReport>, Vec<crate::report::NotRun>), Error> {
+    let mut reports = Vec::new();
+    let mut not_run = Vec::new();
+    let mut stopped_by: Option<String> = None;
+    for q in queue {
+        if interrupts.stop.is_cancelled() {
+            not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: "the run was interrupted".into() });
+            continue;
+        }
+        if let Some(by) = &stopped_by {
+            not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: format!("`{by}` failed and stops the sequence") });
+            continue;
+        }
+        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink };
+        let mut done = run.on(vec![q.prepared]).await?;
+        if q.stop_on_failure && done.iter().any(|r| r.status != crate::report::RunStatus::Passed) {
+            stopped_by = Some(q.runbook.name.clone());
+        }
+        reports.append(&mut done);
+    }
+    Ok((reports, not_run))
 }
 
 /// Takes the backends' leases a mutating run on `instance` needs, in the registry's order:

@@ -152,6 +152,49 @@ pub struct RunReport {
 
 pub const SCHEMA: &str = "opsctl.run/v1";
 
+/// Several runbooks run one after another on one instance — a routine, or a deploy's gate
+/// then the deploy — as one document (schema `opsctl.sequence/v1`). One exit code: the
+/// worst of the runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SequenceReport {
+    pub schema: String,
+    /// `routine daily`, `deploy`.
+    pub name: String,
+    pub instance: String,
+    pub status: RunStatus,
+    pub exit_code: u8,
+    pub runs: Vec<RunReport>,
+    /// Runbooks of the sequence that did not run, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<NotRun>,
+}
+
+/// A runbook of a sequence that did not run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NotRun {
+    pub runbook: String,
+    pub reason: String,
+}
+
+pub const SEQUENCE_SCHEMA: &str = "opsctl.sequence/v1";
+
+impl SequenceReport {
+    pub fn new(name: String, instance: String, runs: Vec<RunReport>, not_run: Vec<NotRun>) -> SequenceReport {
+        let status = runs
+            .iter()
+            .map(|r| r.status)
+            .max_by_key(|s| match s {
+                RunStatus::Passed => 0,
+                RunStatus::Failed => 1,
+                RunStatus::Refused => 2,
+                RunStatus::Interrupted => 3,
+            })
+            .unwrap_or(RunStatus::Passed);
+        let exit = crate::error::Exit::worst(runs.iter().map(|r| r.status.exit()));
+        SequenceReport { schema: SEQUENCE_SCHEMA.into(), name, instance, status, exit_code: exit.code(), runs, not_run }
+    }
+}
+
 impl RunReport {
     pub fn summarize(steps: &[StepReport]) -> Summary {
         let mut s = Summary { total: steps.len(), ..Summary::default() };

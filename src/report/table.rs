@@ -77,6 +77,27 @@ pub fn render(report: &RunReport, opts: TableOptions) -> String {
     out
 }
 
+/// The closing line of a sequence: `routine daily on app: FAILED — check passed, backup
+/// failed; not run: restore-drill (…)`.
+pub fn sequence_summary(seq: &super::SequenceReport, color: bool) -> String {
+    let paint = Paint { on: color };
+    let warned = seq.runs.iter().any(|r| r.summary.warned > 0);
+    let word = match seq.status {
+        RunStatus::Passed if warned => paint.yellow("PASSED WITH WARNINGS"),
+        RunStatus::Passed => paint.bold("PASSED"),
+        RunStatus::Failed => paint.red_bold("FAILED"),
+        RunStatus::Interrupted => paint.red_bold("INTERRUPTED"),
+        RunStatus::Refused => paint.red_bold("REFUSED"),
+    };
+    let runs: Vec<String> = seq.runs.iter().map(|r| format!("{} {}", r.runbook, r.status.as_str())).collect();
+    let mut line = format!("{} on {}: {word} — {}", seq.name, seq.instance, if runs.is_empty() { "nothing ran".to_string() } else { runs.join(", ") });
+    if !seq.not_run.is_empty() {
+        let not: Vec<String> = seq.not_run.iter().map(|n| format!("{} ({})", n.runbook, n.reason)).collect();
+        line.push_str(&format!("; not run: {}", not.join("; ")));
+    }
+    line
+}
+
 /// `check on localhost: PASSED — 3 passed, 1 warned in 120ms (run 20261123T…)`
 pub fn summary(report: &RunReport, color: bool) -> String {
     let paint = Paint { on: color };

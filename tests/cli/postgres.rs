@@ -723,3 +723,72 @@ fn check_fails_on_a_missing_stale_or_corrupt_newest_backup() {
     );
     assert_eq!(r.step("g")["status"], "skipped");
 }
+
+#[test]
+fn weekly_and_monthly_routines_maintain_test_and_drill_the_database() {
+    let Some((s, pg)) = setup("t_routines") else { return };
+    pg.psql("t_routines", "CREATE TABLE big (id int); INSERT INTO big SELECT generate_series(1, 5000); CREATE INDEX big_id ON big (id); CREATE TABLE small (id int); INSERT INTO small VALUES (1)");
+    pg.psql("t_routines", "DELETE FROM big WHERE id <= 3000");
+    eventually("dead rows counted", || count(pg, "t_routines", "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'big'") >= 3000);
+    cmd(&s, pg, "t_routines", &["backup", "-i", "pg"]).code(0);
+    let runs = |r: &Run| -> Vec<(String, String)> {
+        r.json()["runs"].as_array().unwrap().iter().map(|x| (x["runbook"].as_str().unwrap().to_string(), x["status"].as_str().unwrap().to_string())).collect()
+    };
+    let step = |r: &Run, runbook: &str, id: &str| -> serde_json::Value {
+        let run = r.json()["runs"].as_array().unwrap().iter().find(|x| x["runbook"] == runbook).cloned().unwrap();
+        run["steps"].as_array().unwrap().iter().find(|x| x["id"] == id).cloned().unwrap_or_else(|| panic!("no {id} in {run}"))
+    };
+
+    let r = cmd(&s, pg, "t_routines", &["routine", "weekly", "-i", "pg", "-o", "json"]);
+    r.code(0);
+    assert_eq!(runs(&r).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["db-maintenance", "utilisation", "backup-test"], "{}", r.stdout);
+    assert!(runs(&r).iter().all(|(_, st)| st == "passed"), "{}", r.stdout);
+    // VACUUM ANALYZE and REINDEX went to the table with 60 % dead rows, and only to it.
+    assert_eq!(step(&r, "db-maintenance", "vacuum[0]")["name"], "VACUUM ANALYZE public.big");
+    assert_eq!(step(&r, "db-maintenance", "reindex[0]")["name"], "REINDEX public.big");
+    assert_eq!(count(pg, "t_routines", "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'big'"), 0);
+    // The backup test restored the newest backup into a scratch database, checked it, dropped it.
+    let restore = step(&r, "backup-test", "restore");
+    assert_eq!(restore["outputs"]["tables"], 2, "{restore}");
+    let scratch = restore["outputs"]["database"].as_str().unwrap().to_string();
+    assert!(scratch.starts_with("opsctl_drill_"), "{scratch}");
+    assert_eq!(count(pg, "postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")), 0);
+    assert_eq!(step(&r, "backup-test", "fresh")["status"], "passed");
+
+    // The monthly drill measures RTO and RPO against targets; a target missed fails it.
+    let r = cmd(&s, pg, "t_routines", &["routine", "monthly", "-i", "pg", "-o", "json", "--yes"]);
+    r.code(0);
+    assert_eq!(runs(&r), [("restore-drill".to_string(), "passed".to_string()), ("backup-prune".to_string(), "passed".to_string())]);
+    let drill = step(&r, "restore-drill", "postgres");
+    assert!(drill["outputs"]["rto_seconds"].as_f64().unwrap() > 0.0 && drill["outputs"]["rpo_seconds"].as_i64().unwrap() >= 0, "{drill}");
+    assert!(drill["message"].as_str().unwrap().contains("(RTO); the backup is "), "{drill}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = cmd(&s, pg, "t_routines", &["run", "restore-drill", "-i", "pg", "-p", "max_rpo=1s", "-o", "json"]);
+    r.code(1);
+    assert!(r.step("postgres")["message"].as_str().unwrap().contains("old, more than max_rpo 1s"), "{}", r.stdout);
+    assert_eq!(count(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsctl_drill_%'"), 0, "every scratch database was dropped");
+}
+
+#[test]
+fn the_database_slowdown_incident_reports_then_terminates_after_confirmation() {
+    let Some((s, pg)) = setup("t_slow") else { return };
+    role(pg, "slow_role");
+    let _sleep = pg.background("t_slow", "slow_role", "SELECT pg_sleep(300);");
+    let alive = || count(pg, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE usename = 'slow_role' AND state = 'active'");
+    eventually("the sleeping session", || alive() == 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    // Without a terminal or --yes, the run is refused before anything runs.
+    let r = cmd(&s, pg, "t_slow", &["run", "incident-db-slowdown", "-i", "pg", "-p", "older_than=1s"]);
+    r.code(2);
+    r.stderr_has("a step needs confirmation (`terminate` (postgres.terminate_long_queries, mutate))");
+    // The plan lists the session it would terminate, and terminates nothing.
+    let plan = cmd(&s, pg, "t_slow", &["run", "incident-db-slowdown", "-i", "pg", "-p", "older_than=1s", "--dry-run", "-o", "json"]);
+    plan.code(0);
+    assert!(plan.step("terminate")["message"].as_str().unwrap().contains("slow_role@t_slow active for"), "{}", plan.stdout);
+    assert_eq!(alive(), 1);
+    // With the guide's threshold (10 minutes) nothing on this server qualifies.
+    let r = cmd(&s, pg, "t_slow", &["run", "incident-db-slowdown", "-i", "pg", "--yes", "-o", "json"]);
+    r.code(0);
+    assert_eq!(r.step("terminate")["outputs"]["count"], 0);
+    assert_eq!(alive(), 1);
+}

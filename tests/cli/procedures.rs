@@ -26,40 +26,22 @@ fn host(s: &Scratch, test: &str) -> Option<Project> {
     s.write(".env", "# images\nAPI_IMAGE=opsctl-test-busybox:1\n");
     let p = Project::new(s, test, HOST)?;
     p.compose(&["up", "-d"]);
-    s.write(
-        "opsctl.yaml",
-        &format!("instances:\n  app:\n    compose: {{ files: [docker-compose.yml], project: {}, env_file: .env }}\n", p.name),
-    );
-    wait(&format!("{} api healthy", p.name), || {
-        image_and_health(&p, "api").1 == "healthy"
-    });
+    s.write("opsctl.yaml", &format!("instances:\n  app:\n    compose: {{ files: [docker-compose.yml], project: {}, env_file: .env }}\n", p.name));
+    wait(&format!("{} api healthy", p.name), || image_and_health(&p, "api").1 == "healthy");
     Some(p)
 }
 
 /// The image and health of a service's first container.
 fn image_and_health(p: &Project, service: &str) -> (String, String) {
     let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", p.name),
-        ])
-        .args([
-            "--filter",
-            &format!("label=com.docker.compose.service={service}"),
-            "--format",
-            "{{.Image}}|{{.Status}}",
-        ])
+        .args(["ps", "-a", "--filter", &format!("label=com.docker.compose.project={}", p.name)])
+        .args(["--filter", &format!("label=com.docker.compose.service={service}"), "--format", "{{.Image}}|{{.Status}}"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let line = text.lines().next().unwrap_or_default().to_string();
     let (image, status) = line.split_once('|').unwrap_or_default();
-    let health = ["unhealthy", "healthy", "health: starting"]
-        .iter()
-        .find(|h| status.contains(*h))
-        .map_or(status.to_string(), |h| h.to_string());
+    let health = ["unhealthy", "healthy", "health: starting"].iter().find(|h| status.contains(*h)).map_or(status.to_string(), |h| h.to_string());
     (image.to_string(), health)
 }
 
@@ -77,12 +59,7 @@ fn opsctl(s: &Scratch, args: &[&str]) -> Run {
 }
 
 fn ids(r: &Run) -> Vec<String> {
-    r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
+    r.json()["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -93,30 +70,17 @@ fn check_on_a_compose_host_looks_at_its_services_and_lists_only_what_it_has() {
     };
     let r = opsctl(&s, &["check", "-i", "app", "-o", "json"]);
     r.code(0);
-    assert_eq!(
-        ids(&r),
-        ["disk", "memory", "load", "services", "docker_disk"],
-        "{}",
-        r.stdout
-    );
+    assert_eq!(ids(&r), ["disk", "memory", "load", "services", "docker_disk"], "{}", r.stdout);
     assert_eq!(r.step("services")["status"], "passed");
     assert_eq!(r.step("services")["value"], "2/2 ready");
     let not = r.json()["not_configured"].clone();
-    for b in [
-        "kubernetes",
-        "postgres",
-        "redis",
-        "http",
-        "ecs",
-        "alertmanager",
-    ] {
-        assert!(
-            not.as_array().unwrap().contains(&serde_json::json!(b)),
-            "{not}"
-        );
+    for b in ["kubernetes", "postgres", "redis", "http", "ecs", "alertmanager"] {
+        assert!(not.as_array().unwrap().contains(&serde_json::json!(b)), "{not}");
     }
     let table = opsctl(&s, &["check", "-i", "app"]);
-    table.stdout_has("not configured on app: alertmanager, backups, dynamodb, ecs, elb, http, kubernetes, postgres, prometheus, redis (their steps did not run)");
+    table.stdout_has(
+        "not configured on app: alertmanager, backups, dynamodb, ecs, elb, http, kubernetes, postgres, prometheus, redis (their steps did not run)",
+    );
     assert!(!table.stdout.contains("SKIP"), "{}", table.stdout);
 
     // A stopped service fails the check, named.
@@ -136,18 +100,12 @@ fn compose_deploy_keeps_the_previous_image_and_rollback_puts_it_back() {
     let env = || std::fs::read_to_string(s.path().join(".env")).unwrap();
     let deploy = |image: &str, extra: &[&str]| {
         let rb = s.write("d.yaml", &format!("name: d\nsteps:\n  - id: d\n    compose.deploy: {{ service: api, image: \"{image}\", wait_timeout: 8s }}\n"));
-        s.opsctl()
-            .args(["run", rb.to_str().unwrap(), "-i", "app", "-o", "json"])
-            .args(extra)
-            .run()
+        s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "app", "-o", "json"]).args(extra).run()
     };
     // Nothing recorded yet: a rollback says where the previous image would be.
     let r = opsctl(&s, &["rollback", "-i", "app", "api", "-o", "json"]);
     r.code(1);
-    assert_eq!(
-        r.step("compose")["message"],
-        "no previous image is recorded for this service (API_IMAGE_PREVIOUS is not in .env); `opsctl deploy` records it"
-    );
+    assert_eq!(r.step("compose")["message"], "no previous image is recorded for this service (API_IMAGE_PREVIOUS is not in .env); `opsctl deploy` records it");
 
     // A dry run says what it would do and changes nothing.
     let plan = deploy("opsctl-test-busybox:2", &["--dry-run"]);
@@ -164,50 +122,29 @@ fn compose_deploy_keeps_the_previous_image_and_rollback_puts_it_back() {
     let d = r.step("d");
     assert_eq!(d["value"], "opsctl-test-busybox:1 → opsctl-test-busybox:2");
     assert_eq!(d["outputs"]["previous"], "opsctl-test-busybox:1");
-    assert_eq!(
-        env(),
-        "# images\nAPI_IMAGE=opsctl-test-busybox:2\nAPI_IMAGE_PREVIOUS=opsctl-test-busybox:1\n"
-    );
-    assert_eq!(
-        image_and_health(&p, "api"),
-        ("opsctl-test-busybox:2".to_string(), "healthy".to_string())
-    );
+    assert_eq!(env(), "# images\nAPI_IMAGE=opsctl-test-busybox:2\nAPI_IMAGE_PREVIOUS=opsctl-test-busybox:1\n");
+    assert_eq!(image_and_health(&p, "api"), ("opsctl-test-busybox:2".to_string(), "healthy".to_string()));
 
     // The rollback command puts the previous image back and waits until healthy.
     let r = opsctl(&s, &["rollback", "-i", "app", "api", "-o", "json"]);
     r.code(0);
     assert_eq!(ids(&r), ["compose"], "{}", r.stdout);
-    assert_eq!(
-        r.step("compose")["value"],
-        "opsctl-test-busybox:2 → opsctl-test-busybox:1"
-    );
-    assert_eq!(
-        env(),
-        "# images\nAPI_IMAGE=opsctl-test-busybox:1\nAPI_IMAGE_PREVIOUS=opsctl-test-busybox:2\n"
-    );
-    assert_eq!(
-        image_and_health(&p, "api"),
-        ("opsctl-test-busybox:1".to_string(), "healthy".to_string())
-    );
+    assert_eq!(r.step("compose")["value"], "opsctl-test-busybox:2 → opsctl-test-busybox:1");
+    assert_eq!(env(), "# images\nAPI_IMAGE=opsctl-test-busybox:1\nAPI_IMAGE_PREVIOUS=opsctl-test-busybox:2\n");
+    assert_eq!(image_and_health(&p, "api"), ("opsctl-test-busybox:1".to_string(), "healthy".to_string()));
 
     // A release that never gets healthy fails the step with the containers' state.
     let r = deploy("opsctl-test-busybox:broken", &[]);
     r.code(1);
     let msg = r.step("d")["message"].as_str().unwrap().to_string();
-    assert!(
-        msg.starts_with(
-            "api running opsctl-test-busybox:broken and ready did not happen within 8s:"
-        ),
-        "{msg}"
-    );
+    assert!(msg.starts_with("api running opsctl-test-busybox:broken and ready did not happen within 8s:"), "{msg}");
+    assert!(msg.ends_with("(.env now says API_IMAGE=opsctl-test-busybox:broken, the previous kept as API_IMAGE_PREVIOUS)"), "{msg}");
+    assert_eq!(r.step("d")["outputs"]["previous"], "opsctl-test-busybox:1");
 
     // A literal image is refused with how to make it a variable; nothing is written.
     let before = env();
     let rb = s.write("w.yaml", "name: w\nsteps:\n  - id: w\n    compose.deploy: { service: worker, image: \"opsctl-test-busybox:2\" }\n");
-    let r = s
-        .opsctl()
-        .args(["run", rb.to_str().unwrap(), "-i", "app", "-o", "json"])
-        .run();
+    let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "app", "-o", "json"]).run();
     r.code(1);
     assert_eq!(
         r.step("w")["message"],
@@ -222,46 +159,16 @@ fn scale_works_on_a_compose_host() {
     let Some(p) = host(&s, "proc-scale") else {
         return;
     };
-    let r = opsctl(
-        &s,
-        &[
-            "scale",
-            "-i",
-            "app",
-            "worker",
-            "--replicas",
-            "2",
-            "-o",
-            "json",
-        ],
-    );
+    let r = opsctl(&s, &["scale", "-i", "app", "worker", "--replicas", "2", "-o", "json"]);
     r.code(0);
     assert_eq!(ids(&r), ["compose"], "{}", r.stdout);
     assert_eq!(r.step("compose")["value"], "1 → 2");
     assert_eq!(p.running("worker"), 2);
-    assert_eq!(
-        r.json()["not_configured"],
-        serde_json::json!(["ecs", "kubernetes"])
-    );
+    assert_eq!(r.json()["not_configured"], serde_json::json!(["ecs", "kubernetes"]));
     // Asking for another platform than the instance has is refused before anything runs.
-    let r = opsctl(
-        &s,
-        &[
-            "scale",
-            "-i",
-            "app",
-            "worker",
-            "--replicas",
-            "1",
-            "--on",
-            "ecs",
-        ],
-    );
+    let r = opsctl(&s, &["scale", "-i", "app", "worker", "--replicas", "1", "--on", "ecs"]);
     r.code(2);
-    assert_eq!(
-        r.stderr.trim(),
-        "error: refused: `scale` does not apply to instance app: it needs ecs (`ecs:`); app has host, compose"
-    );
+    assert_eq!(r.stderr.trim(), "error: refused: `scale` does not apply to instance app: it needs ecs (`ecs:`); app has host, compose");
     assert_eq!(p.running("worker"), 2);
 }
 
@@ -289,25 +196,19 @@ fn procedures_refuse_an_instance_they_cannot_apply_to_before_anything_runs() {
     for (args, msg) in cases {
         let r = opsctl(&s, args);
         r.code(2);
-        assert_eq!(
-            r.stderr.trim(),
-            format!("error: refused: {msg}"),
-            "{args:?}"
-        );
+        assert_eq!(r.stderr.trim(), format!("error: refused: {msg}"), "{args:?}");
         assert!(r.stdout.is_empty(), "{}", r.stdout);
     }
     // Nothing ran, so nothing was recorded.
-    opsctl(&s, &["history"])
-        .code(0)
-        .stdout_has("no runs recorded");
+    opsctl(&s, &["history"]).code(0).stdout_has("no runs recorded");
     // --what names a database the instance lacks.
-    s.write("opsctl.yaml", &format!("instances:\n  r:\n    redis: {{ url: \"redis://127.0.0.1:1\" }}\n    backups: {{ dir: \"{}\" }}\n", s.path().join("b").display()));
+    s.write(
+        "opsctl.yaml",
+        &format!("instances:\n  r:\n    redis: {{ url: \"redis://127.0.0.1:1\" }}\n    backups: {{ dir: \"{}\" }}\n", s.path().join("b").display()),
+    );
     let r = opsctl(&s, &["backup", "-i", "r", "--what", "postgres"]);
     r.code(2);
-    assert_eq!(
-        r.stderr.trim(),
-        "error: refused: `backup` does not apply to instance r: it needs postgres (`postgres:`); r has host, backups, redis"
-    );
+    assert_eq!(r.stderr.trim(), "error: refused: `backup` does not apply to instance r: it needs postgres (`postgres:`); r has host, backups, redis");
 }
 
 #[test]
@@ -316,28 +217,317 @@ fn requires_and_needs_are_checked_when_a_runbook_loads() {
     let rb = s.write("r.yaml", "name: r\nrequires: { any: [kubernets] }\nsteps:\n  - id: a\n    needs: [redis, postgress]\n    sleep: { duration: 1ms }\n");
     let r = opsctl(&s, &["validate", rb.to_str().unwrap()]);
     r.code(2);
-    r.stderr_has("unknown backend `kubernets`")
-        .stderr_has("did you mean `kubernetes`?")
-        .stderr_has("r.yaml:2:19");
-    r.stderr_has("unknown backend `postgress`")
-        .stderr_has("r.yaml:5:20");
-    let rb = s.write(
-        "r.yaml",
-        "name: r\nrequires: [{ when: \"{{ true }}\" }]\nsteps:\n  - sleep: { duration: 1ms }\n",
-    );
-    opsctl(&s, &["validate", rb.to_str().unwrap()])
-        .code(2)
-        .stderr_has("this requirement names no backend");
+    r.stderr_has("unknown backend `kubernets`").stderr_has("did you mean `kubernetes`?").stderr_has("r.yaml:2:19");
+    r.stderr_has("unknown backend `postgress`").stderr_has("r.yaml:5:20");
+    let rb = s.write("r.yaml", "name: r\nrequires: [{ when: \"{{ true }}\" }]\nsteps:\n  - sleep: { duration: 1ms }\n");
+    opsctl(&s, &["validate", rb.to_str().unwrap()]).code(2).stderr_has("this requirement names no backend");
     // A step that needs what the instance lacks is not run; later steps can still read it.
     let rb = s.write(
         "r.yaml",
         "name: r\nsteps:\n  - id: a\n    needs: redis\n    sleep: { duration: 1ms }\n  - id: b\n    assert: { that: \"{{ steps.a.status == 'skipped' and not run.failed }}\" }\n",
     );
-    let r = opsctl(
-        &s,
-        &["run", rb.to_str().unwrap(), "-i", "localhost", "-o", "json"],
-    );
+    let r = opsctl(&s, &["run", rb.to_str().unwrap(), "-i", "localhost", "-o", "json"]);
     r.code(0);
     assert_eq!(ids(&r), ["b"]);
     assert_eq!(r.json()["not_configured"], serde_json::json!(["redis"]));
+}
+
+fn seq(r: &Run) -> Vec<(String, String)> {
+    r.json()["runs"].as_array().unwrap().iter().map(|r| (r["runbook"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string())).collect()
+}
+
+fn run_of(r: &Run, runbook: &str) -> serde_json::Value {
+    r.json()["runs"].as_array().unwrap().iter().find(|x| x["runbook"] == runbook).cloned().unwrap_or_else(|| panic!("no run of {runbook} in {}", r.stdout))
+}
+
+fn step_of(run: &serde_json::Value, id: &str) -> serde_json::Value {
+    run["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap_or_else(|| panic!("no step {id} in {run}"))
+}
+
+#[test]
+fn deploy_gates_verifies_and_rolls_back_a_release_that_does_not_come_up() {
+    let s = Scratch::new();
+    let Some(p) = host(&s, "proc-release") else { return };
+    let env = || std::fs::read_to_string(s.path().join(".env")).unwrap();
+    let deploy = |image: &str| opsctl(&s, &["deploy", "-i", "app", "api", "--image", image, "--watch", "1s", "--timeout", "8s", "-o", "json"]);
+
+    // A good release: the gate passes, the image changes, health and errors are watched.
+    let r = deploy("opsctl-test-busybox:2");
+    r.code(0);
+    assert_eq!(r.json()["schema"], "opsctl.sequence/v1");
+    assert_eq!(seq(&r), [("gate".to_string(), "passed".to_string()), ("deploy".to_string(), "passed".to_string())]);
+    let d = run_of(&r, "deploy");
+    assert_eq!(step_of(&d, "compose")["value"], "opsctl-test-busybox:1 → opsctl-test-busybox:2");
+    assert_eq!(step_of(&d, "compose_errors")["status"], "passed");
+    assert_eq!(step_of(&d, "rollback_compose")["status"], "skipped");
+    assert_eq!(image_and_health(&p, "api"), ("opsctl-test-busybox:2".to_string(), "healthy".to_string()));
+
+    // A release that never gets healthy is rolled back to exactly what ran before.
+    let r = deploy("opsctl-test-busybox:broken");
+    r.code(1);
+    let d = run_of(&r, "deploy");
+    assert_eq!(step_of(&d, "compose")["status"], "failed");
+    assert_eq!(step_of(&d, "rollback_compose")["status"], "passed", "{d}");
+    assert_eq!(step_of(&d, "rollback_compose")["value"], "opsctl-test-busybox:broken → opsctl-test-busybox:2");
+    assert_eq!(step_of(&d, "rolled_back")["message"], "the deploy of opsctl-test-busybox:broken to api failed (compose) and was rolled back");
+    assert_eq!(env(), "# images\nAPI_IMAGE=opsctl-test-busybox:2\nAPI_IMAGE_PREVIOUS=opsctl-test-busybox:broken\n");
+    assert_eq!(image_and_health(&p, "api"), ("opsctl-test-busybox:2".to_string(), "healthy".to_string()));
+    let table = opsctl(&s, &["history", "-n", "2"]);
+    table.code(0);
+
+    // A gate that fails stops the deploy before anything changes; the table says so.
+    p.compose(&["stop", "worker"]);
+    let r = opsctl(&s, &["deploy", "-i", "app", "api", "--image", "opsctl-test-busybox:1", "--watch", "1s"]);
+    r.code(1);
+    r.stdout_has("deploy on app: FAILED — gate failed; not run: deploy (`gate` failed and stops the sequence)");
+    assert_eq!(image_and_health(&p, "api").0, "opsctl-test-busybox:2");
+    let junit = s.path().join("gate.xml");
+    opsctl(&s, &["gate", "-i", "app", "--output", &format!("junit={}", junit.display())]).code(1);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"gate@app\"") && xml.contains("worker: none running"), "{xml}");
+    // --dry-run: the plan of both, nothing changed.
+    p.compose(&["start", "worker"]);
+    wait("worker running", || p.running("worker") == 1);
+    let r = opsctl(&s, &["deploy", "-i", "app", "api", "--image", "opsctl-test-busybox:1", "--dry-run", "-o", "json"]);
+    r.code(0);
+    assert_eq!(step_of(&run_of(&r, "deploy"), "compose")["status"], "planned");
+    assert_eq!(image_and_health(&p, "api").0, "opsctl-test-busybox:2");
+    assert!(env().contains("API_IMAGE=opsctl-test-busybox:2\n"));
+}
+
+#[test]
+fn a_routine_runs_every_runbook_and_one_failure_does_not_stop_the_others() {
+    let s = Scratch::new();
+    s.write("runbooks/fails.yaml", "name: fails\nsteps:\n  - { id: a, assert: { that: false, message: \"this runbook always fails\" } }\n");
+    s.write("runbooks/passes.yaml", "name: passes\nsteps:\n  - { id: a, sleep: { duration: 1ms } }\n");
+    s.write(
+        "opsctl.yaml",
+        "runbooks_dir: runbooks\ninstances:\n  web:\n    routines:\n      daily: [fails, passes, check]\n      strict: [{ runbook: fails, stop_on_failure: true }, passes]\n      bad: [nope]\n",
+    );
+    let junit = s.path().join("daily.xml");
+    let r = opsctl(&s, &["routine", "daily", "-i", "web", "-o", "json", "-o", &format!("junit={}", junit.display())]);
+    r.code(1);
+    assert_eq!(seq(&r), [("fails".into(), "failed".into()), ("passes".into(), "passed".into()), ("check".into(), "passed".into())]);
+    assert_eq!(r.json()["name"], "routine daily");
+    assert_eq!(r.json()["exit_code"], 1);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for suite in ["fails@web", "passes@web", "check@web"] {
+        assert!(xml.contains(&format!("<testsuite name=\"{suite}\"")), "{xml}");
+    }
+    assert!(xml.contains("this runbook always fails"), "{xml}");
+    // Each runbook is its own run in the history.
+    let h = opsctl(&s, &["history", "-i", "web"]);
+    h.stdout_has("fails").stdout_has("passes").stdout_has("check");
+
+    let r = opsctl(&s, &["routine", "strict", "-i", "web"]);
+    r.code(1);
+    r.stdout_has("routine strict on web: FAILED — fails failed; not run: passes (`fails` failed and stops the sequence)");
+    // An unknown runbook in a routine is refused before anything runs.
+    let r = opsctl(&s, &["routine", "bad", "-i", "web"]);
+    r.code(2);
+    r.stderr_has("unknown runbook `nope`");
+    let r = opsctl(&s, &["routine", "dayly", "-i", "web"]);
+    r.code(2);
+    r.stderr_has("unknown routine `dayly`").stderr_has("did you mean `daily`?");
+    // The shipped daily routine on an instance without a backup store: check runs, backup
+    // is listed as not applying, and that is not a failure.
+    let r = opsctl(&s, &["routine", "daily", "-i", "localhost"]);
+    r.code(0);
+    r.stdout_has("routine daily on localhost: PASSED — check passed; not run: backup (does not apply: it needs backups (a backup store, `backups:`), and one of postgres (`postgres:`), dynamodb (`dynamodb.tables:`), redis (`redis:`); localhost has host)");
+}
+
+/// A service that reads a secret from the env file and is healthy only while it has the
+/// value it started with (a consumer that cannot take the new one), and one that takes any.
+const ROTATING: &str = r#"version: "2.4"
+services:
+  api:
+    image: {image}
+    command: ["sleep", "3600"]
+    env_file: [secrets.env]
+    stop_signal: SIGKILL
+    healthcheck: { test: ["CMD-SHELL", "test -n \"$$JWT_SECRET\""], interval: 1s, timeout: 2s, retries: 1 }
+  legacy:
+    image: {image}
+    command: ["sleep", "3600"]
+    env_file: [legacy.env]
+    stop_signal: SIGKILL
+    healthcheck: { test: ["CMD-SHELL", "test \"$$LEGACY_TOKEN\" = original-legacy-token-value"], interval: 1s, timeout: 2s, retries: 1 }
+"#;
+
+#[test]
+fn rotate_secret_rotates_a_declared_env_file_key_and_rolls_back_when_the_consumer_does_not_come_back() {
+    let s = Scratch::new();
+    s.write("secrets.env", "JWT_SECRET=original-jwt-secret-value-0123456789\n");
+    s.write("legacy.env", "LEGACY_TOKEN=original-legacy-token-value\n");
+    let Some(p) = Project::new(&s, "proc-rotate", ROTATING) else { return };
+    p.compose(&["up", "-d"]);
+    s.write(
+        "opsctl.yaml",
+        &format!(
+            "instances:\n  app:\n    compose: {{ files: [docker-compose.yml], project: {} }}\n    secrets:\n      jwt: {{ env_file: secrets.env, key: JWT_SECRET, restart: [api] }}\n      legacy: {{ env_file: legacy.env, key: LEGACY_TOKEN, restart: [legacy] }}\n",
+            p.name
+        ),
+    );
+    wait("api and legacy healthy", || image_and_health(&p, "api").1 == "healthy" && image_and_health(&p, "legacy").1 == "healthy");
+
+    let r = opsctl(&s, &["rotate-secret", "-i", "app", "jwt", "-o", "json"]);
+    r.code(0);
+    let env = std::fs::read_to_string(s.path().join("secrets.env")).unwrap();
+    let new = env.trim().strip_prefix("JWT_SECRET=").unwrap().to_string();
+    assert_eq!(new.len(), 32);
+    assert_ne!(new, "original-jwt-secret-value-0123456789");
+    assert!(!r.stdout.contains(&new) && !r.stderr.contains(&new), "the new value was printed");
+    assert_eq!(r.step("env_file")["outputs"]["keys"], serde_json::json!(["JWT_SECRET"]));
+
+    // The legacy consumer does not come back with a new value: the old file is put back.
+    let r = opsctl(&s, &["rotate-secret", "-i", "app", "legacy", "--timeout", "5s", "-o", "json"]);
+    r.code(1);
+    let msg = r.step("env_file")["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("rotation rolled back:") && msg.contains("the old file is back and the services are healthy with it"), "{msg}");
+    assert_eq!(std::fs::read_to_string(s.path().join("legacy.env")).unwrap(), "LEGACY_TOKEN=original-legacy-token-value\n");
+    wait("legacy healthy again", || image_and_health(&p, "legacy").1 == "healthy");
+
+    // Only declared secrets; a declared one the instance cannot reach is refused up front.
+    let r = opsctl(&s, &["rotate-secret", "-i", "app", "jtw"]);
+    r.code(2);
+    r.stderr_has("instance app declares no secret `jtw`").stderr_has("did you mean `jwt`?");
+    s.write("opsctl.yaml", "instances:\n  bare:\n    secrets:\n      db: { k8s_secret: api-secrets, key: DB_PASSWORD, restart: [deployment/api] }\n");
+    let r = opsctl(&s, &["rotate-secret", "-i", "bare", "db"]);
+    r.code(2);
+    r.stderr_has("`rotate-secret` does not apply to instance bare: it needs kubernetes (`kubernetes:`); bare has host");
+}
+
+mod kubernetes {
+    use serde_json::json;
+
+    use super::{run_of, seq, step_of};
+    use crate::support::kube::{KubeEnv, NS, node};
+
+    fn big_node(name: &str, cpu: &str, memory: &str) -> serde_json::Value {
+        let mut n = node(name, true);
+        n["status"]["allocatable"] = json!({"cpu": cpu, "memory": memory, "pods": "110"});
+        n
+    }
+
+    fn image(k: &KubeEnv) -> String {
+        k.get("deployments", "api")["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn deploy_on_a_tenant_rolls_back_a_crash_looping_release_to_the_image_it_ran() {
+        let k = KubeEnv::new();
+        k.fake.with(|c| {
+            c.crashing_images.push("broken".into());
+            c.seed("nodes", big_node("node-1", "4", "8Gi"));
+        });
+        k.deployment("api", 2, "registry/api:v1");
+        let o = |args: &[&str]| k.scratch.opsctl().args(args).args(["--output", "json"]).run();
+
+        let r = o(&["deploy", "-i", "team-a", "api", "--image", "registry/api:v2", "--watch", "1s", "--timeout", "10s"]);
+        r.code(0);
+        assert_eq!(seq(&r), [("gate".to_string(), "passed".to_string()), ("deploy".to_string(), "passed".to_string())]);
+        let gate = run_of(&r, "gate");
+        assert_eq!(step_of(&gate, "headroom")["status"], "passed", "{gate}");
+        assert_eq!(step_of(&gate, "headroom")["outputs"]["nodes"]["node-1"]["cpu_requested"], 0.2);
+        assert_eq!(step_of(&run_of(&r, "deploy"), "set_image")["outputs"]["previous_image"], "registry/api:v1");
+        assert_eq!(image(&k), "registry/api:v2");
+
+        // A release whose pods crash-loop: the rollout times out, is undone, and rolls out.
+        let r = o(&["deploy", "-i", "team-a", "api", "--image", "registry/api:broken", "--watch", "1s", "--timeout", "3s", "--no-gate"]);
+        r.code(1);
+        assert_eq!(seq(&r), [("deploy".to_string(), "failed".to_string())]);
+        let d = run_of(&r, "deploy");
+        assert_eq!(step_of(&d, "rollout")["status"], "failed");
+        assert_eq!(step_of(&d, "rollback_kubernetes")["status"], "passed", "{d}");
+        assert_eq!(step_of(&d, "rolled_back_kubernetes")["status"], "passed", "{d}");
+        assert_eq!(step_of(&d, "rolled_back")["message"], "the deploy of registry/api:broken to api failed (rollout) and was rolled back");
+        assert_eq!(image(&k), "registry/api:v2", "exactly the image it ran before");
+        k.wait_ready("deployments", "api");
+
+        // The gate fails on a crash-looping workload, naming it, and the deploy does not run.
+        k.run("  - { id: s, k8s.set_image: { target: api, image: registry/api:broken } }\n", &[]).code(0);
+        let r = o(&["deploy", "-i", "team-a", "api", "--image", "registry/api:v3", "--watch", "1s"]);
+        r.code(1);
+        assert_eq!(seq(&r), [("gate".to_string(), "failed".to_string())]);
+        assert_eq!(r.json()["not_run"], json!([{"runbook": "deploy", "reason": "`gate` failed and stops the sequence"}]));
+        let gate = run_of(&r, "gate");
+        assert_eq!(step_of(&gate, "workloads")["status"], "failed");
+        assert!(step_of(&gate, "pods")["message"].as_str().unwrap().contains("CrashLoopBackOff"), "{gate}");
+        assert_eq!(image(&k), "registry/api:broken");
+    }
+
+    #[test]
+    fn capacity_judges_the_room_left_on_nodes() {
+        let k = KubeEnv::new();
+        k.fake.with(|c| {
+            c.seed("nodes", big_node("node-1", "500m", "1Gi"));
+            c.seed("nodes", big_node("node-2", "250m", "1Gi"));
+        });
+        k.deployment("api", 4, "registry/api:v1");
+        let r = k.run("  - { id: c, k8s.capacity: { warn_ratio: 0.5, fail_ratio: 0.9 } }\n", &[]);
+        let c = r.step("c");
+        let n1 = &c["outputs"]["nodes"]["node-1"];
+        let n2 = &c["outputs"]["nodes"]["node-2"];
+        let cpu = n1["cpu_requested"].as_f64().unwrap() + n2["cpu_requested"].as_f64().unwrap();
+        assert!((cpu - 0.4).abs() < 1e-9, "{c}");
+        assert_eq!(n1["pods"].as_u64().unwrap() + n2["pods"].as_u64().unwrap(), 4);
+        // Every node (here: the one with the pods) over fail_ratio: no room.
+        let busy = if n1["pods"].as_u64().unwrap() > 0 { "node-1" } else { "node-2" };
+        let r = k.run(&format!("  - {{ id: c, k8s.capacity: {{ fail_ratio: 0.1, selector: kubernetes.io/hostname={busy} }} }}\n"), &[]);
+        r.code(1);
+        assert!(r.step("c")["message"].as_str().unwrap().starts_with("every node is "), "{}", r.stdout);
+        let r = k.run("  - { id: c, k8s.capacity: { selector: pool=none } }\n", &[]);
+        r.code(1);
+        assert_eq!(r.step("c")["message"], "no nodes match pool=none: no room to schedule anything");
+    }
+
+    #[test]
+    fn rotate_secret_on_a_tenant_puts_the_previous_values_back_when_health_fails() {
+        let k = KubeEnv::new();
+        k.fake.with(|c| {
+            c.seed("secrets", json!({"metadata": {"name": "api-secrets", "namespace": NS}, "type": "Opaque", "data": {"DB_PASSWORD": "b2xkLXBhc3N3b3Jk"}}))
+        });
+        k.deployment("api", 1, "registry/api:v1");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let inv = |http: &str| {
+            format!(
+                "instances:\n  team-a:\n    kubernetes: {{ kubeconfig: kubeconfig.yaml, namespace: team-a }}\n{http}    secrets:\n      db: {{ k8s_secret: api-secrets, key: DB_PASSWORD, restart: [deployment/api] }}\n"
+            )
+        };
+        k.scratch.write("opsctl.yaml", &inv(""));
+        let password = || k.get("secrets", "api-secrets")["data"]["DB_PASSWORD"].as_str().unwrap().to_string();
+        let r = k.scratch.opsctl().args(["rotate-secret", "-i", "team-a", "db", "--timeout", "10s", "-o", "json"]).run();
+        r.code(0);
+        let rotated = password();
+        assert_ne!(rotated, "b2xkLXBhc3N3b3Jk");
+        assert_eq!(r.step("rollout[0]")["status"], "passed", "{}", r.stdout);
+        assert_eq!(k.get("secrets", "api-secrets-opsctl-previous")["data"]["DB_PASSWORD"], "b2xkLXBhc3N3b3Jk");
+
+        // The API does not answer its health check after the restart: the previous values go back.
+        k.scratch.write("opsctl.yaml", &inv(&format!("    http: {{ base_url: \"http://127.0.0.1:{closed}\", health: [/health] }}\n")));
+        let r = k.scratch.opsctl().args(["rotate-secret", "-i", "team-a", "db", "--timeout", "10s", "-o", "json"]).run();
+        r.code(1);
+        assert_eq!(r.step("k8s_rollback")["status"], "passed", "{}", r.stdout);
+        assert_eq!(r.step("rolled_back")["message"], "rotating db failed (health) and the previous values were put back");
+        assert_eq!(password(), rotated, "the values before this rotation are back");
+        for text in [&r.stdout, &r.stderr] {
+            assert!(!text.contains(&rotated), "a value was printed");
+        }
+    }
+}
+
+#[test]
+fn a_declared_secret_names_exactly_one_place_and_its_key() {
+    let s = Scratch::new();
+    for (decl, msg) in [
+        ("{ key: JWT_SECRET }", "secret `jwt` of instance a names no place: give one of `env_file`, `k8s_secret` or `aws_secret`"),
+        ("{ env_file: .env, k8s_secret: s, key: K }", "secret `jwt` of instance a names more than one place"),
+        ("{ env_file: .env }", "secret `jwt` of instance a needs `key`: the variable (env file) or key (Secret) to rotate"),
+        ("{ env_file: .env, key: K, length: 8 }", "secret `jwt` of instance a: `length` is 8; use 16 to 256 characters"),
+    ] {
+        s.write("opsctl.yaml", &format!("instances:\n  a:\n    secrets:\n      jwt: {decl}\n"));
+        let r = opsctl(&s, &["list", "instances"]);
+        r.code(2);
+        r.stderr_has(msg).stderr_has("opsctl.yaml:4:12");
+    }
 }

@@ -47,32 +47,19 @@ impl Subject {
 
     fn matches(&self, m: &Manifest) -> bool {
         m.kind == self.kind
-            && (self.table.is_none()
-                || m.source::<serde_json::Value>("dynamodb")
-                    .and_then(|d| d["table"].as_str().map(str::to_string))
-                    == self.table)
+            && (self.table.is_none() || m.source::<serde_json::Value>("dynamodb").and_then(|d| d["table"].as_str().map(str::to_string)) == self.table)
     }
 }
 
 impl Fresh {
     fn subjects(&self, ctx: &StepContext) -> Vec<Subject> {
-        let kinds: Vec<String> = if self.kinds.is_empty() {
-            KINDS
-                .iter()
-                .filter(|k| ctx.instance.has(k))
-                .map(|k| k.to_string())
-                .collect()
-        } else {
-            self.kinds.clone()
-        };
+        let kinds: Vec<String> =
+            if self.kinds.is_empty() { KINDS.iter().filter(|k| ctx.instance.has(k)).map(|k| k.to_string()).collect() } else { self.kinds.clone() };
         let mut out = Vec::new();
         for kind in kinds {
             match (kind.as_str(), &ctx.instance.dynamodb) {
                 ("dynamodb", Some(d)) if !d.tables.is_empty() => {
-                    out.extend(d.tables.iter().map(|t| Subject {
-                        kind: kind.clone(),
-                        table: Some(t.clone()),
-                    }));
+                    out.extend(d.tables.iter().map(|t| Subject { kind: kind.clone(), table: Some(t.clone()) }));
                 }
                 _ => out.push(Subject { kind, table: None }),
             }
@@ -81,9 +68,7 @@ impl Fresh {
     }
 
     fn max_age(&self, ctx: &StepContext) -> Duration {
-        self.max_age
-            .or_else(|| ctx.instance.backups.as_ref().and_then(|b| b.max_age))
-            .unwrap_or(Duration::from_secs(DEFAULT_MAX_AGE))
+        self.max_age.or_else(|| ctx.instance.backups.as_ref().and_then(|b| b.max_age)).unwrap_or(Duration::from_secs(DEFAULT_MAX_AGE))
     }
 }
 
@@ -95,33 +80,19 @@ fn age_text(seconds: i64) -> String {
 
 impl StepKind for Fresh {
     const NAME: &'static str = "backup.fresh";
-    const SUMMARY: &'static str = "the newest backup of each kind the instance has is younger than max_age (default 26h), its checksums re-read with verify: true";
+    const SUMMARY: &'static str =
+        "the newest backup of each kind the instance has is younger than max_age (default 26h), its checksums re-read with verify: true";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[
-        Output {
-            name: "id",
-            ty: "string",
-            help: "the newest backup (of the first kind)",
-        },
-        Output {
-            name: "age_seconds",
-            ty: "int",
-            help: "its age (the oldest of the newest backups, over every kind)",
-        },
-        Output {
-            name: "backups",
-            ty: "list",
-            help: "per kind (or table): {kind, table, id, age_seconds, verified}",
-        },
+        Output { name: "id", ty: "string", help: "the newest backup (of the first kind)" },
+        Output { name: "age_seconds", ty: "int", help: "its age (the oldest of the newest backups, over every kind)" },
+        Output { name: "backups", ty: "list", help: "per kind (or table): {kind, table, id, age_seconds, verified}" },
     ];
 
     fn check(&self) -> Result<(), String> {
         for k in &self.kinds {
             if !KINDS.contains(&k.as_str()) && !crate::yaml::de::is_template(k) {
-                return Err(format!(
-                    "unknown backup kind `{k}`; use {}",
-                    KINDS.join(", ")
-                ));
+                return Err(format!("unknown backup kind `{k}`; use {}", KINDS.join(", ")));
             }
         }
         Ok(())
@@ -136,10 +107,7 @@ impl StepKind for Fresh {
             )));
         }
         let store = ctx.backup_store()?;
-        let all = store
-            .list()
-            .await
-            .map_err(|e| StepError::error(e.to_string()))?;
+        let all = store.list().await.map_err(|e| StepError::error(e.to_string()))?;
         let max_age = self.max_age(ctx);
         let now = jiff::Timestamp::now();
         let mut problems = Vec::new();
@@ -147,57 +115,27 @@ impl StepKind for Fresh {
         let mut rows = Vec::new();
         let mut oldest: i64 = 0;
         for subject in &subjects {
-            let Some(newest) = all
-                .iter()
-                .filter(|m| subject.matches(m))
-                .max_by_key(|m| m.created_at)
-            else {
-                problems.push(format!(
-                    "no {} backup in {}",
-                    subject.describe(),
-                    store.describe()
-                ));
+            let Some(newest) = all.iter().filter(|m| subject.matches(m)).max_by_key(|m| m.created_at) else {
+                problems.push(format!("no {} backup in {}", subject.describe(), store.describe()));
                 continue;
             };
             let age = now.as_second() - newest.created_at.as_second();
             oldest = oldest.max(age);
             let mut verified = false;
             if age as u64 > max_age.std().as_secs() {
-                problems.push(format!(
-                    "the newest {} backup {} is {} old (max_age {max_age})",
-                    subject.describe(),
-                    newest.id,
-                    age_text(age)
-                ));
+                problems.push(format!("the newest {} backup {} is {} old (max_age {max_age})", subject.describe(), newest.id, age_text(age)));
             } else if self.verify {
                 match backup::verify_checksums(store.as_ref(), newest).await {
                     Ok(()) => verified = true,
-                    Err(e) => problems.push(format!(
-                        "the newest {} backup {} does not match its checksums: {e}",
-                        subject.describe(),
-                        newest.id
-                    )),
+                    Err(e) => problems.push(format!("the newest {} backup {} does not match its checksums: {e}", subject.describe(), newest.id)),
                 }
             }
-            found.push(format!(
-                "{} {} ({} old{})",
-                subject.describe(),
-                newest.id,
-                age_text(age),
-                if verified { ", checksums match" } else { "" }
-            ));
+            found.push(format!("{} {} ({} old{})", subject.describe(), newest.id, age_text(age), if verified { ", checksums match" } else { "" }));
             rows.push(serde_json::json!({ "kind": subject.kind, "table": subject.table, "id": newest.id, "age_seconds": age, "verified": verified }));
         }
-        let first_id = rows
-            .first()
-            .and_then(|r| r["id"].as_str())
-            .unwrap_or_default()
-            .to_string();
+        let first_id = rows.first().and_then(|r| r["id"].as_str()).unwrap_or_default().to_string();
         let outcome = if problems.is_empty() {
-            Outcome::passed(format!(
-                "newest backups within {max_age}: {}",
-                found.join(", ")
-            ))
+            Outcome::passed(format!("newest backups within {max_age}: {}", found.join(", ")))
         } else {
             let mut msg = problems.join("; ");
             if !found.is_empty() {
@@ -206,11 +144,7 @@ impl StepKind for Fresh {
             Outcome::failed(msg)
         };
         Ok(outcome
-            .value(if rows.is_empty() {
-                "none".to_string()
-            } else {
-                age_text(oldest)
-            })
+            .value(if rows.is_empty() { "none".to_string() } else { age_text(oldest) })
             .threshold(Some(format!("fail > {max_age}")))
             .output("id", first_id)
             .output("age_seconds", oldest)

@@ -55,25 +55,22 @@ fn default_wait() -> Duration {
 /// else (a literal image, or a variable inside a longer text such as `api:${TAG}`).
 pub fn image_variable(image: &str) -> Option<(String, Option<String>)> {
     let t = image.trim();
-    let (name, default) =
-        if let Some(inner) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            match inner.find([':', '-', '?']) {
-                Some(i) => {
-                    let (n, rest) = inner.split_at(i);
-                    let rest = rest.strip_prefix(':').unwrap_or(rest);
-                    let default = rest.strip_prefix('-').map(str::to_string);
-                    (n.to_string(), default)
-                }
-                None => (inner.to_string(), None),
+    let (name, default) = if let Some(inner) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        match inner.find([':', '-', '?']) {
+            Some(i) => {
+                let (n, rest) = inner.split_at(i);
+                let rest = rest.strip_prefix(':').unwrap_or(rest);
+                let default = rest.strip_prefix('-').map(str::to_string);
+                (n.to_string(), default)
             }
-        } else if let Some(n) = t.strip_prefix('$') {
-            (n.to_string(), None)
-        } else {
-            return None;
-        };
-    let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
+            None => (inner.to_string(), None),
+        }
+    } else if let Some(n) = t.strip_prefix('$') {
+        (n.to_string(), None)
+    } else {
+        return None;
+    };
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
     ok.then_some((name, default))
 }
 
@@ -91,15 +88,9 @@ fn target(ctx: &StepContext, project: &Project, service: &str) -> Result<Target,
     project.check_services(&[service.to_string()])?;
     let mut image: Option<(String, PathBuf)> = None;
     for f in &project.files {
-        let file = crate::yaml::read_source(f, "compose file")
-            .map_err(|d| StepError::invalid(d.to_string()))?;
+        let file = crate::yaml::read_source(f, "compose file").map_err(|d| StepError::invalid(d.to_string()))?;
         let root = crate::yaml::parse(&file).map_err(|d| StepError::invalid(d.to_string()))?;
-        if let Some(text) = root
-            .get("services")
-            .and_then(|s| s.get(service))
-            .and_then(|s| s.get("image"))
-            .and_then(|i| i.as_str())
-        {
+        if let Some(text) = root.get("services").and_then(|s| s.get(service)).and_then(|s| s.get("image")).and_then(|i| i.as_str()) {
             image = Some((text.to_string(), f.clone()));
         }
     }
@@ -122,11 +113,7 @@ fn target(ctx: &StepContext, project: &Project, service: &str) -> Result<Target,
             ctx.instance.name
         ))
     })?;
-    Ok(Target {
-        variable,
-        default,
-        env_file,
-    })
+    Ok(Target { variable, default, env_file })
 }
 
 fn env_name(service: &str) -> String {
@@ -146,11 +133,8 @@ pub fn env_value(text: &str, key: &str) -> Option<String> {
             && k.trim() == key
         {
             let v = v.trim();
-            let unquoted = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
+            let unquoted =
+                v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
             found = Some(unquoted.to_string());
         }
     }
@@ -164,17 +148,10 @@ pub fn set_values(text: &str, values: &[(&str, &str)]) -> String {
     for line in text.lines() {
         let l = line.trim_start();
         let bare = l.strip_prefix("export ").unwrap_or(l);
-        let key = bare
-            .split_once('=')
-            .map(|(k, _)| k.trim())
-            .filter(|_| !l.starts_with('#'));
+        let key = bare.split_once('=').map(|(k, _)| k.trim()).filter(|_| !l.starts_with('#'));
         match key.and_then(|k| values.iter().position(|(vk, _)| *vk == k)) {
             Some(i) => {
-                let export = if l.starts_with("export ") {
-                    "export "
-                } else {
-                    ""
-                };
+                let export = if l.starts_with("export ") { "export " } else { "" };
                 out.push_str(&format!("{export}{}={}", values[i].0, values[i].1));
                 done[i] = true;
             }
@@ -192,16 +169,9 @@ pub fn set_values(text: &str, values: &[(&str, &str)]) -> String {
 
 fn read_env(path: &Path) -> Result<(String, u32), StepError> {
     use std::os::unix::fs::PermissionsExt;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        StepError::invalid(format!(
-            "cannot read env file {}: {}",
-            path.display(),
-            crate::error::io_reason(&e)
-        ))
-    })?;
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o600);
+    let text =
+        std::fs::read_to_string(path).map_err(|e| StepError::invalid(format!("cannot read env file {}: {}", path.display(), crate::error::io_reason(&e))))?;
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
     Ok((text, mode))
 }
 
@@ -214,55 +184,34 @@ fn check_image(image: &str) -> Result<(), String> {
     if image.trim().is_empty() {
         return Err("`image` is empty".into());
     }
-    if image.chars().any(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '$' | '`' | '\\' | '#')
-    }) {
-        return Err(format!(
-            "`image` {image:?} is not an image reference (no spaces, quotes, `$`, `#` or backslashes)"
-        ));
+    if image.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '$' | '`' | '\\' | '#')) {
+        return Err(format!("`image` {image:?} is not an image reference (no spaces, quotes, `$`, `#` or backslashes)"));
     }
     Ok(())
 }
 
 /// Sets `variable` to `image` (and `_PREVIOUS` to `previous`), recreates the service with
-/// its current number of containers, and waits until all run `image` and are ready.
-async fn apply(
-    ctx: &StepContext,
-    service: &str,
-    t: &Target,
-    image: &str,
-    previous: &str,
-    within: Duration,
-) -> Result<String, StepError> {
+/// its current number of containers, and waits until all run `image` and are ready. The
+/// outer error: nothing was changed; the inner one: the env file was written, but the
+/// service did not come up with it.
+async fn apply(ctx: &StepContext, service: &str, t: &Target, image: &str, previous: &str, within: Duration) -> Result<Result<String, StepError>, StepError> {
     let (project, docker) = project(ctx)?;
     let (text, mode) = read_env(&t.env_file)?;
     let prev_key = previous_key(&t.variable);
-    write_atomic(
-        &t.env_file,
-        &set_values(&text, &[(&t.variable, image), (&prev_key, previous)]),
-        mode,
-    )?;
-    let running = by_service(&docker.project_containers(&project.name).await?, service)
-        .iter()
-        .filter(|c| c.running())
-        .count()
-        .max(1);
-    let args = vec![
-        "up".into(),
-        "-d".into(),
-        "--no-deps".into(),
-        "--scale".into(),
-        format!("{service}={running}"),
-        service.to_string(),
-    ];
-    compose(&project, &args).await?;
+    let running = by_service(&docker.project_containers(&project.name).await?, service).iter().filter(|c| c.running()).count().max(1);
+    write_atomic(&t.env_file, &set_values(&text, &[(&t.variable, image), (&prev_key, previous)]), mode)?;
+    let args = vec!["up".into(), "-d".into(), "--no-deps".into(), "--scale".into(), format!("{service}={running}"), service.to_string()];
     let done = |cs: &[Container]| {
         let mine = by_service(cs, service);
         mine.len() == running && mine.iter().all(|c| c.image == image && c.ready())
     };
     let what = format!("{service} running {image} and ready");
-    let cs = wait_until(&docker, &project, within.std(), &what, done).await?;
-    Ok(summarize(service, &by_service(&cs, service)))
+    Ok(async {
+        compose(&project, &args).await?;
+        let cs = wait_until(&docker, &project, within.std(), &what, done).await?;
+        Ok(summarize(service, &by_service(&cs, service)))
+    }
+    .await)
 }
 
 impl StepKind for Deploy {
@@ -270,26 +219,10 @@ impl StepKind for Deploy {
     const SUMMARY: &'static str = "set a service's image through its `${VARIABLE}` in the env file (the previous kept as VARIABLE_PREVIOUS), up -d that service, wait until it runs the image ready";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[
-        Output {
-            name: "previous",
-            ty: "string",
-            help: "the image before (what compose.rollback puts back)",
-        },
-        Output {
-            name: "image",
-            ty: "string",
-            help: "the image now",
-        },
-        Output {
-            name: "variable",
-            ty: "string",
-            help: "the env file key set",
-        },
-        Output {
-            name: "env_file",
-            ty: "string",
-            help: "the env file written",
-        },
+        Output { name: "previous", ty: "string", help: "the image before (what compose.rollback puts back)" },
+        Output { name: "image", ty: "string", help: "the image now" },
+        Output { name: "variable", ty: "string", help: "the env file key set" },
+        Output { name: "env_file", ty: "string", help: "the env file written" },
     ];
 
     fn check(&self) -> Result<(), String> {
@@ -305,31 +238,38 @@ impl StepKind for Deploy {
         let t = target(ctx, &project, &self.service)?;
         let (text, _) = read_env(&t.env_file)?;
         let previous = env_value(&text, &t.variable).or_else(|| t.default.clone()).ok_or_else(|| {
-            StepError::invalid(format!("{} does not set {} and the compose file gives no default; set the image running now there first", t.env_file.display(), t.variable))
+            StepError::invalid(format!(
+                "{} does not set {} and the compose file gives no default; set the image running now there first",
+                t.env_file.display(),
+                t.variable
+            ))
         })?;
-        let state = apply(
-            ctx,
-            &self.service,
-            &t,
-            &self.image,
-            &previous,
-            self.wait_timeout,
-        )
-        .await?;
-        Ok(Outcome::passed(format!(
-            "{}: {previous} → {} ({}={} in {}, the previous kept as {}); {state}",
-            self.service,
-            self.image,
-            t.variable,
-            self.image,
-            t.env_file.display(),
-            previous_key(&t.variable)
-        ))
-        .value(format!("{previous} → {}", self.image))
-        .output("previous", previous)
-        .output("image", self.image.clone())
-        .output("variable", t.variable.clone())
-        .output("env_file", t.env_file.display().to_string()))
+        let outcome = match apply(ctx, &self.service, &t, &self.image, &previous, self.wait_timeout).await? {
+            Ok(state) => Outcome::passed(format!(
+                "{}: {previous} → {} ({}={} in {}, the previous kept as {}); {state}",
+                self.service,
+                self.image,
+                t.variable,
+                self.image,
+                t.env_file.display(),
+                previous_key(&t.variable)
+            )),
+            // Changed but not ready: failed, with the outputs a rollback needs.
+            Err(e) => Outcome::failed(format!(
+                "{} ({} now says {}={}, the previous kept as {})",
+                e.message,
+                t.env_file.display(),
+                t.variable,
+                self.image,
+                previous_key(&t.variable)
+            )),
+        };
+        Ok(outcome
+            .value(format!("{previous} → {}", self.image))
+            .output("previous", previous)
+            .output("image", self.image.clone())
+            .output("variable", t.variable.clone())
+            .output("env_file", t.env_file.display().to_string()))
     }
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
@@ -337,9 +277,7 @@ impl StepKind for Deploy {
         let (project, _) = project(ctx)?;
         let t = target(ctx, &project, &self.service)?;
         let (text, _) = read_env(&t.env_file)?;
-        let previous = env_value(&text, &t.variable)
-            .or_else(|| t.default.clone())
-            .unwrap_or_else(|| "(unset)".into());
+        let previous = env_value(&text, &t.variable).or_else(|| t.default.clone()).unwrap_or_else(|| "(unset)".into());
         Ok(format!(
             "would set {}={} in {} (now {previous}, kept as {}), recreate {} and wait up to {} until it runs the image and is ready",
             t.variable,
@@ -359,9 +297,7 @@ fn rollback_images(t: &Target) -> Result<(String, String), StepError> {
     let previous = env_value(&text, &key).filter(|v| !v.is_empty()).ok_or_else(|| {
         StepError::invalid(format!("no previous image is recorded for this service ({key} is not in {}); `opsctl deploy` records it", t.env_file.display()))
     })?;
-    let now = env_value(&text, &t.variable)
-        .or_else(|| t.default.clone())
-        .unwrap_or_default();
+    let now = env_value(&text, &t.variable).or_else(|| t.default.clone()).unwrap_or_default();
     Ok((now, previous))
 }
 
@@ -369,33 +305,18 @@ impl StepKind for Rollback {
     const NAME: &'static str = "compose.rollback";
     const SUMMARY: &'static str = "put back the image a service ran before the last compose.deploy (VARIABLE_PREVIOUS), up -d it, wait until ready";
     const EFFECT: Effect = Effect::Mutate;
-    const OUTPUTS: &'static [Output] = &[
-        Output {
-            name: "previous",
-            ty: "string",
-            help: "the image rolled back from",
-        },
-        Output {
-            name: "image",
-            ty: "string",
-            help: "the image now",
-        },
-    ];
+    const OUTPUTS: &'static [Output] =
+        &[Output { name: "previous", ty: "string", help: "the image rolled back from" }, Output { name: "image", ty: "string", help: "the image now" }];
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let (project, _) = project(ctx)?;
         let t = target(ctx, &project, &self.service)?;
         let (now, previous) = rollback_images(&t)?;
-        let state = apply(ctx, &self.service, &t, &previous, &now, self.wait_timeout).await?;
-        Ok(Outcome::passed(format!(
-            "{}: rolled back {now} → {previous} ({} in {}); {state}",
-            self.service,
-            t.variable,
-            t.env_file.display()
-        ))
-        .value(format!("{now} → {previous}"))
-        .output("previous", now)
-        .output("image", previous))
+        let state = apply(ctx, &self.service, &t, &previous, &now, self.wait_timeout).await??;
+        Ok(Outcome::passed(format!("{}: rolled back {now} → {previous} ({} in {}); {state}", self.service, t.variable, t.env_file.display()))
+            .value(format!("{now} → {previous}"))
+            .output("previous", now)
+            .output("image", previous))
     }
 
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
@@ -418,26 +339,11 @@ mod tests {
 
     #[test]
     fn image_variables_are_recognised_and_literals_are_not() {
-        assert_eq!(
-            image_variable("${API_IMAGE}"),
-            Some(("API_IMAGE".into(), None))
-        );
-        assert_eq!(
-            image_variable("${API_IMAGE:-api:1}"),
-            Some(("API_IMAGE".into(), Some("api:1".into())))
-        );
-        assert_eq!(
-            image_variable("${API_IMAGE-api:1}"),
-            Some(("API_IMAGE".into(), Some("api:1".into())))
-        );
-        assert_eq!(
-            image_variable("${API_IMAGE:?set it}"),
-            Some(("API_IMAGE".into(), None))
-        );
-        assert_eq!(
-            image_variable("$API_IMAGE"),
-            Some(("API_IMAGE".into(), None))
-        );
+        assert_eq!(image_variable("${API_IMAGE}"), Some(("API_IMAGE".into(), None)));
+        assert_eq!(image_variable("${API_IMAGE:-api:1}"), Some(("API_IMAGE".into(), Some("api:1".into()))));
+        assert_eq!(image_variable("${API_IMAGE-api:1}"), Some(("API_IMAGE".into(), Some("api:1".into()))));
+        assert_eq!(image_variable("${API_IMAGE:?set it}"), Some(("API_IMAGE".into(), None)));
+        assert_eq!(image_variable("$API_IMAGE"), Some(("API_IMAGE".into(), None)));
         assert_eq!(image_variable("nginx:1.25"), None);
         assert_eq!(image_variable("api:${TAG}"), None);
         assert_eq!(image_variable("${}"), None);
@@ -447,16 +353,10 @@ mod tests {
     fn env_values_are_read_and_set_in_place() {
         let text = "# images\nAPI_IMAGE=api:1\nexport DB=x\nAPI_IMAGE_PREVIOUS=\"api:0\"\n";
         assert_eq!(env_value(text, "API_IMAGE").as_deref(), Some("api:1"));
-        assert_eq!(
-            env_value(text, "API_IMAGE_PREVIOUS").as_deref(),
-            Some("api:0")
-        );
+        assert_eq!(env_value(text, "API_IMAGE_PREVIOUS").as_deref(), Some("api:0"));
         assert_eq!(env_value(text, "NOPE"), None);
         assert_eq!(
-            set_values(
-                text,
-                &[("API_IMAGE", "api:2"), ("API_IMAGE_PREVIOUS", "api:1")]
-            ),
+            set_values(text, &[("API_IMAGE", "api:2"), ("API_IMAGE_PREVIOUS", "api:1")]),
             "# images\nAPI_IMAGE=api:2\nexport DB=x\nAPI_IMAGE_PREVIOUS=api:1\n"
         );
         assert_eq!(set_values("A=1\n", &[("B", "2")]), "A=1\nB=2\n");

@@ -13,11 +13,13 @@ use crate::kind::{StepContext, StepKind};
 use crate::pattern::Pattern;
 use crate::vocab::{Effect, Outcome, Output, StepError};
 
-/// Count matching log lines of a service's containers.
+/// Count matching log lines of a service's containers (or of every service's).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Logs {
-    pub service: String,
+    /// The service. Default: every service of the project (counted per service too).
+    #[serde(default)]
+    pub service: Option<String>,
     /// A regex, e.g. `(?i)error`.
     pub pattern: Pattern,
     /// How far back. Default 1h.
@@ -45,6 +47,7 @@ impl StepKind for Logs {
         Output { name: "matches", ty: "int", help: "matching lines" },
         Output { name: "lines", ty: "int", help: "lines read" },
         Output { name: "samples", ty: "list", help: "the first matching lines (cut to 300 characters)" },
+        Output { name: "by_service", ty: "map", help: "matching lines per service" },
     ];
 
     fn check(&self) -> Result<(), String> {
@@ -53,11 +56,16 @@ impl StepKind for Logs {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let (project, docker) = project(ctx)?;
-        project.check_services(std::slice::from_ref(&self.service))?;
         let containers = docker.project_containers(&project.name).await?;
-        let mine = by_service(&containers, &self.service);
+        let (what, mine) = match &self.service {
+            Some(service) => {
+                project.check_services(std::slice::from_ref(service))?;
+                (service.clone(), by_service(&containers, service))
+            }
+            None => (format!("every service of {}", project.name), containers.iter().collect()),
+        };
         if mine.is_empty() {
-            return Err(StepError::new(crate::vocab::ErrorClass::Failed, format!("service {} has no containers", self.service)));
+            return Err(StepError::new(crate::vocab::ErrorClass::Failed, format!("{what}: no containers to read logs from")));
         }
         let since = jiff::Timestamp::now().as_second() - self.since.std().as_secs() as i64;
         let tail = self.tail.map_or("all".to_string(), |t| t.to_string());
@@ -68,12 +76,21 @@ impl StepKind for Logs {
         }))
         .await;
         let mut tally = Tally::default();
-        for raw in fetched {
+        let mut by_service: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for (raw, c) in fetched.into_iter().zip(&mine) {
+            let before = tally.matches;
             for line in log_lines(&raw?) {
-                tally.line(&line, &self.pattern, self.samples, None);
+                tally.line(&line, &self.pattern, self.samples, self.service.is_none().then_some(c.service.as_str()));
+            }
+            *by_service.entry(c.service.clone()).or_default() += tally.matches - before;
+        }
+        let mut message = format!("{} of {} lines of {what} in the last {} match {}", tally.matches, tally.lines, self.since, self.pattern);
+        if self.service.is_none() {
+            let busiest: Vec<String> = by_service.iter().filter(|(_, n)| **n > 0).map(|(s, n)| format!("{s} {n}")).collect();
+            if !busiest.is_empty() {
+                message.push_str(&format!(" ({})", busiest.join(", ")));
             }
         }
-        let message = format!("{} of {} lines of {} in the last {} match {}", tally.matches, tally.lines, self.service, self.since, self.pattern);
-        Ok(tally.outcome(&Limits::above_counts(self.warn_above, self.fail_above), message))
+        Ok(tally.outcome(&Limits::above_counts(self.warn_above, self.fail_above), message).output("by_service", serde_json::to_value(&by_service).unwrap_or_default()))
     }
 }

@@ -22,6 +22,7 @@ use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 #[serde(deny_unknown_fields)]
 pub struct Logs {
     /// `deployment/NAME` (or `NAME`), `statefulset/NAME` or `pod/NAME`; or give `selector`.
+    /// Neither: every pod of the namespace.
     #[serde(default)]
     pub target: Option<String>,
     /// A label selector for the pods, instead of `target`.
@@ -63,7 +64,8 @@ async fn pods_of(kube: &Kube, target: Option<&str>, selector: Option<&str>) -> R
             (target.to_string(), super::workload_selector(kube, &target).await?)
         }
         (None, Some(s)) => (format!("pods matching {s}"), s.to_string()),
-        _ => return Err(StepError::invalid("give `target` or `selector`")),
+        (None, None) => (format!("every pod of namespace {}", kube.namespace), String::new()),
+        _ => return Err(StepError::invalid("give `target` or `selector`, not both")),
     };
     let mut pods = Vec::new();
     for_each_page(&kube.api::<Pod>(), ListParams::default().labels(&selector), kube, "pods", |p| pods.extend(p)).await?;
@@ -85,7 +87,6 @@ impl StepKind for Logs {
     fn check(&self) -> Result<(), String> {
         match (&self.target, &self.selector) {
             (Some(_), Some(_)) => return Err("give `target` or `selector`, not both".into()),
-            (None, None) => return Err("give `target` (deployment/NAME, pod/NAME) or `selector`".into()),
             (Some(t), None) if !t.starts_with("pod/") && !t.starts_with("pods/") && !t.starts_with("po/") => {
                 super::Target::parse(t)?;
             }

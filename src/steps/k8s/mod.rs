@@ -12,6 +12,7 @@
 //! One client per run, built on first use. Every API error becomes a message that says
 //! what to do: unreachable server, 401, 403 (with the verb and resource), 404, 409.
 
+pub mod capacity;
 pub mod cordon;
 pub mod cronjob_succeeded;
 pub mod deployment_ready;

@@ -53,6 +53,12 @@ pub struct SecretRotate {
     /// key → `{ generate: { length: 32 } }` or a secret reference. Not with `rollback`.
     #[serde(default)]
     pub keys: BTreeMap<String, NewValue>,
+    /// One key to give a generated value (`length` characters, default 32), instead of `keys`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The length of `key`'s generated value. Default 32.
+    #[serde(default)]
+    pub length: Option<usize>,
     /// Put the previous values back (from `<name>-opsctl-previous`).
     #[serde(default)]
     pub rollback: bool,
@@ -66,13 +72,22 @@ pub fn backup_name(name: &str) -> String {
 }
 
 impl SecretRotate {
+    /// `keys`, with `key` added as a generated value.
+    fn keys(&self) -> BTreeMap<String, NewValue> {
+        let mut all = self.keys.clone();
+        if let Some(k) = &self.key {
+            all.insert(k.clone(), NewValue::Generate { generate: Generate { length: self.length.unwrap_or(32), charset: Charset::default() } });
+        }
+        all
+    }
+
     async fn current(&self, kube: &Kube) -> Result<KubeSecret, StepError> {
         kube.api::<KubeSecret>().get(&self.name).await.map_err(|e| kube.error(e, &format!("secret {}", self.name)))
     }
 
     fn values(&self) -> Result<BTreeMap<String, crate::secret::Secret>, StepError> {
         let mut out = BTreeMap::new();
-        for (k, v) in &self.keys {
+        for (k, v) in &self.keys() {
             let value = match v {
                 NewValue::Generate { generate } => crate::secret::Secret::new(random_value(generate.length, generate.charset)?),
                 NewValue::From(r) => r.resolve().map_err(|e| StepError::invalid(format!("key {k}: {e}")))?,
@@ -109,12 +124,18 @@ impl StepKind for SecretRotate {
         if !valid_name(&self.name) {
             return Err(format!("`name` `{}` is not a valid Secret name", self.name));
         }
-        match (self.keys.is_empty(), self.rollback) {
+        if self.key.is_some() && self.keys.contains_key(self.key.as_deref().unwrap_or_default()) {
+            return Err("`key` is also in `keys`; give it once".into());
+        }
+        if self.length.is_some() && self.key.is_none() {
+            return Err("`length` is the length of `key`'s value; give `key` too".into());
+        }
+        match (self.keys().is_empty(), self.rollback) {
             (true, false) => return Err("give `keys` to set (or `rollback: true`)".into()),
             (false, true) => return Err("give either `keys` or `rollback: true`, not both".into()),
             _ => {}
         }
-        for (k, v) in &self.keys {
+        for (k, v) in &self.keys() {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                 return Err(format!("`keys`: `{k}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)"));
             }
@@ -162,7 +183,7 @@ impl StepKind for SecretRotate {
                     annotations: Some(BTreeMap::from([
                         ("opsctl.io/previous-of".to_string(), self.name.clone()),
                         ("opsctl.io/run".to_string(), ctx.run.run_id.clone()),
-                        ("opsctl.io/keys".to_string(), self.keys.keys().cloned().collect::<Vec<_>>().join(",")),
+                        ("opsctl.io/keys".to_string(), self.keys().keys().cloned().collect::<Vec<_>>().join(",")),
                     ])),
                     ..ObjectMeta::default()
                 },
@@ -210,7 +231,7 @@ impl StepKind for SecretRotate {
             };
         }
         let lines: Vec<String> = self
-            .keys
+            .keys()
             .iter()
             .map(|(k, v)| {
                 let from = match v {

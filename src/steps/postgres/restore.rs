@@ -404,3 +404,141 @@ impl StepKind for Restore {
 fn truncate_name(name: &str, max: usize) -> String {
     name.chars().take(max).collect()
 }
+
+/// Restore a backup into a scratch database of its own, check every table and its rows,
+/// measure how long it took (the RTO) and how old the backup is (the RPO), and drop the
+/// scratch database — the instance's database is never touched. The weekly backup test and
+/// the monthly restore drill.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreTest {
+    /// The backup id. Default: the newest PostgreSQL backup in the instance's store.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Fail when the restore takes longer than this (the RTO target, e.g. 15m).
+    #[serde(default)]
+    pub max_rto: Option<crate::duration::Duration>,
+    /// Fail when the backup is older than this (the RPO target, e.g. 26h).
+    #[serde(default)]
+    pub max_rpo: Option<crate::duration::Duration>,
+    /// pg_restore --jobs. Default 2.
+    #[serde(default = "two")]
+    pub jobs: u32,
+    /// pg_restore --no-owner: objects belong to the restoring user.
+    #[serde(default)]
+    pub no_owner: bool,
+}
+
+/// The scratch databases `postgres.restore_test` makes start so.
+pub const SCRATCH_PREFIX: &str = "opsctl_drill_";
+
+impl RestoreTest {
+    async fn backup_id(&self, ctx: &StepContext) -> Result<String, StepError> {
+        if let Some(id) = &self.from {
+            return Ok(id.clone());
+        }
+        let store = ctx.backup_store()?;
+        let all = store.list().await.map_err(|e| StepError::error(e.to_string()))?;
+        all.iter()
+            .filter(|m| m.kind == "postgres")
+            .max_by_key(|m| m.created_at)
+            .map(|m| m.id.clone())
+            .ok_or_else(|| StepError::new(ErrorClass::Failed, format!("no PostgreSQL backup in {} to test", store.describe())))
+    }
+
+    fn restore(&self, from: String, scratch: &str) -> Restore {
+        Restore { from, database: Some(scratch.to_string()), clean: false, keep_previous: false, disconnect: false, jobs: self.jobs, no_owner: self.no_owner }
+    }
+}
+
+impl StepKind for RestoreTest {
+    const NAME: &'static str = "postgres.restore_test";
+    const SUMMARY: &'static str = "restore a backup (default the newest) into a scratch database, check its tables and rows, measure RTO and RPO, drop it; the instance's database is not touched";
+    const EFFECT: Effect = Effect::Mutate;
+    const OUTPUTS: &'static [Output] = &[
+        Output { name: "backup", ty: "string", help: "the backup restored" },
+        Output { name: "database", ty: "string", help: "the scratch database (dropped)" },
+        Output { name: "tables", ty: "int", help: "tables restored and checked" },
+        Output { name: "rows_estimate", ty: "int", help: "rows restored, estimated after ANALYZE" },
+        Output { name: "rto_seconds", ty: "float", help: "how long the restore took" },
+        Output { name: "rpo_seconds", ty: "int", help: "the backup's age: the data a restore now would lose" },
+    ];
+
+    async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
+        let id = self.backup_id(ctx).await?;
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S").to_string();
+        let scratch = format!("{SCRATCH_PREFIX}{}_{stamp}", ctx.run.run_id.rsplit('-').next().unwrap_or_default().to_lowercase());
+        let restore = self.restore(id, &scratch);
+        let started = Instant::now();
+        let ready = restore.ready(ctx).await?;
+        if ready.target.is_some() {
+            return Err(StepError::invalid(format!("the scratch database {scratch} already exists; nothing was touched")));
+        }
+        ready.admin.batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&scratch))).await.map_err(|e| query_error(&e, "creating the scratch database"))?;
+        let restored = async {
+            restore.pg_restore(&ready, &scratch).await?;
+            restore.verify(&ready, &scratch).await
+        }
+        .await;
+        let rto = started.elapsed();
+        // The scratch database goes whatever happened.
+        let dropped = ready.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&scratch))).await;
+        let dropped = match dropped {
+            Err(_) => ready.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&scratch))).await,
+            ok => ok,
+        };
+        let drop_note = match &dropped {
+            Ok(()) => format!("{scratch} dropped"),
+            Err(e) => format!("{scratch} could not be dropped ({}); drop it by hand", query_error(e, "dropping").message),
+        };
+        let (warnings, rows) = restored.map_err(|e| StepError::new(e.class, format!("{}; {drop_note}", e.message)))?;
+        let rpo = (jiff::Timestamp::now().as_second() - ready.manifest.created_at.as_second()).max(0);
+        let tables = ready.source.tables.len();
+        let mut problems = warnings.clone();
+        if let Some(max) = self.max_rto.filter(|m| rto > m.std()) {
+            problems.push(format!("the restore took {}, more than max_rto {max}", crate::duration::short(rto)));
+        }
+        if let Some(max) = self.max_rpo.filter(|m| rpo as u64 > m.std().as_secs()) {
+            problems.push(format!("the backup is {} old, more than max_rpo {max}", crate::duration::Duration::from_secs(rpo as u64 - rpo as u64 % 60)));
+        }
+        let target_missed = self.max_rto.is_some_and(|m| rto > m.std()) || self.max_rpo.is_some_and(|m| rpo as u64 > m.std().as_secs());
+        let verdict = if target_missed || dropped.is_err() {
+            Verdict::Failed
+        } else if !warnings.is_empty() {
+            Verdict::Warned
+        } else {
+            Verdict::Passed
+        };
+        let mut message = format!(
+            "restored {} ({}, ~{rows} rows) into {scratch} and checked every table in {} (RTO); the backup is {} old (RPO); {drop_note}",
+            ready.manifest.id,
+            plural(tables as i64, "table", "tables"),
+            crate::duration::short(rto),
+            crate::duration::Duration::from_secs(if rpo >= 3600 { rpo as u64 - rpo as u64 % 60 } else { rpo as u64 })
+        );
+        if !problems.is_empty() {
+            message.push_str(&format!("; {}", problems.join("; ")));
+        }
+        Ok(Outcome::new(verdict, message)
+            .value(format!("RTO {}", crate::duration::short(rto)))
+            .output("backup", ready.manifest.id.clone())
+            .output("database", scratch)
+            .output("tables", tables)
+            .output("rows_estimate", rows)
+            .output("rto_seconds", (rto.as_secs_f64() * 1000.0).round() / 1000.0)
+            .output("rpo_seconds", rpo))
+    }
+
+    async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
+        let id = self.backup_id(ctx).await?;
+        let restore = self.restore(id, &format!("{SCRATCH_PREFIX}plan"));
+        let ready = restore.ready(ctx).await?;
+        Ok(format!(
+            "would restore {} ({}, ~{} rows) into a scratch database {SCRATCH_PREFIX}… on {}, check every table, measure RTO and RPO, and drop it; its checksum and archive are verified",
+            ready.manifest.id,
+            plural(ready.source.tables.len() as i64, "table", "tables"),
+            ready.source.rows_estimate,
+            ready.info.target()
+        ))
+    }
+}

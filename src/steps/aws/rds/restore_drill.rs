@@ -41,6 +41,13 @@ pub struct RestoreDrill {
     /// How often to look. Default 15s.
     #[serde(default = "fifteen_seconds")]
     pub poll: Duration,
+    /// Fail (keeping the drill instance for the cleanup step) when it took longer than this
+    /// to become available: the RTO target.
+    #[serde(default)]
+    pub max_rto: Option<Duration>,
+    /// Fail when the snapshot was older than this: the RPO target.
+    #[serde(default)]
+    pub max_rpo: Option<Duration>,
 }
 
 fn hour() -> Duration {
@@ -127,12 +134,21 @@ impl StepKind for RestoreDrill {
             }
         };
         let rto = started.elapsed();
-        Ok(Outcome::passed(format!(
-            "restored {snapshot} of {db} into {scratch} ({host}:{port}), available after {} (RTO); the snapshot was {} old (RPO){}",
+        let mut missed = Vec::new();
+        if let Some(max) = self.max_rto.filter(|m| rto > m.std()) {
+            missed.push(format!("RTO {} is over the target {max}", crate::duration::short(rto)));
+        }
+        if let Some(max) = self.max_rpo.filter(|m| rpo > m.std().as_secs()) {
+            missed.push(format!("RPO {} is over the target {max}", Duration::from_secs(rpo)));
+        }
+        let message = format!(
+            "restored {snapshot} of {db} into {scratch} ({host}:{port}), available after {} (RTO); the snapshot was {} old (RPO){}{}",
             crate::duration::short(rto),
             Duration::from_secs(rpo),
-            retries.note()
-        ))
+            retries.note(),
+            if missed.is_empty() { String::new() } else { format!("; {}", missed.join("; ")) }
+        );
+        Ok(if missed.is_empty() { Outcome::passed(message) } else { Outcome::failed(message) }
         .value(crate::duration::short(rto))
         .output("instance", scratch)
         .output("endpoint", format!("{host}:{port}"))
