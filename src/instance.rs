@@ -21,10 +21,11 @@ use crate::steps::redis::settings::RedisSettings;
 
 /// The names a runbook's `requires:` and a step's `needs:` use, as [`Instance::backends`]
 /// reports them: a section of the instance (`dynamodb`, `elb`, `rds` and `cloudwatch_logs`
-/// count when they list something; `s3` is a backup store in S3; `host` is always there).
+/// count when they list something; `s3` is a backup store in S3; `alarms` is
+/// `aws.alarm_prefix`; `host` is always there).
 pub const BACKEND_NAMES: &[&str] = &[
     "host", "http", "postgres", "backups", "compose", "kubernetes", "prometheus", "alertmanager", "redis", "aws", "dynamodb", "ecs",
-    "elb", "rds", "cloudwatch_logs", "s3",
+    "elb", "rds", "cloudwatch_logs", "s3", "alarms",
 ];
 
 /// One deployed copy of a platform: a tenant, an environment.
@@ -305,6 +306,9 @@ impl Instance {
         }
         if self.backups.as_ref().is_some_and(|b| b.s3.is_some()) {
             out.push("s3");
+        }
+        if self.aws.as_ref().is_some_and(|a| a.alarm_prefix.is_some()) {
+            out.push("alarms");
         }
         out
     }

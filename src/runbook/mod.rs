@@ -97,6 +97,7 @@ fn describe_backend(name: &str) -> String {
         "elb" => "elb (`elb.target_groups:`)".into(),
         "rds" => "rds (`rds.instances:`)".into(),
         "cloudwatch_logs" => "cloudwatch_logs (`cloudwatch_logs.groups:`)".into(),
+        "alarms" => "alarms (`aws.alarm_prefix:`)".into(),
         other => format!("{other} (`{other}:`)"),
     }
 }

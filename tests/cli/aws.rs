@@ -560,6 +560,13 @@ fn cloudwatch_metric_thresholds_and_alarms() {
     assert_eq!(r.step("a")["message"], "1 of 2 alarms cw-team-a-* in ALARM: cw-team-a-cpu (CPU above 90% for 5 minutes)");
     assert_eq!(r.step("a")["outputs"]["firing"], json!(["cw-team-a-cpu"]));
     run(&s, "  - id: a\n    cloudwatch.alarms: { prefix: cw-team-b- }\n", &[]).code(0);
+    // The instance's own alarms (`aws.alarm_prefix`): check and the deploy gate fail on them.
+    s.write("opsctl.yaml", &format!("instances:\n  a:\n    aws: {}\n", aws.settings("us-east-1").replace(" }", ", alarm_prefix: cw-team-a- }")));
+    for command in ["check", "gate"] {
+        let r = cmd(&s, &[command, "-i", "a", "-o", "json"]);
+        r.code(1);
+        assert_eq!(r.step("alarms")["message"], "1 of 2 alarms cw-team-a-* in ALARM: cw-team-a-cpu (CPU above 90% for 5 minutes)", "{command}");
+    }
 }
 
 #[test]

@@ -79,7 +79,7 @@ fn check_on_a_compose_host_looks_at_its_services_and_lists_only_what_it_has() {
     }
     let table = opsctl(&s, &["check", "-i", "app"]);
     table.stdout_has(
-        "not configured on app: alertmanager, backups, dynamodb, ecs, elb, http, kubernetes, postgres, prometheus, redis (their steps did not run)",
+        "not configured on app: alarms, alertmanager, backups, dynamodb, ecs, elb, http, kubernetes, postgres, prometheus, redis (their steps did not run)",
     );
     assert!(!table.stdout.contains("SKIP"), "{}", table.stdout);
 
@@ -529,5 +529,154 @@ fn a_declared_secret_names_exactly_one_place_and_its_key() {
         let r = opsctl(&s, &["list", "instances"]);
         r.code(2);
         r.stderr_has(msg).stderr_has("opsctl.yaml:4:12");
+    }
+}
+
+mod tenant {
+    use serde_json::json;
+
+    use crate::support::kube::{KubeEnv, NS, pod};
+    use crate::support::postgres::PASSWORD;
+
+    fn seed_custom(k: &KubeEnv) {
+        k.fake.with(|c| {
+            c.seed(
+                "applications",
+                json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "go-coffee", "namespace": "argocd"},
+                "status": {"health": {"status": "Healthy"}, "sync": {"status": "Synced"}}}),
+            );
+            c.seed(
+                "buckets",
+                json!({"apiVersion": "s3.aws.upbound.io/v1beta1", "kind": "Bucket", "metadata": {"name": "team-a-assets", "labels": {"tenant": "team-a"}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "True"}]}}),
+            );
+            let done = jiff::Timestamp::now().to_string();
+            c.seed(
+                "backups",
+                json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": "daily-1", "namespace": "velero"},
+                "status": {"phase": "Completed", "completionTimestamp": done}}),
+            );
+        });
+    }
+
+    /// A tenant as the multi-tenant guides run one: a namespace with its API behind a service
+    /// and an ingress, PostgreSQL in a pod reached through the API server, DynamoDB tables,
+    /// Argo CD, Crossplane and Velero resources, and a backup store.
+    #[test]
+    fn check_on_a_kubernetes_tenant_passes_healthy_and_names_what_is_broken() {
+        let Some(pg) = crate::support::postgres::shared() else { return };
+        let Some(aws) = crate::support::aws::shared() else { return };
+        pg.create_db("t_tenant");
+        aws.table("users-team-a", 3);
+        let k = KubeEnv::new();
+        k.deployment("api", 2, "registry/api:v1");
+        k.fake.with(|c| {
+            c.seed("services", json!({"metadata": {"name": "api", "namespace": NS}, "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}));
+            c.seed("ingresses", json!({"metadata": {"name": "api", "namespace": NS}, "spec": {"rules": [{"host": "team-a.example.com"}]},
+                "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}}}));
+            let mut p = pod("postgres-primary-0", "postgres", true, None, 0);
+            p["spec"]["containers"] = json!([{"name": "postgres", "image": "postgres:16", "ports": [{"containerPort": 5432}]}]);
+            c.seed("pods", p);
+            c.forwards.insert((NS.to_string(), "postgres-primary-0".to_string(), 5432), std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)));
+        });
+        seed_custom(&k);
+        let resources = "      resources:\n        - { api_version: argoproj.io/v1alpha1, kind: Application, namespace: argocd, name: go-coffee, expect: { status.health.status: Healthy, status.sync.status: Synced } }\n        - { api_version: s3.aws.upbound.io/v1beta1, kind: Bucket, selector: tenant=team-a, conditions: [Ready=True, Synced=True] }\n        - { api_version: velero.io/v1, kind: Backup, namespace: velero, newest: true, expect: { status.phase: Completed }, age_field: status.completionTimestamp, max_age: 26h }\n";
+        k.scratch.write(
+            "opsctl.yaml",
+            &format!(
+                "instances:\n  team-a:\n    kubernetes:\n      kubeconfig: kubeconfig.yaml\n      namespace: team-a\n{resources}    postgres: {{ url: {{ env: PG_URL }}, port_forward: {{ pod: postgres-primary-0, port: 5432 }} }}\n    aws: {}\n    dynamodb: {{ tables: [users-team-a] }}\n    backups: {{ dir: \"{}\" }}\n",
+                aws.settings("us-east-1"),
+                k.scratch.path().join("backups").display()
+            ),
+        );
+        let url = format!("postgres://postgres:{PASSWORD}@postgres.team-a.svc:5432/t_tenant");
+        let opsctl = || crate::aws::creds(k.scratch.opsctl()).env("PG_URL", &url);
+        let check = || opsctl().args(["check", "-i", "team-a", "-o", "json"]).run();
+        let backup = opsctl().args(["backup", "-i", "team-a", "-o", "json"]).run();
+        backup.code(0);
+        assert_eq!(
+            backup.json()["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect::<Vec<_>>(),
+            ["postgres", "verify", "dynamodb[0]", "verify_dynamodb[0]"]
+        );
+
+        let r = check();
+        r.code(0);
+        for id in ["workloads", "pods", "endpoints", "resources[0]", "resources[1]", "resources[2]", "postgres", "dynamodb[0]", "backup"] {
+            assert!(matches!(r.step(id)["status"].as_str(), Some("passed" | "warned")), "{id}: {}", r.step(id));
+        }
+        assert_eq!(r.step("endpoints")["message"], "1 services with ready endpoints, 1 ingresses with an address");
+        assert_eq!(
+            r.step("resources[0]")["message"],
+            "Application go-coffee in namespace argocd as expected: status.health.status Healthy, status.sync.status Synced"
+        );
+        assert_eq!(
+            r.step("resources[2]")["message"],
+            "the newest Backup in namespace velero as expected: status.phase Completed, status.completionTimestamp within 1d2h"
+        );
+        assert!(r.step("backup")["message"].as_str().unwrap().contains("dynamodb table users-team-a"), "{}", r.step("backup"));
+
+        // Broken: a crash-looping pod, an Application out of sync, an ingress without an
+        // address, a failed newest Velero backup — each named.
+        k.fake.with(|c| {
+            c.seed("pods", pod("api-crash", "api", false, Some("CrashLoopBackOff"), 7));
+            c.seed(
+                "applications",
+                json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "go-coffee", "namespace": "argocd"},
+                "status": {"health": {"status": "Degraded"}, "sync": {"status": "OutOfSync"}}}),
+            );
+            c.seed("ingresses", json!({"metadata": {"name": "admin", "namespace": NS}, "spec": {"rules": [{"host": "admin.example.com"}]}}));
+            c.seed(
+                "backups",
+                json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": "daily-2", "namespace": "velero"},
+                "status": {"phase": "PartiallyFailed", "completionTimestamp": jiff::Timestamp::now().to_string()}}),
+            );
+        });
+        let r = check();
+        r.code(1);
+        assert!(r.step("pods")["message"].as_str().unwrap().contains("CrashLoopBackOff: api-crash"), "{}", r.step("pods"));
+        assert_eq!(
+            r.step("resources[0]")["message"],
+            "0/1 Application go-coffee in namespace argocd as expected; go-coffee: status.health.status is Degraded, expected Healthy, status.sync.status is OutOfSync, expected Synced"
+        );
+        assert_eq!(
+            r.step("resources[2]")["message"],
+            "0/1 Backup in namespace velero as expected; daily-2: status.phase is PartiallyFailed, expected Completed"
+        );
+        assert!(r.step("endpoints")["message"].as_str().unwrap().ends_with("without: ingress admin (no address)"), "{}", r.step("endpoints"));
+        assert_eq!(r.step("resources[1]")["status"], "passed");
+    }
+
+    #[test]
+    fn resource_and_endpoints_say_what_is_missing() {
+        let k = KubeEnv::new();
+        let rb = |steps: &str| k.run(steps, &[]);
+        let r = rb("  - { id: r, k8s.resource: { api_version: monitoring.coreos.com/v1, kind: ServiceMonitor, expect: { spec.x: y } } }\n");
+        r.code(1);
+        assert_eq!(r.step("r")["message"], "the API server does not serve monitoring.coreos.com/v1 (is its CRD installed?)");
+        let r = rb("  - { id: r, k8s.resource: { api_version: argoproj.io/v1alpha1, kind: AppProject, expect: { spec.x: y } } }\n");
+        r.code(1);
+        assert_eq!(
+            r.step("r")["message"],
+            "the API server does not serve argoproj.io/v1alpha1 AppProject (is its CRD installed? check `kind` and `api_version`)"
+        );
+        let r = rb("  - { id: r, k8s.resource: { api_version: argoproj.io/v1alpha1, kind: Application, name: nope, expect: { spec.x: y } } }\n");
+        r.code(1);
+        assert_eq!(r.step("r")["message"], format!("Application nope in namespace {NS} does not exist"));
+        let r = rb("  - { id: r, k8s.resource: { api_version: v1, kind: Service, on_empty: warn } }\n");
+        r.code(0);
+        assert_eq!(r.step("r")["status"], "warned");
+        assert_eq!(r.step("r")["message"], format!("no Service in namespace {NS}"));
+        // A service whose pods are not ready has no ready endpoints.
+        k.fake.with(|c| {
+            c.seed("pods", pod("web-1", "web", false, None, 0));
+            c.seed("services", json!({"metadata": {"name": "web", "namespace": NS}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}));
+        });
+        k.fake.wait_until("the endpoints controller", |c| c.get(crate::support::fake_kube::store::type_of("endpoints"), NS, "web").is_ok());
+        let r = rb("  - { id: e, k8s.endpoints: {} }\n");
+        r.code(1);
+        assert_eq!(r.step("e")["message"], "0 services with ready endpoints, 0 ingresses with an address; without: service web (1 not ready)");
+        let bad = rb("  - { id: r, k8s.resource: { api_version: a/b/c, kind: X } }\n");
+        bad.code(2);
+        bad.stderr_has("`api_version` `a/b/c` is `group/version` (`argoproj.io/v1alpha1`) or `v1`");
     }
 }

@@ -36,6 +36,10 @@ pub struct AwsSettings {
     /// instances without Kubernetes.
     #[serde(default)]
     pub lease_table: Option<String>,
+    /// The instance's CloudWatch alarms: those whose names start with this (`team-b-`).
+    /// `check` and `gate` fail while one is in ALARM.
+    #[serde(default)]
+    pub alarm_prefix: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

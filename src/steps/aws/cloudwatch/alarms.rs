@@ -13,7 +13,8 @@ use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alarms {
-    /// Only alarms whose names start with this (e.g. `team-a-`).
+    /// Only alarms whose names start with this (e.g. `team-a-`). Default: the instance's
+    /// `aws.alarm_prefix`, else every alarm of the account and region.
     #[serde(default)]
     pub prefix: Option<String>,
     /// Warn on alarms in INSUFFICIENT_DATA.
@@ -33,7 +34,8 @@ impl StepKind for Alarms {
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
         let (client, config, retries) = client(ctx).await?;
-        let mut pages = client.describe_alarms().set_alarm_name_prefix(self.prefix.clone()).into_paginator().send();
+        let prefix = self.prefix.clone().or_else(|| ctx.instance.aws.as_ref().and_then(|a| a.alarm_prefix.clone()));
+        let mut pages = client.describe_alarms().set_alarm_name_prefix(prefix.clone()).into_paginator().send();
         let (mut firing, mut insufficient, mut total) = (Vec::new(), Vec::new(), 0usize);
         let mut reasons = Vec::new();
         while let Some(page) = pages.next().await {
@@ -57,7 +59,7 @@ impl StepKind for Alarms {
                 }
             }
         }
-        let scope = self.prefix.as_ref().map_or("alarms".to_string(), |p| format!("alarms {p}*"));
+        let scope = prefix.as_ref().map_or("alarms".to_string(), |p| format!("alarms {p}*"));
         let (verdict, message) = if !firing.is_empty() {
             (Verdict::Failed, format!("{} of {total} {scope} in ALARM: {}", firing.len(), reasons.join("; ")))
         } else if self.warn_insufficient_data && !insufficient.is_empty() {

@@ -10,8 +10,11 @@
 //!   `progressDeadlineSeconds`).
 //! - ReplicaSet and StatefulSet: create and delete pods to match replicas (StatefulSet
 //!   pods are `<name>-<ordinal>`, replaced when the template changes).
-//! - Kubelet: a new pod is Pending, then Running and Ready after `ready_after`; a pod whose
-//!   image is in `crashing_images` is Running, not ready, in CrashLoopBackOff.
+//! - Kubelet: a new pod is Pending, then Running and Ready after `ready_after` (with a pod IP);
+//!   a pod whose image is in `crashing_images` is Running, not ready, in CrashLoopBackOff.
+//! - Endpoints: every Service with a selector has an Endpoints object of the same name, its
+//!   matching pods' IPs under `addresses` (Ready) or `notReadyAddresses`, with the service's
+//!   ports.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -60,6 +63,7 @@ fn owner_ref(kind: &str, owner: &Value) -> Value {
 
 /// Runs until nothing changes.
 pub fn reconcile(c: &mut Cluster) {
+    endpoints(c);
     let now = Instant::now();
     let due: Vec<(String, String)> = c.timers.iter().filter(|(t, _, _)| *t <= now).map(|(_, ns, n)| (ns.clone(), n.clone())).collect();
     c.timers.retain(|(t, _, _)| *t > now);
@@ -107,8 +111,61 @@ fn check_deadlines(c: &mut Cluster) {
     }
 }
 
+/// A pod's IP: its own, or one derived from its name (pods the tests seed have none).
+fn pod_ip(p: &Value) -> String {
+    if let Some(ip) = path(p, "status.podIP").and_then(Value::as_str) {
+        return ip.to_string();
+    }
+    let mut h = DefaultHasher::new();
+    s(p, "metadata.name").hash(&mut h);
+    let x = h.finish();
+    format!("10.{}.{}.{}", (x >> 16) as u8, (x >> 8) as u8, (x as u8).max(1))
+}
+
+/// The endpoints controller: Endpoints follow their Service's selector and pods' readiness.
+fn endpoints(c: &mut Cluster) {
+    for svc in c.all("services", None) {
+        let Some(sel) = path(&svc, "spec.selector").and_then(Value::as_object).filter(|m| !m.is_empty()) else { continue };
+        let ns = s(&svc, "metadata.namespace").to_string();
+        let name = s(&svc, "metadata.name").to_string();
+        let text: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+        let Ok(selector) = LabelSelector::parse(&text.join(",")) else { continue };
+        let (mut ready, mut not_ready) = (Vec::new(), Vec::new());
+        for p in c.all("pods", Some(&ns)).iter().filter(|p| selector.matches(p["metadata"].get("labels"))) {
+            let addr = json!({"ip": pod_ip(p), "nodeName": p["spec"]["nodeName"], "targetRef": {"kind": "Pod", "namespace": ns, "name": s(p, "metadata.name"), "uid": s(p, "metadata.uid")}});
+            if pod_ready(p) { ready.push(addr) } else { not_ready.push(addr) }
+        }
+        let ports: Vec<Value> = path(&svc, "spec.ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| json!({"name": p["name"], "port": p.get("targetPort").filter(|t| t.is_u64()).unwrap_or(&p["port"]), "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP"))}))
+            .collect();
+        let mut subset = json!({"ports": ports});
+        if !ready.is_empty() {
+            subset["addresses"] = json!(ready);
+        }
+        if !not_ready.is_empty() {
+            subset["notReadyAddresses"] = json!(not_ready);
+        }
+        let subsets = if ready.is_empty() && not_ready.is_empty() { json!([]) } else { json!([subset]) };
+        match c.get(super::store::type_of("endpoints"), &ns, &name) {
+            Ok(mut ep) => {
+                if ep["subsets"] != subsets {
+                    ep["subsets"] = subsets;
+                    c.store("endpoints", ep);
+                }
+            }
+            Err(_) => {
+                c.seed("endpoints", json!({"metadata": {"name": name, "namespace": ns, "labels": svc["metadata"]["labels"]}, "subsets": subsets}));
+            }
+        }
+    }
+}
+
 fn make_ready(pod: &mut Value) {
     let now = super::store::now_rfc3339();
+    pod["status"]["podIP"] = json!(pod_ip(pod));
     pod["status"]["phase"] = json!("Running");
     pod["status"]["conditions"] = json!([
         {"type": "PodScheduled", "status": "True"},

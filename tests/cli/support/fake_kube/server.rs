@@ -55,6 +55,50 @@ fn parse_path(p: &str) -> Result<Target, ApiError> {
     Ok(Target { ty, namespace, name, sub })
 }
 
+/// Discovery, as the API server serves it: `/api` (APIVersions), `/apis` (APIGroupList),
+/// `/api/v1` and `/apis/GROUP/VERSION` (APIResourceList) for the types the fake serves.
+fn discovery(p: &str) -> Option<Reply> {
+    let resources = |group: &str, version: &str| -> Vec<Value> {
+        super::store::TYPES
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .map(|t| {
+                let mut verbs = vec!["create", "delete", "get", "list", "patch", "update"];
+                if t.namespaced {
+                    verbs.push("deletecollection");
+                }
+                json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind, "verbs": verbs})
+            })
+            .collect()
+    };
+    let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
+    let doc = match segs.as_slice() {
+        ["api"] => json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        ["api", "v1"] => json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources("", "v1")}),
+        ["apis"] => {
+            let mut groups: Vec<(&str, &str)> = super::store::TYPES.iter().filter(|t| !t.group.is_empty()).map(|t| (t.group, t.version)).collect();
+            groups.dedup();
+            let items: Vec<Value> = groups
+                .iter()
+                .map(|(g, v)| {
+                    let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+                    json!({"name": g, "versions": [gv], "preferredVersion": gv})
+                })
+                .collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": items})
+        }
+        ["apis", g, v] => {
+            let list = resources(g, v);
+            if list.is_empty() {
+                return Some(error(ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+            }
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{g}/{v}"), "resources": list})
+        }
+        _ => return None,
+    };
+    Some(reply(200, &doc))
+}
+
 fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
     req.uri().query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
@@ -91,6 +135,9 @@ pub async fn handle(cluster: Arc<Mutex<Cluster>>, req: Request<Incoming>) -> Res
     }
     if let Some(rest) = uri_path.strip_prefix("/apis/metrics.k8s.io/v1beta1/") {
         return Ok(metrics(&cluster, rest));
+    }
+    if let Some(doc) = discovery(&uri_path) {
+        return Ok(doc);
     }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),

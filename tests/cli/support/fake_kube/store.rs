@@ -43,6 +43,11 @@ fn norm<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
     serde_json::to_value(t).map_err(|e| e.to_string())
 }
 
+/// Custom resources have no k8s-openapi type: kept as given (a CRD without a schema).
+fn raw(v: Value) -> Result<Value, String> {
+    if v.is_object() { Ok(v) } else { Err("the object is not a JSON object".into()) }
+}
+
 macro_rules! rt {
     ($g:expr, $v:expr, $p:expr, $k:expr, $ns:expr, $t:ty, $status:expr, $gen:expr) => {
         ResourceType { group: $g, version: $v, plural: $p, kind: $k, namespaced: $ns, normalize: norm::<$t>, status_subresource: $status, generation: $gen }
@@ -65,6 +70,11 @@ pub static TYPES: &[ResourceType] = &[
     rt!("networking.k8s.io", "v1", "ingresses", "Ingress", true, networking::v1::Ingress, true, true),
     rt!("coordination.k8s.io", "v1", "leases", "Lease", true, coordination::v1::Lease, false, false),
     rt!("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, policy::v1::PodDisruptionBudget, true, true),
+    rt!("", "v1", "endpoints", "Endpoints", true, core::v1::Endpoints, false, false),
+    // Custom resources the procedures look at, as their CRDs define them.
+    ResourceType { group: "argoproj.io", version: "v1alpha1", plural: "applications", kind: "Application", namespaced: true, normalize: raw, status_subresource: false, generation: true },
+    ResourceType { group: "velero.io", version: "v1", plural: "backups", kind: "Backup", namespaced: true, normalize: raw, status_subresource: true, generation: true },
+    ResourceType { group: "s3.aws.upbound.io", version: "v1beta1", plural: "buckets", kind: "Bucket", namespaced: false, normalize: raw, status_subresource: true, generation: true },
 ];
 
 pub fn resource_type(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
