@@ -174,7 +174,7 @@ pub enum Command {
     },
     /// Run a routine (the instance's `routines:` list, else the shipped one): daily, weekly, monthly
     Routine {
-        /// `daily` (check, backup), `weekly` (db-maintenance, utilisation, backup-test),
+        /// `daily` (check, backup, logs), `weekly` (db-maintenance, utilisation, backup-test),
         /// `monthly` (restore-drill, backup-prune), or a routine the inventory names
         name: String,
         /// The instance

@@ -224,7 +224,7 @@ fn run_named(g: &Global, ui: &Ui, name: &str, instance: &str, params: &[(&str, S
 
 /// The shipped routines, used when the instance's `routines:` does not name one.
 const ROUTINES: &[(&str, &[&str])] = &[
-    ("daily", &["check", "backup"]),
+    ("daily", &["check", "backup", "logs"]),
     ("weekly", &["db-maintenance", "utilisation", "backup-test"]),
     ("monthly", &["restore-drill", "backup-prune"]),
 ];

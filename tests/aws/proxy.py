@@ -23,7 +23,9 @@ proxy on another free loopback port that
    unless a test holds the service; and `POST /__ecs` sets what a test needs that moto
    cannot produce: `{"op": "service", "cluster", "service", "running", "pending",
    "rollout", "reason", "deployments", "hold"}` sets a service's counts and rollout (and
-   `hold: true` stops the completion above), `{"op": "stopped", "cluster", "service",
+   `hold: true` stops the completion above), `{"op": "failing_image", "image", "reason"}`
+   makes every later rollout to a task definition with that image fail as the deployment
+   circuit breaker fails it (no task starts), `{"op": "stopped", "cluster", "service",
    "task_definition", "reason", "stop_code", "exit_code", "container_reason",
    "age_seconds"}` adds a task of the service that stopped that long ago. moto runs in this
    process, so these set its state directly;
@@ -87,6 +89,7 @@ LOGS_HELD_QUERIES = set()
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 ECS_HELD = set()  # (cluster, service) pairs a test holds
+ECS_FAILING = {}  # image → the circuit breaker's reason: its tasks never start
 ECS_LOCK = threading.Lock()
 
 CBOR_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -235,6 +238,8 @@ class Handler(BaseHTTPRequestHandler):
                     dep["rolloutStateReason"] = req.get("reason", "")
                 n = req.get("deployments", 1)
                 svc.deployments = [dep] + [dict(dep, status="ACTIVE", id="ecs-svc/old%d" % i) for i in range(1, n)]
+            elif req["op"] == "failing_image":
+                ECS_FAILING[req["image"]] = req.get("reason", "ECS deployment circuit breaker: tasks failed to start.")
             elif req["op"] == "stopped":
                 td = backend.describe_task_definition(req["task_definition"])
                 task = Task(backend.clusters[cluster], td, None, None, backend, group="service:" + req["service"], launch_type="EC2", started_by="ecs-svc/1")
@@ -299,7 +304,16 @@ class Handler(BaseHTTPRequestHandler):
             if svc is None or not svc.deployments:
                 return
             td = svc.task_definition
-            arn = td.arn if hasattr(td, "arn") else ecs_backends["123456789012"][region].describe_task_definition(td).arn
+            tdobj = td if hasattr(td, "arn") else ecs_backends["123456789012"][region].describe_task_definition(td)
+            arn = tdobj.arn
+            images = [c.get("image") for c in getattr(tdobj, "container_definitions", None) or []]
+            bad = next((ECS_FAILING[i] for i in images if i in ECS_FAILING), None)
+            if bad:
+                # Its tasks never start: the circuit breaker fails the rollout.
+                svc.running_count, svc.pending_count = 0, 0
+                svc.deployments = [dict(svc.deployments[0], status="PRIMARY", taskDefinition=arn, desiredCount=svc.desired_count,
+                                        runningCount=0, pendingCount=0, rolloutState="FAILED", rolloutStateReason=bad)]
+                return
             svc.running_count, svc.pending_count = svc.desired_count, 0
             dep = dict(svc.deployments[0], status="PRIMARY", taskDefinition=arn, desiredCount=svc.desired_count,
                        runningCount=svc.desired_count, pendingCount=0, rolloutState="COMPLETED",

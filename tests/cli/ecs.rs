@@ -202,3 +202,53 @@ fn check_covers_the_ecs_services_of_instances_that_have_them() {
     assert_eq!(status(&r, "ecs"), "failed", "{}", r.stdout);
     assert_eq!(message(&r, "ecs"), "1 of 2 services in check-a not as desired: jobs: running 0/1, rollout COMPLETED, jobs:1");
 }
+
+#[test]
+fn scale_deploy_and_rollback_commands_on_an_ecs_instance() {
+    let Some((s, aws)) = setup() else { return };
+    aws.ecs_cluster("cmd-a", &[("capi", 2)]);
+    aws.ecs_control(json!({"op": "failing_image", "image": "registry/capi:broken", "reason": "ECS deployment circuit breaker: tasks failed to start."}));
+    inventory(&s, aws, "    ecs: { cluster: cmd-a }\n");
+    let o = |args: &[&str]| crate::aws::creds(s.opsctl()).args(args).args(["-o", "json"]).run();
+    let running = || {
+        let d = aws.ecs("DescribeServices", json!({"cluster": "cmd-a", "services": ["capi"]}));
+        d["services"][0]["deployments"][0]["taskDefinition"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+    };
+    let step = |r: &Run, runbook: &str, id: &str| -> serde_json::Value {
+        let run = r.json()["runs"].as_array().unwrap().iter().find(|x| x["runbook"] == runbook).cloned().unwrap();
+        run["steps"].as_array().unwrap().iter().find(|x| x["id"] == id).cloned().unwrap_or_else(|| panic!("no {id} in {run}"))
+    };
+
+    let r = o(&["scale", "-i", "a", "capi", "--replicas", "3"]);
+    r.code(0);
+    assert_eq!(r.step("ecs")["outputs"]["previous"], 2);
+    assert_eq!(r.step("ecs")["outputs"]["desired"], 3);
+
+    // The gate passes (the store has no database to look at: a warning), the image is deployed.
+    let r = o(&["deploy", "-i", "a", "capi", "--image", "registry/capi:2", "--watch", "1s", "--timeout", "20s"]);
+    r.code(0);
+    assert_eq!(step(&r, "gate", "ecs")["status"], "passed");
+    assert_eq!(step(&r, "gate", "backup")["status"], "warned");
+    assert_eq!(step(&r, "deploy", "ecs")["outputs"]["current"], "capi:2");
+    assert_eq!(running(), "capi:2");
+
+    // An image whose tasks never start: the circuit breaker fails the rollout, the deploy
+    // puts the previous revision back.
+    let r = o(&["deploy", "-i", "a", "capi", "--image", "registry/capi:broken", "--watch", "1s", "--timeout", "20s", "--no-gate"]);
+    r.code(1);
+    let failed = step(&r, "deploy", "ecs");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["message"], "the rollout of capi failed: ECS deployment circuit breaker: tasks failed to start. (the service was updated from capi:2 to capi:3)");
+    assert_eq!(step(&r, "deploy", "rollback_ecs")["status"], "passed");
+    assert_eq!(step(&r, "deploy", "rolled_back")["message"], "the deploy of registry/capi:broken to capi failed (ecs) and was rolled back");
+    assert_eq!(running(), "capi:2");
+
+    // The rollback command: the revision before the running one.
+    let r = o(&["rollback", "-i", "a", "capi"]);
+    r.code(0);
+    assert_eq!(r.step("ecs")["outputs"]["current"], "capi:1");
+    assert_eq!(running(), "capi:1");
+    let r = o(&["rollback", "-i", "a", "capi", "--to-revision", "2"]);
+    r.code(0);
+    assert_eq!(running(), "capi:2");
+}

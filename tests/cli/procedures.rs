@@ -77,6 +77,14 @@ fn check_on_a_compose_host_looks_at_its_services_and_lists_only_what_it_has() {
     for b in ["kubernetes", "postgres", "redis", "http", "ecs", "alertmanager"] {
         assert!(not.as_array().unwrap().contains(&serde_json::json!(b)), "{not}");
     }
+    // The shipped daily routine on this host: check, then the log review; no backup store,
+    // so the backup is listed as not applying.
+    let daily = opsctl(&s, &["routine", "daily", "-i", "app", "-o", "json"]);
+    daily.code(0);
+    assert_eq!(seq(&daily), [("check".to_string(), "passed".to_string()), ("logs".to_string(), "passed".to_string())]);
+    assert_eq!(daily.json()["not_run"][0]["runbook"], "backup");
+    let logs = step_of(&run_of(&daily, "logs"), "compose");
+    assert!(logs["message"].as_str().unwrap().contains(&format!("lines of every service of {} in the last 1d match", p.name)), "{logs}");
     let table = opsctl(&s, &["check", "-i", "app"]);
     table.stdout_has(
         "not configured on app: alarms, alertmanager, backups, dynamodb, ecs, elb, http, kubernetes, postgres, prometheus, redis (their steps did not run)",
@@ -333,7 +341,7 @@ fn a_routine_runs_every_runbook_and_one_failure_does_not_stop_the_others() {
     // is listed as not applying, and that is not a failure.
     let r = opsctl(&s, &["routine", "daily", "-i", "localhost"]);
     r.code(0);
-    r.stdout_has("routine daily on localhost: PASSED — check passed; not run: backup (does not apply: it needs backups (a backup store, `backups:`), and one of postgres (`postgres:`), dynamodb (`dynamodb.tables:`), redis (`redis:`); localhost has host)");
+    r.stdout_has("routine daily on localhost: PASSED — check passed; not run: backup (does not apply: it needs backups (a backup store, `backups:`), and one of postgres (`postgres:`), dynamodb (`dynamodb.tables:`), redis (`redis:`); localhost has host); logs (does not apply: it needs one of kubernetes (`kubernetes:`), compose (`compose:`), cloudwatch_logs (`cloudwatch_logs.groups:`); localhost has host)");
 }
 
 /// A service that reads a secret from the env file and is healthy only while it has the

@@ -136,3 +136,37 @@ fn aws_and_kubernetes_secret_references() {
     let history = serde_json::to_string(&k.scratch.history()).unwrap();
     assert!(history.contains("refs") && !history.contains(AWS_CANARY) && !history.contains(K8S_CANARY), "{history}");
 }
+
+#[test]
+fn rotate_secret_on_secrets_manager_puts_the_previous_version_back_when_health_fails() {
+    let Some((s, aws)) = crate::aws::setup() else { return };
+    aws.secrets("CreateSecret", serde_json::json!({ "Name": "rs/stripe", "SecretString": "{\"api_key\": \"original-stripe-key-value\", \"account\": \"acct_1\"}" }));
+    let current = || {
+        let v = aws.secrets("GetSecretValue", serde_json::json!({ "SecretId": "rs/stripe", "VersionStage": "AWSCURRENT" }));
+        serde_json::from_str::<serde_json::Value>(v["SecretString"].as_str().unwrap()).unwrap()
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let write = |http: &str| {
+        s.write(
+            "opsctl.yaml",
+            &format!("instances:\n  a:\n    aws: {}\n{http}    secrets:\n      stripe: {{ aws_secret: rs/stripe, key: api_key }}\n", aws.settings("us-east-1")),
+        )
+    };
+    write("");
+    let r = crate::aws::creds(s.opsctl()).args(["rotate-secret", "-i", "a", "stripe", "-o", "json"]).run();
+    r.code(0);
+    let rotated = current()["api_key"].as_str().unwrap().to_string();
+    assert_ne!(rotated, "original-stripe-key-value");
+    assert_eq!(current()["account"], "acct_1", "the other keys are kept");
+    assert!(!r.stdout.contains(&rotated) && !r.stderr.contains(&rotated), "the new value was printed");
+
+    // The API does not answer after the rotation: AWSCURRENT goes back to the previous version.
+    write(&format!("    http: {{ base_url: \"http://127.0.0.1:{closed}\", health: [/health] }}\n"));
+    let r = crate::aws::creds(s.opsctl()).args(["rotate-secret", "-i", "a", "stripe", "-o", "json"]).run();
+    r.code(1);
+    assert_eq!(r.step("aws_rollback")["status"], "passed", "{}", r.stdout);
+    assert_eq!(r.step("rolled_back")["message"], "rotating stripe failed (health) and the previous values were put back");
+    assert_eq!(current()["api_key"], rotated.as_str(), "the value before this rotation is current again");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(!all.contains(&rotated), "a value was printed");
+}

@@ -43,6 +43,10 @@ pub struct Rotate {
     /// For a JSON secret (`{"username": …, "password": …}`): replace only this key.
     #[serde(default)]
     pub json_key: Option<String>,
+    /// Put AWSCURRENT back on the AWSPREVIOUS version — the value before the last
+    /// rotation — instead of rotating (a rotation whose consumers did not come back).
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 fn thirty_two() -> usize {
@@ -129,6 +133,7 @@ fn token() -> Result<String, StepError> {
 struct State {
     current: Option<String>,
     pending: Option<String>,
+    previous: Option<String>,
 }
 
 async fn client(ctx: &StepContext) -> Result<(aws_sdk_secretsmanager::Client, aws_config::SdkConfig, Retries), StepError> {
@@ -148,7 +153,7 @@ async fn state(client: &aws_sdk_secretsmanager::Client, config: &aws_config::Sdk
     })?;
     let stages: HashMap<String, Vec<String>> = d.version_ids_to_stages.unwrap_or_default();
     let with = |label: &str| stages.iter().find(|(_, s)| s.iter().any(|x| x == label)).map(|(v, _)| v.clone());
-    Ok(State { current: with("AWSCURRENT"), pending: with("AWSPENDING") })
+    Ok(State { current: with("AWSCURRENT"), pending: with("AWSPENDING"), previous: with("AWSPREVIOUS") })
 }
 
 fn short(version: &str) -> &str {
@@ -165,6 +170,9 @@ impl StepKind for Rotate {
     ];
 
     fn check(&self) -> Result<(), String> {
+        if self.rollback {
+            return if self.value.is_some() || self.json_key.is_some() { Err("`rollback: true` puts the previous version back; it takes no `value` or `json_key`".into()) } else { Ok(()) };
+        }
         if self.value.is_some() {
             return Ok(());
         }
@@ -183,6 +191,24 @@ impl StepKind for Rotate {
         let (client, config, retries) = client(ctx).await?;
         let id = &self.secret_id;
         let before = state(&client, &config, id).await?;
+        if self.rollback {
+            let (Some(previous), Some(current)) = (before.previous.clone(), before.current.clone()) else {
+                return Err(StepError::new(ErrorClass::Failed, format!("secret {id} has no AWSPREVIOUS version to roll back to")));
+            };
+            client
+                .update_secret_version_stage()
+                .secret_id(id)
+                .version_stage("AWSCURRENT")
+                .move_to_version_id(&previous)
+                .remove_from_version_id(&current)
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, &format!("moving AWSCURRENT of {id} back to version {}", short(&previous)), &config))?;
+            return Ok(Outcome::passed(format!("rolled {id} back: version {} is AWSCURRENT again (version {} is AWSPREVIOUS){}", short(&previous), short(&current), retries.note()))
+                .value(format!("version {}", short(&previous)))
+                .output("version_id", previous)
+                .output("previous_version_id", current));
+        }
         let new = self.new_value()?;
         let value = match &self.json_key {
             None => new.expose().to_string(),
@@ -256,6 +282,12 @@ impl StepKind for Rotate {
     async fn plan(&self, ctx: &StepContext) -> Result<String, StepError> {
         let (client, config, _) = client(ctx).await?;
         let s = state(&client, &config, &self.secret_id).await?;
+        if self.rollback {
+            return match (&s.previous, &s.current) {
+                (Some(p), Some(c)) => Ok(format!("would move AWSCURRENT of {} back from version {} to {}", self.secret_id, short(c), short(p))),
+                _ => Err(StepError::new(ErrorClass::Failed, format!("secret {} has no AWSPREVIOUS version to roll back to", self.secret_id))),
+            };
+        }
         let key = self.json_key.as_deref().map_or(String::new(), |k| format!(" (key {k} of its JSON)"));
         let prev = s.current.as_deref().map_or(String::new(), |c| format!("; version {} would become AWSPREVIOUS", short(c)));
         Ok(format!("would stage {} as AWSPENDING of {}{key} and promote it to AWSCURRENT{prev}", self.describe_value(), self.secret_id))

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{client, cluster, describe_one, revision, running_revision, switch, task_definition};
+use super::{client, cluster, describe_one, revision, running_revision, switched, task_definition};
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
 use crate::steps::aws::sdk_error;
@@ -148,7 +148,16 @@ impl StepKind for Deploy {
                 .output("current", previous)
                 .output("registered", false));
         }
-        let (now, took) = switch(&client, &config, &cluster, &self.service, &target, self.wait_timeout, self.poll.std()).await?;
+        let (now, took) = match switched(&client, &config, &cluster, &self.service, &target, self.wait_timeout, self.poll.std()).await? {
+            Ok(done) => done,
+            // Changed but not stable on the new revision: failed, with what a rollback needs.
+            Err(e) => {
+                return Ok(Outcome::failed(format!("{} (the service was updated from {previous} to {})", e.message, revision(&target)))
+                    .output("previous", previous)
+                    .output("current", revision(&target).to_string())
+                    .output("registered", registered));
+            }
+        };
         let current = running_revision(&now).unwrap_or_default();
         Ok(Outcome::passed(format!(
             "{} in {cluster}: {previous} → {current}{}; stable after {}{}",

@@ -242,6 +242,21 @@ pub async fn switch(
     limit: crate::duration::Duration,
     every: Duration,
 ) -> Result<(Service, Duration), StepError> {
+    switched(client, config, cluster, name, task_definition, limit, every).await?
+}
+
+/// [`switch`], saying whether the service was changed: the outer error means it was not
+/// (the update was refused), the inner one that it was but did not become stable on the
+/// new revision.
+pub async fn switched(
+    client: &aws_sdk_ecs::Client,
+    config: &aws_config::SdkConfig,
+    cluster: &str,
+    name: &str,
+    task_definition: &str,
+    limit: crate::duration::Duration,
+    every: Duration,
+) -> Result<Result<(Service, Duration), StepError>, StepError> {
     client
         .update_service()
         .cluster(cluster)
@@ -250,12 +265,15 @@ pub async fn switch(
         .send()
         .await
         .map_err(|e| sdk_error(e, &format!("updating {name} in cluster {cluster} to {}", revision(task_definition)), config))?;
-    let (s, took) = wait_stable(client, config, cluster, name, limit, every).await?;
-    let now = running_revision(&s).unwrap_or_default();
-    if now != revision(task_definition) {
-        return Err(StepError::new(ErrorClass::Failed, format!("{name} is stable but runs {now}, not {}", revision(task_definition))));
+    Ok(async {
+        let (s, took) = wait_stable(client, config, cluster, name, limit, every).await?;
+        let now = running_revision(&s).unwrap_or_default();
+        if now != revision(task_definition) {
+            return Err(StepError::new(ErrorClass::Failed, format!("{name} is stable but runs {now}, not {}", revision(task_definition))));
+        }
+        Ok((s, took))
     }
-    Ok((s, took))
+    .await)
 }
 
 /// A task definition by family:revision or ARN, with its tags.
