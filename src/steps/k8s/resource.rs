@@ -35,7 +35,9 @@ fn matches(actual: &Value, expected: &Value) -> bool {
         Value::String(e) => match actual {
             Value::String(a) => a == e,
             Value::Null => false,
-            other => *e == other.to_string(),
+            Value::Number(n) => e.parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b),
+            Value::Bool(b) => e == if *b { "true" } else { "false" },
+            _ => false,
         },
         Value::Number(e) => actual.as_f64().is_some_and(|a| Some(a) == e.as_f64()) || actual.as_str().is_some_and(|a| a == e.to_string()),
         other => actual == other,
