@@ -119,6 +119,10 @@ fn check_looks_at_the_firing_alerts_of_an_instance_with_alertmanager() {
     assert_eq!(status(&r, "alerts"), "warned", "{}", r.stdout);
     assert_eq!(status(&r, "critical_alerts"), "failed");
     assert!(message(&r, "critical_alerts").contains("OpsctlTestDown {case=\"c1\", severity=\"critical\"}"), "{}", message(&r, "critical_alerts"));
+    // The deploy gate fails on it too, and a deploy does not start.
+    let r = s.opsctl().args(["gate", "-i", "am", "-o", "json"]).run();
+    r.code(1);
+    assert_eq!(status(&r, "critical_alerts"), "failed");
     // Without `alertmanager:` neither runs; a runbook that asks anyway is told what to add.
     let r = s.opsctl().args(["check", "-i", "localhost", "-o", "json"]).run();
     // Not run and not listed: the report names the backend once as not configured.

@@ -310,7 +310,7 @@ fn a_routine_runs_every_runbook_and_one_failure_does_not_stop_the_others() {
     s.write("runbooks/passes.yaml", "name: passes\nsteps:\n  - { id: a, sleep: { duration: 1ms } }\n");
     s.write(
         "opsctl.yaml",
-        "runbooks_dir: runbooks\ninstances:\n  web:\n    routines:\n      daily: [fails, passes, check]\n      strict: [{ runbook: fails, stop_on_failure: true }, passes]\n      bad: [nope]\n",
+        "runbooks_dir: runbooks\ninstances:\n  web:\n    routines:\n      daily: [fails, passes, check]\n      strict: [{ runbook: fails, stop_on_failure: true }, passes]\n      bad: [nope]\n      nightly: [passes, backup]\n",
     );
     let junit = s.path().join("daily.xml");
     let r = opsctl(&s, &["routine", "daily", "-i", "web", "-o", "json", "-o", &format!("junit={}", junit.display())]);
@@ -334,6 +334,11 @@ fn a_routine_runs_every_runbook_and_one_failure_does_not_stop_the_others() {
     let r = opsctl(&s, &["routine", "bad", "-i", "web"]);
     r.code(2);
     r.stderr_has("unknown runbook `nope`");
+    // A runbook the inventory names that cannot apply is refused before anything runs.
+    let r = opsctl(&s, &["routine", "nightly", "-i", "web"]);
+    r.code(2);
+    r.stderr_has("`backup` does not apply to instance web");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
     let r = opsctl(&s, &["routine", "dayly", "-i", "web"]);
     r.code(2);
     r.stderr_has("unknown routine `dayly`").stderr_has("did you mean `daily`?");
