@@ -93,6 +93,40 @@ pub struct Instance {
     /// Thresholds of the deploy gate and of a deploy's verification.
     #[serde(default)]
     pub gate: Option<GateSettings>,
+    /// What the log review (`opsctl logs`, the daily routine) counts and how it judges it.
+    #[serde(default)]
+    pub logs: Option<LogSettings>,
+}
+
+/// `logs: { since: 24h, pattern: "(?i)error", warn_above: 0, fail_above: 500 }`
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// How far back the review reads. Default 24h.
+    #[serde(default = "default_log_since")]
+    pub since: crate::duration::Duration,
+    /// What an error line is. Default `(?i)\b(error|fatal|panic)\b`.
+    #[serde(default = "default_error_pattern")]
+    pub pattern: String,
+    /// Warn when a component has more error lines. Default 0: any error line warns.
+    #[serde(default = "default_log_warn")]
+    pub warn_above: Option<u64>,
+    /// Fail when a component has more. Default: never.
+    #[serde(default)]
+    pub fail_above: Option<u64>,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { since: default_log_since(), pattern: default_error_pattern(), warn_above: default_log_warn(), fail_above: None }
+    }
+}
+
+fn default_log_since() -> crate::duration::Duration {
+    crate::duration::Duration::from_secs(24 * 3600)
+}
+fn default_log_warn() -> Option<u64> {
+    Some(0)
 }
 
 /// One runbook of a routine: `backup`, or `{ runbook: backup, params: { what: postgres },
@@ -248,6 +282,9 @@ impl Instance {
             }
             if obj.get("gate").is_some_and(|g| g.is_null()) {
                 obj.insert("gate".into(), serde_json::to_value(GateSettings::default()).unwrap_or_default());
+            }
+            if obj.get("logs").is_some_and(|g| g.is_null()) {
+                obj.insert("logs".into(), serde_json::to_value(LogSettings::default()).unwrap_or_default());
             }
         }
         v

@@ -224,6 +224,17 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5m")]
         timeout: String,
     },
+    /// Review the logs (the `logs` runbook): error lines per component, the top messages grouped, 401/403/429
+    Logs {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// How far back [default: the inventory's logs.since, else 24h]
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// One component: deployment/NAME, cronjob/NAME, pod/NAME, a Compose service, a CloudWatch log group
+        component: Option<String>,
+    },
     /// Check runbooks without running them (every known runbook when no path is given)
     Validate {
         /// Runbook files or names

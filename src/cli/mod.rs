@@ -146,6 +146,16 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             run_named(g, ui, "rollback", &instance, &params, g.dry_run)
         }
         Command::Routine { name, instance } => routine(g, ui, &name, &instance),
+        Command::Logs { instance, since, component } => {
+            let mut params = Vec::new();
+            if let Some(s) = since {
+                params.push(("since", s));
+            }
+            if let Some(c) = component {
+                params.push(("component", c));
+            }
+            run_named(g, ui, "logs", &instance, &params, g.dry_run)
+        }
         Command::Gate { instance } => run_named(g, ui, "gate", &instance, &[], g.dry_run),
         Command::Deploy { instance, target, image, container, no_gate, watch, timeout, on } => {
             let mut params = vec![("target", target), ("image", image), ("watch", watch), ("timeout", timeout)];

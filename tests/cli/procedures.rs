@@ -693,3 +693,123 @@ mod tenant {
         bad.stderr_has("`api_version` `a/b/c` is `group/version` (`argoproj.io/v1alpha1`) or `v1`");
     }
 }
+
+mod review {
+    use serde_json::json;
+
+    use crate::support::Scratch;
+    use crate::support::compose::Project;
+    use crate::support::kube::{KubeEnv, NS, pod};
+
+    #[test]
+    fn the_log_review_groups_messages_per_component_on_a_tenant() {
+        let k = KubeEnv::new();
+        k.deployment("api", 2, "registry/api:v1");
+        let now = jiff::Timestamp::now();
+        let ago = |s: i64| now - jiff::SignedDuration::from_secs(s);
+        let cj = k.fake.with(|c| {
+            c.seed("cronjobs", json!({"metadata": {"name": "backup", "namespace": NS},
+                "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "backup:1"}]}}}}}}))
+        });
+        k.fake.with(|c| {
+            for (i, job) in ["backup-1", "backup-2"].iter().enumerate() {
+                c.seed("jobs", json!({"metadata": {"name": job, "namespace": NS,
+                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "backup", "uid": cj["metadata"]["uid"], "controller": true}]},
+                    "spec": {"selector": {"matchLabels": {"job-name": job}}, "template": {"metadata": {"labels": {"job-name": job}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "backup:1"}]}}}}));
+                let mut p = pod(&format!("{job}-x{i}"), "backup", true, None, 0);
+                p["metadata"]["labels"] = json!({"job-name": job});
+                p["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": "u", "controller": true}]);
+                p["spec"]["containers"] = json!([{"name": "b", "image": "backup:1"}]);
+                c.seed("pods", p);
+                c.logs.insert((NS.to_string(), format!("{job}-x{i}"), "b".to_string()), vec![(ago(60), format!("ERROR upload of part {} failed", i + 7))]);
+                std::thread::sleep(std::time::Duration::from_millis(1100)); // creation times one second apart
+            }
+            let pods: Vec<String> = c.all("pods", Some(NS)).iter().filter(|p| p["metadata"]["labels"]["app"] == "api").map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+            for (i, p) in pods.iter().enumerate() {
+                c.logs.insert(
+                    (NS.to_string(), p.clone(), "api".to_string()),
+                    vec![
+                        (ago(300), format!("{} ERROR order {} failed for 10.0.0.{}:5432", ago(300), 1000 + i, i + 1)),
+                        (ago(200), format!("{} ERROR order {} failed for 10.0.0.{}:5432", ago(200), 2000 + i, i + 1)),
+                        (ago(100), format!("ERROR session 5f2b9c1e-8a7d-4c3b-9e1f-0a2b3c4d5e6{i} expired")),
+                        (ago(90), "GET /admin 403 forbidden".to_string()),
+                        (ago(80), "GET /search 429 too many requests".to_string()),
+                    ],
+                );
+            }
+        });
+        let r = k.scratch.opsctl().args(["logs", "-i", "team-a", "-o", "json"]).run();
+        r.code(0);
+        let s = r.step("kubernetes");
+        assert_eq!(s["status"], "warned", "{s}");
+        assert_eq!(s["outputs"]["groups"][0], json!({"count": 4, "message": "<time> ERROR order <n> failed for <ip>", "example": s["outputs"]["groups"][0]["example"]}), "{s}");
+        assert_eq!(s["outputs"]["groups"][1]["message"], "ERROR session <uuid> expired");
+        assert_eq!(s["outputs"]["groups"][1]["count"], 2);
+        assert_eq!(s["outputs"]["groups"][2]["message"], "ERROR upload of part <n> failed");
+        assert_eq!(s["outputs"]["status_counts"], json!({"401": 0, "403": 2, "429": 2}));
+        assert_eq!(s["outputs"]["by_component"]["deployment/api"], 6);
+        assert_eq!(s["outputs"]["by_component"]["job/backup-2"], 1);
+        assert!(s["message"].as_str().unwrap().contains("; top: 4× <time> ERROR order <n> failed for <ip>; 2× ERROR session <uuid> expired;"), "{s}");
+        assert!(s["message"].as_str().unwrap().contains("HTTP 401: 0, 403: 2, 429: 2"), "{s}");
+
+        // One component: a CronJob is the pods of its newest Job.
+        let r = k.scratch.opsctl().args(["logs", "-i", "team-a", "cronjob/backup", "--since", "1h", "-o", "json"]).run();
+        r.code(0);
+        let s = r.step("kubernetes");
+        assert_eq!(s["outputs"]["matches"], 1, "{s}");
+        assert!(s["message"].as_str().unwrap().starts_with("1 of 1 lines of cronjob/backup (its newest Job, backup-2) (1 pods) in the last 1h"), "{s}");
+        assert_eq!(s["outputs"]["groups"][0]["example"], "backup-2-x1: ERROR upload of part 8 failed");
+    }
+
+    const NOISY: &str = r#"version: "2.4"
+services:
+  noisy:
+    image: {image}
+    command: ["sh", "-c", "i=0; while true; do i=$$((i+1)); echo \"ERROR request $$i failed\"; echo \"GET /login 401 user $$i\"; sleep 0.2; done"]
+    stop_signal: SIGKILL
+  quiet:
+    image: {image}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+"#;
+
+    #[test]
+    fn the_log_review_groups_messages_on_a_compose_host() {
+        let s = Scratch::new();
+        let Some(p) = Project::new(&s, "review", NOISY) else { return };
+        p.compose(&["up", "-d"]);
+        s.write("opsctl.yaml", &format!("instances:\n  app:\n    compose: {{ files: [docker-compose.yml], project: {} }}\n    logs: {{ fail_above: 1000 }}\n", p.name));
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let r = s.opsctl().args(["logs", "-i", "app", "-o", "json"]).run();
+        r.code(0);
+        let c = r.step("compose");
+        let n = c["outputs"]["matches"].as_u64().unwrap();
+        assert!(n >= 3, "{c}");
+        assert_eq!(c["outputs"]["groups"][0]["message"], "ERROR request <n> failed");
+        assert_eq!(c["outputs"]["groups"][0]["count"], n);
+        assert_eq!(c["outputs"]["by_service"]["noisy"], n);
+        assert_eq!(c["outputs"]["by_service"]["quiet"], 0);
+        assert!(c["outputs"]["status_counts"]["401"].as_u64().unwrap() >= 3, "{c}");
+        assert_eq!(c["threshold"], "warn > 0, fail > 1000");
+        let one = s.opsctl().args(["logs", "-i", "app", "quiet", "-o", "json"]).run();
+        one.code(0);
+        assert_eq!(one.step("compose")["status"], "passed");
+        assert_eq!(one.step("compose")["outputs"]["matches"], 0);
+    }
+
+    #[test]
+    fn the_log_review_groups_cloudwatch_events() {
+        let Some((s, aws)) = crate::aws::setup() else { return };
+        aws.log_group(
+            "/ecs/review/app",
+            &[("app/1", 120, "ERROR payment 123 declined for card 4242"), ("app/2", 60, "ERROR payment 456 declined for card 4000"), ("app/1", 30, "GET /checkout 429")],
+        );
+        crate::aws::inventory(&s, aws, "    cloudwatch_logs: { groups: [/ecs/review/app] }\n");
+        let r = crate::aws::creds(s.opsctl()).args(["logs", "-i", "a", "/ecs/review/app", "--since", "1h", "-o", "json"]).run();
+        r.code(0);
+        let c = r.step("cloudwatch");
+        assert_eq!(c["outputs"]["groups"][0], json!({"count": 2, "message": "ERROR payment <n> declined for card <n>", "example": "app/1: ERROR payment 123 declined for card 4242"}), "{c}");
+        assert_eq!(c["outputs"]["status_counts"]["429"], 1, "{c}");
+        assert_eq!(c["outputs"]["matches"], 2);
+    }
+}

@@ -37,6 +37,10 @@ pub struct Logs {
     /// Matching lines kept as samples. Default 5.
     #[serde(default = "crate::helpers::logscan::five")]
     pub samples: usize,
+    /// Group the matching lines by message (numbers, ids, addresses and times normalised)
+    /// and say the most frequent ones in the message. The `groups` output is there anyway.
+    #[serde(default)]
+    pub group: bool,
 }
 
 impl StepKind for Logs {
@@ -48,6 +52,8 @@ impl StepKind for Logs {
         Output { name: "lines", ty: "int", help: "lines read" },
         Output { name: "samples", ty: "list", help: "the first matching lines (cut to 300 characters)" },
         Output { name: "by_service", ty: "map", help: "matching lines per service" },
+        Output { name: "groups", ty: "list", help: "the ten most frequent matching messages, numbers and ids normalised: {count, message, example}" },
+        Output { name: "status_counts", ty: "map", help: "lines mentioning HTTP 401, 403 and 429" },
     ];
 
     fn check(&self) -> Result<(), String> {
@@ -91,6 +97,6 @@ impl StepKind for Logs {
                 message.push_str(&format!(" ({})", busiest.join(", ")));
             }
         }
-        Ok(tally.outcome(&Limits::above_counts(self.warn_above, self.fail_above), message).output("by_service", serde_json::to_value(&by_service).unwrap_or_default()))
+        Ok(tally.outcome_grouped(&Limits::above_counts(self.warn_above, self.fail_above), message, self.group).output("by_service", serde_json::to_value(&by_service).unwrap_or_default()))
     }
 }

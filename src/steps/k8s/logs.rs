@@ -21,7 +21,8 @@ use crate::vocab::{Effect, ErrorClass, Outcome, Output, StepError};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Logs {
-    /// `deployment/NAME` (or `NAME`), `statefulset/NAME` or `pod/NAME`; or give `selector`.
+    /// `deployment/NAME` (or `NAME`), `statefulset/NAME`, `pod/NAME` or `cronjob/NAME` (the
+    /// pods of its newest Job); or give `selector`.
     /// Neither: every pod of the namespace.
     #[serde(default)]
     pub target: Option<String>,
@@ -46,14 +47,68 @@ pub struct Logs {
     /// Matching lines kept as samples. Default 5.
     #[serde(default = "crate::helpers::logscan::five")]
     pub samples: usize,
+    /// Group the matching lines by message (numbers, ids, addresses and times normalised)
+    /// and say the most frequent ones in the message. The `groups` output is there anyway.
+    #[serde(default)]
+    pub group: bool,
 }
 
-/// One container's log: the tally and its 401/403/429 counts.
-type LogCount = (Tally, [u64; 3]);
 
-/// Pods a target names: a pod, or the pods of a workload's selector.
+/// What a pod belongs to, for counting per component: its Deployment (a ReplicaSet's name
+/// without its template hash), StatefulSet, DaemonSet or Job — or the pod itself.
+fn component(p: &Pod) -> String {
+    let owner = p.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    match owner {
+        Some(o) if o.kind == "ReplicaSet" => {
+            let hash = p.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
+            match hash.and_then(|h| o.name.strip_suffix(&format!("-{h}"))) {
+                Some(d) => format!("deployment/{d}"),
+                None => format!("replicaset/{}", o.name),
+            }
+        }
+        Some(o) => format!("{}/{}", o.kind.to_lowercase(), o.name),
+        None => format!("pod/{}", p.metadata.name.clone().unwrap_or_default()),
+    }
+}
+
+/// `cronjob/NAME` (or `cronjobs/`, `cj/`): the name.
+fn cronjob_name(target: &str) -> Option<&str> {
+    let (kind, name) = target.split_once('/')?;
+    matches!(kind, "cronjob" | "cronjobs" | "cj" | "cronjob.batch").then_some(name)
+}
+
+/// The newest Job a CronJob made (by creation time) and its pods' selector.
+async fn newest_job(kube: &Kube, name: &str) -> Result<(String, String), StepError> {
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    let cj = kube.api::<CronJob>().get(name).await.map_err(|e| kube.error(e, &format!("cronjob {name}")))?;
+    let uid = cj.metadata.uid.unwrap_or_default();
+    let mut jobs = Vec::new();
+    for_each_page(&kube.api::<Job>(), ListParams::default(), kube, "jobs", |js| {
+        jobs.extend(js.into_iter().filter(|j| j.metadata.owner_references.iter().flatten().any(|o| o.uid == uid)));
+    })
+    .await?;
+    let newest = jobs
+        .into_iter()
+        .max_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .ok_or_else(|| StepError::new(ErrorClass::Failed, format!("cronjob/{name} has no Jobs (it has not run, or its Jobs were cleaned up)")))?;
+    let job = newest.metadata.name.clone().unwrap_or_default();
+    let labels = newest.spec.and_then(|s| s.selector).and_then(|s| s.match_labels);
+    let selector = match labels {
+        Some(l) if !l.is_empty() => super::match_labels(Some(&l)),
+        _ => format!("job-name={job}"),
+    };
+    Ok((job, selector))
+}
+
+/// Pods a target names: a pod, the pods of a workload's selector, or those of a CronJob's
+/// newest Job.
 async fn pods_of(kube: &Kube, target: Option<&str>, selector: Option<&str>) -> Result<(String, Vec<Pod>), StepError> {
     let (what, selector) = match (target, selector) {
+        (Some(t), None) if cronjob_name(t).is_some() => {
+            let name = cronjob_name(t).unwrap_or_default();
+            let (job, selector) = newest_job(kube, name).await?;
+            (format!("cronjob/{name} (its newest Job, {job})"), selector)
+        }
         (Some(t), None) if t.starts_with("pod/") || t.starts_with("pods/") || t.starts_with("po/") => {
             let name = t.split_once('/').map(|(_, n)| n).unwrap_or_default();
             let pod = kube.api::<Pod>().get(name).await.map_err(|e| kube.error(e, &format!("pod {name}")))?;
@@ -81,12 +136,15 @@ impl StepKind for Logs {
         Output { name: "lines", ty: "int", help: "lines read" },
         Output { name: "samples", ty: "list", help: "the first matching lines (cut to 300 characters)" },
         Output { name: "status_counts", ty: "map", help: "lines mentioning HTTP 401, 403 and 429" },
+        Output { name: "groups", ty: "list", help: "the ten most frequent matching messages, numbers and ids normalised: {count, message, example}" },
         Output { name: "pods", ty: "int", help: "pods read" },
+        Output { name: "by_component", ty: "map", help: "matching lines per component: a pod's workload (deployment, statefulset, daemonset, job) or the pod" },
     ];
 
     fn check(&self) -> Result<(), String> {
         match (&self.target, &self.selector) {
             (Some(_), Some(_)) => return Err("give `target` or `selector`, not both".into()),
+            (Some(t), None) if cronjob_name(t).is_some() => {}
             (Some(t), None) if !t.starts_with("pod/") && !t.starts_with("pods/") && !t.starts_with("po/") => {
                 super::Target::parse(t)?;
             }
@@ -103,8 +161,10 @@ impl StepKind for Logs {
             return Err(StepError::new(ErrorClass::Failed, format!("{what}: no pods to read logs from")));
         }
         let mut streams = Vec::new();
+        let mut component_of = std::collections::HashMap::new();
         for p in &pods {
             let name = p.metadata.name.clone().unwrap_or_default();
+            component_of.insert(name.clone(), component(p));
             let containers: Vec<String> = match &self.container {
                 Some(c) => vec![c.clone()],
                 None => p.spec.as_ref().map(|s| s.containers.iter().map(|c| c.name.clone()).collect()).unwrap_or_default(),
@@ -114,48 +174,39 @@ impl StepKind for Logs {
             }
         }
         let since = self.since.std().as_secs().max(1) as i64;
-        let status_re = regex::Regex::new(r"\b(401|403|429)\b").expect("regex");
-        let results: Vec<Result<LogCount, StepError>> = futures_util::stream::iter(streams)
+        let results: Vec<Result<(String, Tally), StepError>> = futures_util::stream::iter(streams)
             .map(|(pod, container)| {
                 let kube = &kube;
-                let status_re = &status_re;
                 async move {
                     let params = LogParams { container: Some(container.clone()), since_seconds: Some(since), tail_lines: self.tail.map(i64::from), ..LogParams::default() };
                     let stream = kube.api::<Pod>().log_stream(&pod, &params).await.map_err(|e| kube.error(e, &format!("logs of pod {pod} container {container}")))?;
                     let mut lines = stream.lines();
-                    let (mut tally, mut status) = (Tally::default(), [0u64; 3]);
+                    let mut tally = Tally::default();
                     while let Some(line) = lines.next().await {
                         let line = line.map_err(|e| StepError::new(ErrorClass::Unavailable, format!("reading logs of pod {pod}: {e}")))?;
                         tally.line(&line, &self.pattern, self.samples, Some(&pod));
-                        if let Some(c) = status_re.captures(&line) {
-                            status[match &c[1] {
-                                "401" => 0,
-                                "403" => 1,
-                                _ => 2,
-                            }] += 1;
-                        }
                     }
-                    Ok((tally, status))
+                    Ok((pod, tally))
                 }
             })
             .buffer_unordered(8)
             .collect()
             .await;
-        let (mut tally, mut status) = (Tally::default(), [0u64; 3]);
+        let mut tally = Tally::default();
+        let mut by_component: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for r in results {
-            let (t, st) = r?;
+            let (pod, t) = r?;
+            *by_component.entry(component_of.get(&pod).cloned().unwrap_or(pod)).or_default() += t.matches;
             tally.merge(t, self.samples);
-            for i in 0..3 {
-                status[i] += st[i];
-            }
         }
         let mut message = format!("{} of {} lines of {what} ({} pods) in the last {} match {}", tally.matches, tally.lines, pods.len(), self.since, self.pattern);
-        if status.iter().any(|s| *s > 0) {
-            message.push_str(&format!("; HTTP 401: {}, 403: {}, 429: {}", status[0], status[1], status[2]));
+        let busy: Vec<String> = by_component.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+        if by_component.len() > 1 && !busy.is_empty() {
+            message.push_str(&format!(" ({})", busy.join(", ")));
         }
         Ok(tally
-            .outcome(&Limits::above_counts(self.warn_above, self.fail_above), message)
-            .output("status_counts", serde_json::json!({"401": status[0], "403": status[1], "429": status[2]}))
-            .output("pods", pods.len()))
+            .outcome_grouped(&Limits::above_counts(self.warn_above, self.fail_above), message, self.group)
+            .output("pods", pods.len())
+            .output("by_component", serde_json::to_value(&by_component).unwrap_or_default()))
     }
 }

@@ -12,7 +12,6 @@ use super::{group_error, log_groups, logs_client};
 use crate::duration::Duration;
 use crate::helpers::logscan::{Tally, five, hour};
 use crate::helpers::threshold::Limits;
-use crate::helpers::text::truncate;
 use crate::kind::{StepContext, StepKind};
 use crate::pattern::Pattern;
 use crate::steps::aws::sdk_error;
@@ -51,6 +50,10 @@ pub struct Logs {
     /// Matching events kept as samples. Default 5.
     #[serde(default = "five")]
     pub samples: usize,
+    /// Group the matching events by message (numbers, ids, addresses and times normalised)
+    /// and say the most frequent ones in the message. The `groups` output is there anyway.
+    #[serde(default)]
+    pub group: bool,
 }
 
 fn hundred_thousand() -> u64 {
@@ -69,6 +72,8 @@ impl StepKind for Logs {
         Output { name: "matches", ty: "int", help: "events that matched" },
         Output { name: "lines", ty: "int", help: "events read" },
         Output { name: "samples", ty: "list", help: "the first matching events (`stream: message`)" },
+        Output { name: "groups", ty: "list", help: "the ten most frequent matching messages, numbers and ids normalised: {count, message, example}" },
+        Output { name: "status_counts", ty: "map", help: "events mentioning HTTP 401, 403 and 429" },
         Output { name: "truncated", ty: "bool", help: "whether max_events stopped the reading" },
     ];
 
@@ -89,6 +94,8 @@ impl StepKind for Logs {
         let start = millis(now - self.since.std());
         let mut tally = Tally::default();
         let mut truncated = false;
+        // Without `pattern` every event the service returns counts.
+        let every = crate::pattern::Pattern::new("").map_err(StepError::error)?;
         'groups: for group in &groups {
             let mut pages = client
                 .filter_log_events()
@@ -115,16 +122,7 @@ impl StepKind for Logs {
                     }
                     let message = event.message().unwrap_or_default().trim_end();
                     let label = event.log_stream_name().unwrap_or(group);
-                    match &self.pattern {
-                        Some(p) => tally.line(message, p, self.samples, Some(label)),
-                        None => {
-                            tally.lines += 1;
-                            tally.matches += 1;
-                            if tally.samples.len() < self.samples {
-                                tally.samples.push(truncate(&format!("{label}: {message}"), 300));
-                            }
-                        }
-                    }
+                    tally.line(message, self.pattern.as_ref().unwrap_or(&every), self.samples, Some(label));
                 }
             }
         }
@@ -147,7 +145,7 @@ impl StepKind for Logs {
             message.push_str(&format!(" (stopped reading at max_events: {})", self.max_events));
         }
         let limits = Limits::above_counts(self.warn_above, self.fail_above);
-        let mut outcome = tally.outcome(&limits, message);
+        let mut outcome = tally.outcome_grouped(&limits, message, self.group);
         // A count that stopped short and passes proves nothing: say so.
         if truncated && outcome.verdict == Verdict::Passed {
             outcome.verdict = Verdict::Warned;
