@@ -24,7 +24,7 @@ use crate::instance::Instance;
 use crate::kind::{Backends, BackupFormat, Place, Resources, StepContext, StepKind, decode};
 use crate::lease::Lease;
 use crate::source::Span;
-use crate::steps::{alertmanager, assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, redis, sleep};
+use crate::steps::{alertmanager, assert, aws, backup, compose, host, http, k8s, notify, postgres, prometheus, redis, sleep, timeline};
 use crate::vocab::{Effect, KindSpec, Outcome, StepError};
 use crate::yaml::de::{DeError, Mode, from_node};
 use crate::yaml::Node;
@@ -191,6 +191,7 @@ pub static KINDS: &[KindInfo] = &[
     kind::<k8s::rollout_restart::RolloutRestart>(),
     kind::<k8s::rollout_status::RolloutStatus>(),
     kind::<k8s::rollout_undo::RolloutUndo>(),
+    kind::<k8s::rollouts::Rollouts>(),
     kind::<k8s::scale::Scale>(),
     kind::<k8s::scale_all::ScaleAll>(),
     kind::<k8s::secret_rotate::SecretRotate>(),
@@ -229,6 +230,7 @@ pub static KINDS: &[KindInfo] = &[
     kind::<redis::slowlog::Slowlog>(),
     kind::<aws::secrets::Rotate>(),
     kind::<sleep::Sleep>(),
+    kind::<timeline::Timeline>(),
 ];
 
 /// The kind called `name`.

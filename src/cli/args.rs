@@ -224,6 +224,18 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5m")]
         timeout: String,
     },
+    /// P0/P1 triage, read-only (the `triage` runbook): what is wrong and what changed, with a timeline
+    Triage {
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// How far back
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        since: String,
+        /// Exit 1 when anything was found (findings are warnings; triage exits 0 otherwise)
+        #[arg(long)]
+        fail_on_findings: bool,
+    },
     /// Review the logs (the `logs` runbook): error lines per component, the top messages grouped, 401/403/429
     Logs {
         /// The instance

@@ -146,6 +146,15 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             run_named(g, ui, "rollback", &instance, &params, g.dry_run)
         }
         Command::Routine { name, instance } => routine(g, ui, &name, &instance),
+        Command::Triage { instance, since, fail_on_findings } => {
+            let inventory = Inventory::discover(g.config.as_deref())?;
+            let inst = inventory.instance(&instance)?;
+            let source = catalog::find("triage", &inventory)?;
+            let runbook = Runbook::load(source).map_err(Error::Invalid)?;
+            let prepared = procedures::prepare(&runbook, inst, &[("since".to_string(), since)])?;
+            let (exit, warned) = execute_counting(g, ui, &runbook, vec![prepared], g.dry_run)?;
+            Ok(if fail_on_findings && warned > 0 { Exit::worst([exit, Exit::Failed]) } else { exit })
+        }
         Command::Logs { instance, since, component } => {
             let mut params = Vec::new();
             if let Some(s) = since {
@@ -390,6 +399,11 @@ fn check_outputs(g: &Global) -> Result<Vec<OutputSpec>, Error> {
 
 /// Runs a runbook on one or more instances, renders the outputs.
 fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<Exit, Error> {
+    execute_counting(g, ui, runbook, prepared, dry_run).map(|(exit, _)| exit)
+}
+
+/// [`execute`], also saying how many steps warned.
+fn execute_counting(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<(Exit, usize), Error> {
     let outputs = check_outputs(g)?;
     let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
     let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
@@ -415,7 +429,7 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
         run.on(prepared).await
     })?;
     render(g, ui, &outputs, &reports)?;
-    Ok(Exit::worst(reports.iter().map(|r| r.status.exit())))
+    Ok((Exit::worst(reports.iter().map(|r| r.status.exit())), reports.iter().map(|r| r.summary.warned).sum()))
 }
 
 fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) -> Result<(), Error> {

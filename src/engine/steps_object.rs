@@ -76,6 +76,26 @@ impl StepsObject {
 }
 
 impl FinishedSteps for StepsObject {
+    fn collect(&self, name: &str) -> Vec<serde_json::Value> {
+        let map = self.map();
+        let mut ids: Vec<&String> = map.keys().collect();
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            let v = serde_json::to_value(&map[id]).unwrap_or_default();
+            let sources: Vec<&serde_json::Value> = match v.get("items").and_then(|i| i.as_array()) {
+                Some(items) => items.iter().collect(),
+                None => vec![&v],
+            };
+            for s in sources {
+                if let Some(list) = s.get(name).and_then(|l| l.as_array()) {
+                    out.extend(list.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+
     fn summaries(&self) -> Vec<StepSummary> {
         let mut out: Vec<StepSummary> = self
             .map()

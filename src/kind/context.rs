@@ -37,6 +37,10 @@ impl Resources {
 pub trait FinishedSteps: Send + Sync {
     /// One line per finished step, by id.
     fn summaries(&self) -> Vec<StepSummary>;
+    /// Every finished step's (and `for_each` item's) output `name` that is a list, its
+    /// entries concatenated in step-id order: how `timeline` gathers the `timeline`
+    /// entries of a run's steps.
+    fn collect(&self, name: &str) -> Vec<serde_json::Value>;
 }
 
 /// The run a step belongs to.

@@ -19,3 +19,4 @@ pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod sleep;
+pub mod timeline;

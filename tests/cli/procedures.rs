@@ -813,3 +813,80 @@ services:
         assert_eq!(c["outputs"]["matches"], 2);
     }
 }
+
+mod triage {
+    use serde_json::json;
+
+    use super::{host, opsctl};
+    use crate::support::Scratch;
+    use crate::support::kube::{KubeEnv, NS};
+
+    fn ago(secs: i64) -> jiff::Timestamp {
+        jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs)
+    }
+
+    #[test]
+    fn triage_on_a_tenant_with_a_bad_rollout_says_what_changed_and_changes_nothing() {
+        let k = KubeEnv::new();
+        k.fake.with(|c| c.crashing_images.push("broken".into()));
+        k.deployment("api", 2, "registry/api:v1");
+        // An error burst on the healthy pods, a while ago; then the bad rollout.
+        k.fake.with(|c| {
+            for p in c.all("pods", Some(NS)) {
+                let name = p["metadata"]["name"].as_str().unwrap().to_string();
+                let lines = (0..5).map(|i| (ago(600 - i), format!("ERROR checkout {} failed: upstream timeout", 100 + i))).collect();
+                c.logs.insert((NS.to_string(), name, "api".to_string()), lines);
+            }
+        });
+        k.run("  - { id: s, k8s.set_image: { target: api, image: registry/api:broken } }\n", &[]).code(0);
+        k.fake.wait_until("the broken pods", |c| c.all("pods", Some(NS)).iter().filter(|p| p["spec"]["containers"][0]["image"] == "registry/api:broken").count() == 2);
+        k.fake.with(|c| {
+            c.seed("events", json!({"metadata": {"name": "e1", "namespace": NS}, "involvedObject": {"kind": "Pod", "name": "api-crash", "namespace": NS},
+                "reason": "BackOff", "message": "Back-off restarting failed container api", "type": "Warning", "count": 7,
+                "lastTimestamp": ago(30).strftime("%Y-%m-%dT%H:%M:%SZ").to_string(), "firstTimestamp": ago(200).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = k.fake.with(|c| c.versions());
+        let r = k.scratch.opsctl().args(["triage", "-i", "team-a", "-o", "json"]).run();
+        r.code(0);
+        assert_eq!(k.fake.with(|c| c.versions()), before, "triage changed nothing");
+        assert_eq!(r.json()["status"], "passed");
+        for id in ["workloads", "pods", "events", "errors", "rollouts"] {
+            assert_eq!(r.step(id)["status"], "warned", "{id}: {}", r.step(id));
+        }
+        assert!(r.step("pods")["message"].as_str().unwrap().contains("CrashLoopBackOff"), "{}", r.step("pods"));
+        let rollouts = r.step("rollouts");
+        assert_eq!(rollouts["outputs"]["rollouts"][0]["images"], json!(["registry/api:broken"]), "{rollouts}");
+        assert_eq!(rollouts["outputs"]["rollouts"][0]["revision"], "2");
+        assert!(rollouts["outputs"]["rollouts"][0]["change_cause"].as_str().unwrap().contains("set image api=registry/api:broken"), "{rollouts}");
+        assert_eq!(rollouts["outputs"]["in_progress"], json!(["deployment/api"]));
+        let errors = r.step("errors");
+        assert_eq!(errors["outputs"]["groups"][0]["message"], "ERROR checkout <n> failed: upstream timeout", "{errors}");
+
+        // The timeline: newest first — the bad rollout, the warning event, the first error.
+        let entries = r.step("timeline")["outputs"]["entries"].as_array().unwrap().clone();
+        let whats: Vec<&str> = entries.iter().map(|e| e["what"].as_str().unwrap()).collect();
+        assert_eq!(whats, ["rollout", "rollout", "event", "first error"], "{entries:?}");
+        assert!(entries[0]["message"].as_str().unwrap().starts_with("revision 2: registry/api:broken"), "{entries:?}");
+        assert_eq!(entries[3]["component"], "deployment/api");
+        let times: Vec<jiff::Timestamp> = entries.iter().map(|e| e["time"].as_str().unwrap().parse().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+        assert!(r.step("timeline")["message"].as_str().unwrap().contains("event pod/api-crash: BackOff: Back-off restarting failed container api"), "{}", r.step("timeline"));
+
+        // --fail-on-findings makes the findings the exit code.
+        k.scratch.opsctl().args(["triage", "-i", "team-a", "--fail-on-findings"]).run().code(1);
+    }
+
+    #[test]
+    fn triage_on_a_compose_host_names_a_stopped_service() {
+        let s = Scratch::new();
+        let Some(p) = host(&s, "proc-triage") else { return };
+        p.compose(&["stop", "worker"]);
+        let r = opsctl(&s, &["triage", "-i", "app", "-o", "json"]);
+        r.code(0);
+        assert_eq!(r.step("services")["status"], "warned");
+        assert!(r.step("services")["message"].as_str().unwrap().starts_with("worker: none running ("), "{}", r.step("services"));
+        assert_eq!(r.step("timeline")["status"], "passed");
+        opsctl(&s, &["triage", "-i", "app", "--fail-on-findings"]).code(1);
+    }
+}

@@ -45,6 +45,7 @@ impl StepKind for Alerts {
     const OUTPUTS: &'static [Output] = &[
         Output { name: "count", ty: "int", help: "alerts firing" },
         Output { name: "alerts", ty: "list", help: "each: alertname, labels, starts_at, summary" },
+        Output { name: "timeline", ty: "list", help: "{time, what, component, message} entries for a `timeline` step" },
     ];
 
     fn check(&self) -> Result<(), String> {
@@ -66,10 +67,19 @@ impl StepKind for Alerts {
             .iter()
             .map(|a| json!({ "alertname": a["labels"]["alertname"], "labels": a["labels"], "starts_at": a["startsAt"], "summary": a["annotations"]["summary"] }))
             .collect();
+        let timeline: Vec<Value> = alerts
+            .iter()
+            .map(|a| {
+                let name = a["labels"]["alertname"].as_str().unwrap_or_default();
+                let summary = a["annotations"]["summary"].as_str().unwrap_or_default();
+                json!({ "time": a["startsAt"], "what": "alert", "component": name, "message": format!("firing{}", if summary.is_empty() { String::new() } else { format!(": {summary}") }) })
+            })
+            .collect();
         Ok(Outcome::new(limits.verdict(alerts.len() as f64), message)
             .value(format!("{} firing", alerts.len()))
             .threshold(limits.describe(|v| format!("{v:.0}")))
             .output("count", alerts.len())
-            .output("alerts", list))
+            .output("alerts", list)
+            .output("timeline", timeline))
     }
 }

@@ -57,6 +57,7 @@ impl StepKind for Events {
         Output { name: "count", ty: "int", help: "warning events in the window, repeats counted" },
         Output { name: "events", ty: "list", help: "`{time, reason, object, message, count}`, newest first (at most 20)" },
         Output { name: "by_reason", ty: "map", help: "reason → count" },
+        Output { name: "timeline", ty: "list", help: "{time, what, component, message} entries for a `timeline` step" },
     ];
 
     fn check(&self) -> Result<(), String> {
@@ -100,6 +101,15 @@ impl StepKind for Events {
                 })
             })
             .collect();
+        let timeline: Vec<serde_json::Value> = list
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "time": e["time"], "what": "event", "component": e["object"],
+                    "message": format!("{}: {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()),
+                })
+            })
+            .collect();
         let limits = Limits::above_counts(self.warn_above, self.fail_above);
         let mut message = format!("{count} warning events in the last {}", self.window);
         if !by_reason.is_empty() {
@@ -113,6 +123,7 @@ impl StepKind for Events {
             .threshold(limits.describe(|v| format!("{v:.0}")))
             .output("count", count)
             .output("events", list)
-            .output("by_reason", serde_json::to_value(by_reason).unwrap_or_default()))
+            .output("by_reason", serde_json::to_value(by_reason).unwrap_or_default())
+            .output("timeline", timeline))
     }
 }

@@ -54,6 +54,9 @@ pub struct Logs {
 }
 
 
+/// One container's log read: the pod, its tally, and its first matching line (time, text).
+type PodLog = (String, Tally, Option<(String, String)>);
+
 /// What a pod belongs to, for counting per component: its Deployment (a ReplicaSet's name
 /// without its template hash), StatefulSet, DaemonSet or Job — or the pod itself.
 fn component(p: &Pod) -> String {
@@ -139,6 +142,7 @@ impl StepKind for Logs {
         Output { name: "groups", ty: "list", help: "the ten most frequent matching messages, numbers and ids normalised: {count, message, example}" },
         Output { name: "pods", ty: "int", help: "pods read" },
         Output { name: "by_component", ty: "map", help: "matching lines per component: a pod's workload (deployment, statefulset, daemonset, job) or the pod" },
+        Output { name: "timeline", ty: "list", help: "the first matching line of each component in the window, as {time, what, component, message}" },
     ];
 
     fn check(&self) -> Result<(), String> {
@@ -174,19 +178,28 @@ impl StepKind for Logs {
             }
         }
         let since = self.since.std().as_secs().max(1) as i64;
-        let results: Vec<Result<(String, Tally), StepError>> = futures_util::stream::iter(streams)
+        let results: Vec<Result<PodLog, StepError>> = futures_util::stream::iter(streams)
             .map(|(pod, container)| {
                 let kube = &kube;
                 async move {
-                    let params = LogParams { container: Some(container.clone()), since_seconds: Some(since), tail_lines: self.tail.map(i64::from), ..LogParams::default() };
+                    let params = LogParams { container: Some(container.clone()), since_seconds: Some(since), tail_lines: self.tail.map(i64::from), timestamps: true, ..LogParams::default() };
                     let stream = kube.api::<Pod>().log_stream(&pod, &params).await.map_err(|e| kube.error(e, &format!("logs of pod {pod} container {container}")))?;
                     let mut lines = stream.lines();
                     let mut tally = Tally::default();
+                    let mut first: Option<(String, String)> = None;
                     while let Some(line) = lines.next().await {
                         let line = line.map_err(|e| StepError::new(ErrorClass::Unavailable, format!("reading logs of pod {pod}: {e}")))?;
-                        tally.line(&line, &self.pattern, self.samples, Some(&pod));
+                        // The API server's timestamp first (asked for), then the line as written.
+                        let (stamp, text) = match line.split_once(' ') {
+                            Some((t, rest)) if t.parse::<jiff::Timestamp>().is_ok() => (t.to_string(), rest.to_string()),
+                            _ => (String::new(), line),
+                        };
+                        if first.is_none() && !stamp.is_empty() && self.pattern.is_match(&text) {
+                            first = Some((stamp, text.clone()));
+                        }
+                        tally.line(&text, &self.pattern, self.samples, Some(&pod));
                     }
-                    Ok((pod, tally))
+                    Ok((pod, tally, first))
                 }
             })
             .buffer_unordered(8)
@@ -194,11 +207,23 @@ impl StepKind for Logs {
             .await;
         let mut tally = Tally::default();
         let mut by_component: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        let mut first_errors: std::collections::BTreeMap<String, (String, String)> = std::collections::BTreeMap::new();
         for r in results {
-            let (pod, t) = r?;
-            *by_component.entry(component_of.get(&pod).cloned().unwrap_or(pod)).or_default() += t.matches;
+            let (pod, t, first) = r?;
+            let c = component_of.get(&pod).cloned().unwrap_or(pod.clone());
+            *by_component.entry(c.clone()).or_default() += t.matches;
+            if let Some((stamp, text)) = first {
+                let earlier = first_errors.get(&c).is_none_or(|(s, _)| stamp.parse::<jiff::Timestamp>().ok() < s.parse::<jiff::Timestamp>().ok());
+                if earlier {
+                    first_errors.insert(c, (stamp, crate::helpers::text::truncate(&format!("{pod}: {text}"), 300)));
+                }
+            }
             tally.merge(t, self.samples);
         }
+        let timeline: Vec<serde_json::Value> = first_errors
+            .iter()
+            .map(|(c, (t, text))| serde_json::json!({ "time": t, "what": "first error", "component": c, "message": text }))
+            .collect();
         let mut message = format!("{} of {} lines of {what} ({} pods) in the last {} match {}", tally.matches, tally.lines, pods.len(), self.since, self.pattern);
         let busy: Vec<String> = by_component.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
         if by_component.len() > 1 && !busy.is_empty() {
@@ -207,6 +232,7 @@ impl StepKind for Logs {
         Ok(tally
             .outcome_grouped(&Limits::above_counts(self.warn_above, self.fail_above), message, self.group)
             .output("pods", pods.len())
-            .output("by_component", serde_json::to_value(&by_component).unwrap_or_default()))
+            .output("by_component", serde_json::to_value(&by_component).unwrap_or_default())
+            .output("timeline", timeline))
     }
 }

@@ -32,6 +32,7 @@ pub mod pods_healthy;
 pub mod resource;
 pub mod rollout;
 pub mod rollout_history;
+pub mod rollouts;
 pub mod rollout_restart;
 pub mod rollout_status;
 pub mod rollout_undo;
