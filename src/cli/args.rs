@@ -255,6 +255,11 @@ pub enum Command {
         #[arg(long, short = 'i', value_name = "NAME")]
         instance: Option<String>,
     },
+    /// A step kind's reference: what it does, its effect, parameters, outputs, what it needs, an example
+    Explain {
+        /// The kind (`opsctl list kinds`), e.g. k8s.scale
+        kind: String,
+    },
     /// List runbooks, instances or step kinds
     List {
         #[arg(value_enum)]

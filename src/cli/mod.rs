@@ -1,6 +1,7 @@
 //! The command line: parse, load, check, run, render, record. `main.rs` calls [`main`].
 
 pub mod args;
+mod explain;
 mod listing;
 
 use std::io::Write;
@@ -201,6 +202,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
         }
         Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
         Command::List { what } => listing::list(g, ui, what),
+        Command::Explain { kind } => explain::explain(g, ui, &kind),
         Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),
         Command::Schema { what } => {
             let v = match what {

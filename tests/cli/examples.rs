@@ -107,3 +107,28 @@ fn schema_and_completions_print() {
     assert!(run.json()["properties"]["instances"].is_object());
     Opsctl::new().args(["completions", "bash"]).run().code(0).stdout_has("_opsctl");
 }
+
+#[test]
+fn explain_gives_every_kinds_reference_from_the_binary() {
+    let s = Scratch::new();
+    let kinds = s.opsctl().args(["list", "kinds", "-o", "json"]).run();
+    kinds.code(0);
+    for k in kinds.json().as_array().unwrap() {
+        let name = k["kind"].as_str().unwrap();
+        let r = s.opsctl().args(["explain", name, "-o", "json"]).run();
+        r.code(0);
+        let doc = r.json();
+        assert_eq!(doc["kind"], name);
+        assert!(doc["example"].as_str().is_some_and(|e| e.contains(name)), "{name}: no example");
+        assert!(doc["parameters"].is_array() && doc["outputs"].is_array(), "{name}");
+    }
+    let text = s.opsctl().args(["explain", "k8s.resource"]).run();
+    text.code(0);
+    text.stdout_has("k8s.resource — any resource by apiVersion/kind")
+        .stdout_has("effect: read — changes nothing")
+        .stdout_has("needs: `kubernetes:`")
+        .stdout_has("  api_version  text, required")
+        .stdout_has("  on_empty     one of pass, warn, fail, default fail")
+        .stdout_has("example:\n  - id: argocd\n");
+    s.opsctl().args(["explain", "k8s.resorce"]).run().code(2).stderr_has("unknown step kind `k8s.resorce`").stderr_has("did you mean `k8s.resource`?");
+}
