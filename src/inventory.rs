@@ -112,6 +112,12 @@ impl Inventory {
             return Err(Diagnostic::new(format!("inventory {} is empty", file.name))
                 .help("an inventory needs an `instances:` mapping; see `opsctl schema inventory`"));
         }
+        // Top-level `x-…` keys are the file's own (anchors shared by instances), as in a
+        // Compose file; aliases to them are already resolved.
+        let mut root = root;
+        if let crate::yaml::Value::Map(entries) = &mut root.value {
+            entries.retain(|(k, _)| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+        }
         let parsed: InventoryFile = from_node(&root, Mode::Strict).map_err(|e| e.diagnostic(&file, root.span))?;
         if let (Some(dir), Some(node)) = (&parsed.runbooks_dir, root.get("runbooks_dir")) {
             let resolved = match base {

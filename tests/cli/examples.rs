@@ -132,3 +132,24 @@ fn explain_gives_every_kinds_reference_from_the_binary() {
         .stdout_has("example:\n  - id: argocd\n");
     s.opsctl().args(["explain", "k8s.resorce"]).run().code(2).stderr_has("unknown step kind `k8s.resorce`").stderr_has("did you mean `k8s.resource`?");
 }
+
+#[test]
+fn every_reference_platform_loads_and_validates_every_runbook_for_each_instance() {
+    let s = Scratch::new();
+    let dir = repo().join("examples/platforms");
+    let mut platforms: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    platforms.sort();
+    assert_eq!(platforms.len(), 5, "{platforms:?}");
+    for p in platforms {
+        let inv = p.join("opsctl.yaml");
+        assert!(p.join("README.md").is_file(), "{} has no README", p.display());
+        let list = s.opsctl().args(["list", "instances", "--config", inv.to_str().unwrap(), "-o", "json"]).run();
+        list.code(0);
+        for i in list.json().as_array().unwrap() {
+            let name = i["name"].as_str().unwrap();
+            let r = s.opsctl().args(["validate", "--config", inv.to_str().unwrap(), "--instance", name]).run();
+            r.code(0);
+            assert!(r.stdout.contains("ok    check ") && r.stdout.contains("ok    triage "), "{}: {}", p.display(), r.stdout);
+        }
+    }
+}
