@@ -54,6 +54,28 @@ fn wait(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// Exit 0 — or 1 only because the machine running the tests is busy: `check` holds this
+/// machine's disk, memory and load too, and a loaded CI machine may fail its `host.load`.
+#[track_caller]
+fn passed_but_for_the_machine(r: &Run) {
+    if r.code == 0 {
+        return;
+    }
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let doc = r.json();
+    let runs: Vec<serde_json::Value> = match doc["runs"].as_array() {
+        Some(runs) => runs.clone(),
+        None => vec![doc.clone()],
+    };
+    for run in runs {
+        for st in run["steps"].as_array().into_iter().flatten() {
+            if st["status"] == "failed" {
+                assert!(st["kind"].as_str().unwrap_or_default().starts_with("host."), "{st}");
+            }
+        }
+    }
+}
+
 fn opsctl(s: &Scratch, args: &[&str]) -> Run {
     s.opsctl().args(args).run()
 }
@@ -69,7 +91,7 @@ fn check_on_a_compose_host_looks_at_its_services_and_lists_only_what_it_has() {
         return;
     };
     let r = opsctl(&s, &["check", "-i", "app", "-o", "json"]);
-    r.code(0);
+    passed_but_for_the_machine(&r);
     assert_eq!(ids(&r), ["disk", "memory", "load", "services", "docker_disk"], "{}", r.stdout);
     assert_eq!(r.step("services")["status"], "passed");
     assert_eq!(r.step("services")["value"], "2/2 ready");
@@ -80,8 +102,9 @@ fn check_on_a_compose_host_looks_at_its_services_and_lists_only_what_it_has() {
     // The shipped daily routine on this host: check, then the log review; no backup store,
     // so the backup is listed as not applying.
     let daily = opsctl(&s, &["routine", "daily", "-i", "app", "-o", "json"]);
-    daily.code(0);
-    assert_eq!(seq(&daily), [("check".to_string(), "passed".to_string()), ("logs".to_string(), "passed".to_string())]);
+    passed_but_for_the_machine(&daily);
+    assert_eq!(seq(&daily).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["check", "logs"]);
+    assert_eq!(seq(&daily)[1].1, "passed");
     assert_eq!(daily.json()["not_run"][0]["runbook"], "backup");
     let logs = step_of(&run_of(&daily, "logs"), "compose");
     assert!(logs["message"].as_str().unwrap().contains(&format!("lines of every service of {} in the last 1d match", p.name)), "{logs}");
@@ -315,7 +338,9 @@ fn a_routine_runs_every_runbook_and_one_failure_does_not_stop_the_others() {
     let junit = s.path().join("daily.xml");
     let r = opsctl(&s, &["routine", "daily", "-i", "web", "-o", "json", "-o", &format!("junit={}", junit.display())]);
     r.code(1);
-    assert_eq!(seq(&r), [("fails".into(), "failed".into()), ("passes".into(), "passed".into()), ("check".into(), "passed".into())]);
+    let runs = seq(&r);
+    assert_eq!(runs[..2], [("fails".to_string(), "failed".to_string()), ("passes".to_string(), "passed".to_string())]);
+    assert_eq!(runs[2].0, "check");
     assert_eq!(r.json()["name"], "routine daily");
     assert_eq!(r.json()["exit_code"], 1);
     let xml = std::fs::read_to_string(&junit).unwrap();
@@ -345,8 +370,11 @@ fn a_routine_runs_every_runbook_and_one_failure_does_not_stop_the_others() {
     // The shipped daily routine on an instance without a backup store: check runs, backup
     // is listed as not applying, and that is not a failure.
     let r = opsctl(&s, &["routine", "daily", "-i", "localhost"]);
-    r.code(0);
-    r.stdout_has("routine daily on localhost: PASSED — check passed; not run: backup (does not apply: it needs backups (a backup store, `backups:`), and one of postgres (`postgres:`), dynamodb (`dynamodb.tables:`), redis (`redis:`); localhost has host); logs (does not apply: it needs one of kubernetes (`kubernetes:`), compose (`compose:`), cloudwatch_logs (`cloudwatch_logs.groups:`); localhost has host)");
+    assert!(r.code == 0 || (r.code == 1 && r.stdout.lines().filter(|l| l.trim_start().starts_with("FAIL")).all(|l| l.contains(" host."))), "{}", r.stdout);
+    // (PASSED, or with warnings, or failed: this machine's load decides.)
+    r.stdout_has("routine daily on localhost: ");
+    r.stdout_has(" — check ");
+    r.stdout_has("; not run: backup (does not apply: it needs backups (a backup store, `backups:`), and one of postgres (`postgres:`), dynamodb (`dynamodb.tables:`), redis (`redis:`); localhost has host); logs (does not apply: it needs one of kubernetes (`kubernetes:`), compose (`compose:`), cloudwatch_logs (`cloudwatch_logs.groups:`); localhost has host)");
 }
 
 /// A service that reads a secret from the env file and is healthy only while it has the
@@ -613,7 +641,7 @@ mod tenant {
         );
 
         let r = check();
-        r.code(0);
+        super::passed_but_for_the_machine(&r);
         for id in ["workloads", "pods", "endpoints", "resources[0]", "resources[1]", "resources[2]", "postgres", "dynamodb[0]", "backup"] {
             assert!(matches!(r.step(id)["status"].as_str(), Some("passed" | "warned")), "{id}: {}", r.step(id));
         }
