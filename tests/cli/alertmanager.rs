@@ -123,6 +123,12 @@ fn check_looks_at_the_firing_alerts_of_an_instance_with_alertmanager() {
     let r = s.opsctl().args(["gate", "-i", "am", "-o", "json"]).run();
     r.code(1);
     assert_eq!(status(&r, "critical_alerts"), "failed");
+    // Another tenant's instance (its own `matchers`) does not see that alert.
+    s.write("opsctl.yaml", &format!("instances:\n  other:\n    alertmanager: {{ url: \"{}\", matchers: ['case=\"someone-else\"'] }}\n", am.url()));
+    let r = s.opsctl().args(["gate", "-i", "other", "-o", "json"]).run();
+    r.code(0);
+    assert_eq!(status(&r, "critical_alerts"), "passed");
+    assert!(message(&r, "critical_alerts").contains("case=\"someone-else\""), "{}", message(&r, "critical_alerts"));
     // Without `alertmanager:` neither runs; a runbook that asks anyway is told what to add.
     let r = s.opsctl().args(["check", "-i", "localhost", "-o", "json"]).run();
     // Not run and not listed: the report names the backend once as not configured.

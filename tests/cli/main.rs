@@ -7,6 +7,7 @@ mod alertmanager;
 mod architecture;
 mod aws;
 mod compose;
+mod demo;
 mod ecs;
 mod elb;
 mod engine;

@@ -53,9 +53,14 @@ impl StepKind for Alerts {
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
-        let alerts = active_alerts(ctx, &self.matchers, self.include_silenced, self.include_inhibited).await?;
+        // The instance's own alerts only: its `alertmanager.matchers` as well as the step's.
+        let mut matchers = self.matchers.clone();
+        for m in ctx.instance.alertmanager.as_ref().map(|a| a.matchers.as_slice()).unwrap_or_default() {
+            matchers.push(super::Matcher::parse(m).map_err(|e| StepError::invalid(format!("alertmanager.matchers: {e}")))?);
+        }
+        let alerts = active_alerts(ctx, &matchers, self.include_silenced, self.include_inhibited).await?;
         let limits = self.limits();
-        let scope = if self.matchers.is_empty() { String::new() } else { format!(" matching {}", describe(&self.matchers)) };
+        let scope = if matchers.is_empty() { String::new() } else { format!(" matching {}", describe(&matchers)) };
         let message = if alerts.is_empty() {
             format!("no active alerts{scope}")
         } else {

@@ -30,8 +30,9 @@ pub struct AlertmanagerSettings {
     /// The longest one request may take. Default 30s.
     #[serde(default)]
     pub timeout: Option<Duration>,
-    /// The matchers that select this instance's alerts (`namespace="team-a"`): what the
-    /// restore runbook silences while it works. Without them it silences nothing.
+    /// The matchers that select this instance's alerts (`namespace="team-a"`):
+    /// `alertmanager.alerts` looks only at those (in `check`, `gate` and `triage`), and the
+    /// restore runbook silences them while it works (without them it silences nothing).
     #[serde(default)]
     pub matchers: Vec<String>,
 }
