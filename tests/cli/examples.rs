@@ -86,14 +86,33 @@ fn readme_commands_run_as_written() {
 }
 
 #[test]
-fn readme_lists_every_step_kind() {
+fn readme_indexes_every_step_kind_and_names_no_other() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let run = Opsctl::new().args(["list", "kinds", "-o", "json"]).run();
     run.code(0);
-    for kind in run.json().as_array().unwrap() {
-        let name = kind["kind"].as_str().unwrap();
-        assert!(readme.contains(&format!("| `{name}` |")), "README's step kind table lacks {name}");
+    let kinds: Vec<String> = run.json().as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap().to_string()).collect();
+    let index = &readme[readme.find("## Step kinds").unwrap()..readme.find("## The runbook language").unwrap()];
+    for name in &kinds {
+        assert!(index.contains(&format!("`{name}`")), "README's step kind index lacks {name}");
     }
+    // Every `backend.kind` the README mentions is one (a renamed kind is caught).
+    let prefixes = ["host", "http", "postgres", "redis", "backup", "compose", "docker", "k8s", "prometheus", "alertmanager", "dynamodb", "ecs", "elb", "rds", "cloudwatch", "secrets", "notify"];
+    for token in readme.split('`').skip(1).step_by(2) {
+        let Some((prefix, rest)) = token.split_once('.') else { continue };
+        let file = ["json", "jsonl", "yaml", "yml", "sh", "rs", "md", "gz", "dump", "xml", "toml", "log", "rdb"].contains(&rest);
+        if !file && prefixes.contains(&prefix) && !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_') && token.len() < 40 {
+            assert!(kinds.iter().any(|k| k == token) || readme_setting(token), "README names `{token}`, which is not a step kind");
+        }
+    }
+}
+
+/// Dotted names in the README that are inventory settings, not kinds (`postgres.url`).
+fn readme_setting(token: &str) -> bool {
+    let settings = [
+        "backups.", "http.health", "http.base_url", "dynamodb.tables", "elb.target_groups", "rds.instances", "cloudwatch_logs.groups", "ecs.cluster", "ecs.services",
+        "postgres.", "redis.", "k8s.", "compose.", "alertmanager.matchers", "prometheus.", "secrets.", "docker.", "host.", "aws.",
+    ];
+    settings.iter().any(|s| token.starts_with(s)) && !token.contains("..")
 }
 
 #[test]
