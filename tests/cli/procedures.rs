@@ -838,6 +838,7 @@ services:
         let c = r.step("cloudwatch");
         assert_eq!(c["outputs"]["groups"][0], json!({"count": 2, "message": "ERROR payment <n> declined for card <n>", "example": "app/1: ERROR payment 123 declined for card 4242"}), "{c}");
         assert_eq!(c["outputs"]["status_counts"]["429"], 1, "{c}");
+        assert_eq!(c["outputs"]["by_group"], json!({"/ecs/review/app": 2}));
         assert_eq!(c["outputs"]["matches"], 2);
     }
 }

@@ -74,6 +74,7 @@ impl StepKind for Logs {
         Output { name: "samples", ty: "list", help: "the first matching events (`stream: message`)" },
         Output { name: "groups", ty: "list", help: "the ten most frequent matching messages, numbers and ids normalised: {count, message, example}" },
         Output { name: "status_counts", ty: "map", help: "events mentioning HTTP 401, 403 and 429" },
+        Output { name: "by_group", ty: "map", help: "matching events per log group" },
         Output { name: "truncated", ty: "bool", help: "whether max_events stopped the reading" },
     ];
 
@@ -94,6 +95,7 @@ impl StepKind for Logs {
         let start = millis(now - self.since.std());
         let mut tally = Tally::default();
         let mut truncated = false;
+        let mut by_group: std::collections::BTreeMap<String, u64> = groups.iter().map(|g| (g.clone(), 0)).collect();
         // Without `pattern` every event the service returns counts.
         let every = crate::pattern::Pattern::new("").map_err(StepError::error)?;
         'groups: for group in &groups {
@@ -122,7 +124,9 @@ impl StepKind for Logs {
                     }
                     let message = event.message().unwrap_or_default().trim_end();
                     let label = event.log_stream_name().unwrap_or(group);
+                    let before = tally.matches;
                     tally.line(message, self.pattern.as_ref().unwrap_or(&every), self.samples, Some(label));
+                    *by_group.entry(group.clone()).or_default() += tally.matches - before;
                 }
             }
         }
@@ -150,6 +154,6 @@ impl StepKind for Logs {
         if truncated && outcome.verdict == Verdict::Passed {
             outcome.verdict = Verdict::Warned;
         }
-        Ok(outcome.output("truncated", truncated))
+        Ok(outcome.output("truncated", truncated).output("by_group", serde_json::to_value(&by_group).unwrap_or_default()))
     }
 }
