@@ -240,9 +240,13 @@ impl Inventory {
     }
 
     /// Instances whose labels match every `key=value` in `selector`.
+    /// The instances `--all` (with `--selector`) means: with an inventory file, its own —
+    /// the built-in `localhost` only by name; without one, `localhost`.
     pub fn select(&self, selector: &[(String, String)]) -> Vec<Arc<Instance>> {
+        let builtin_only = self.instances.values().all(|i| i.labels.get("builtin").is_some_and(|b| b == "true"));
         self.instances
             .values()
+            .filter(|i| builtin_only || i.labels.get("builtin").is_none_or(|b| b != "true"))
             .filter(|i| selector.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
             .cloned()
             .collect()

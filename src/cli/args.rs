@@ -40,6 +40,9 @@ pub struct Global {
     /// Steps run at once, at most, in parallel blocks and for_each
     #[arg(long, global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub parallel: u16,
+    /// Instances run at once, at most (`check --all`)
+    #[arg(long, global = true, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub max_concurrency: u16,
     /// More logging on stderr: -v steps, -vv requests and details
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,

@@ -427,7 +427,7 @@ fn execute_counting(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepar
     let reports: Vec<RunReport> = runtime.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink };
+        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink, max_concurrency: g.max_concurrency as usize };
         run.on(prepared).await
     })?;
     render(g, ui, &outputs, &reports)?;

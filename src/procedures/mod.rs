@@ -116,51 +116,65 @@ pub struct Run<'a> {
     pub state_dir: &'a Path,
     /// The sink for one instance's run (a new progress line per run).
     pub sink: &'a dyn Fn() -> Box<dyn Sink>,
+    /// Instances run at once, at most.
+    pub max_concurrency: usize,
 }
 
 impl Run<'_> {
-    /// Runs the runbook on each prepared instance in turn, each under its locks, and records
-    /// each run in the history. A held lock or lease ends the command (exit 3); an interrupt
-    /// stops before the next instance.
+    /// Runs the runbook on the prepared instances, `max_concurrency` at a time, each under
+    /// its locks, and records each run in the history. Reports come back in the order the
+    /// instances were given. A held lock or lease ends the command (exit 3) once the runs in
+    /// flight are done; an interrupt stops launching.
     pub async fn on(&self, prepared: Vec<Prepared>) -> Result<Vec<RunReport>, Error> {
+        use futures_util::stream::{self, StreamExt};
+        let mut results: Vec<(usize, Result<Option<RunReport>, Error>)> =
+            stream::iter(prepared.into_iter().enumerate()).map(|(i, p)| async move { (i, self.one(p).await) }).buffer_unordered(self.max_concurrency.max(1)).collect().await;
+        results.sort_by_key(|(i, _)| *i);
         let mut reports = Vec::new();
-        for p in prepared {
-            if self.interrupts.stop.is_cancelled() {
-                break;
+        for (_, r) in results {
+            if let Some(report) = r? {
+                reports.push(report);
             }
-            let meta = RunMeta::current();
-            let locks = if !self.options.dry_run && self.runbook.effect() >= Effect::Mutate {
-                let holder = Holder {
-                    run_id: meta.run_id.clone(),
-                    runbook: self.runbook.name.clone(),
-                    user: meta.user.clone(),
-                    host: meta.host.clone(),
-                    pid: std::process::id(),
-                    since: jiff::Timestamp::now(),
-                };
-                let local = lock::InstanceLock::acquire(self.state_dir, &p.instance.name, &holder)?;
-                let leases = take_leases(self.runbook, &p.instance, &holder).await?;
-                Some((local, leases))
-            } else {
-                None
-            };
-            fetch_secrets(self.runbook, &p.instance).await;
-            let sink = (self.sink)();
-            let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone());
-            let report = engine.run().await;
-            drop(sink);
-            if let Some((local, leases)) = locks {
-                for lease in leases {
-                    lease.release().await;
-                }
-                drop(local);
-            }
-            if let Err(e) = history::append(self.state_dir, &report) {
-                tracing::warn!("the run was not recorded in the history: {e}");
-            }
-            reports.push(report);
         }
         Ok(reports)
+    }
+
+    /// One instance's run; `None` when an interrupt came before it started.
+    async fn one(&self, p: Prepared) -> Result<Option<RunReport>, Error> {
+        if self.interrupts.stop.is_cancelled() {
+            return Ok(None);
+        }
+        let meta = RunMeta::current();
+        let locks = if !self.options.dry_run && self.runbook.effect() >= Effect::Mutate {
+            let holder = Holder {
+                run_id: meta.run_id.clone(),
+                runbook: self.runbook.name.clone(),
+                user: meta.user.clone(),
+                host: meta.host.clone(),
+                pid: std::process::id(),
+                since: jiff::Timestamp::now(),
+            };
+            let local = lock::InstanceLock::acquire(self.state_dir, &p.instance.name, &holder)?;
+            let leases = take_leases(self.runbook, &p.instance, &holder).await?;
+            Some((local, leases))
+        } else {
+            None
+        };
+        fetch_secrets(self.runbook, &p.instance).await;
+        let sink = (self.sink)();
+        let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone());
+        let report = engine.run().await;
+        drop(sink);
+        if let Some((local, leases)) = locks {
+            for lease in leases {
+                lease.release().await;
+            }
+            drop(local);
+        }
+        if let Err(e) = history::append(self.state_dir, &report) {
+            tracing::warn!("the run was not recorded in the history: {e}");
+        }
+        Ok(Some(report))
     }
 }
 
@@ -195,7 +209,7 @@ pub async fn run_sequence(
             not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: format!("`{by}` failed and stops the sequence") });
             continue;
         }
-        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink };
+        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink, max_concurrency: 1 };
         let mut done = run.on(vec![q.prepared]).await?;
         if q.stop_on_failure && done.iter().any(|r| r.status != crate::report::RunStatus::Passed) {
             stopped_by = Some(q.runbook.name.clone());

@@ -63,9 +63,10 @@ fn passed_but_for_the_machine(r: &Run) {
     }
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let doc = r.json();
-    let runs: Vec<serde_json::Value> = match doc["runs"].as_array() {
-        Some(runs) => runs.clone(),
-        None => vec![doc.clone()],
+    let runs: Vec<serde_json::Value> = match (doc["runs"].as_array(), doc.as_array()) {
+        (Some(runs), _) => runs.clone(),
+        (None, Some(many)) => many.clone(),
+        (None, None) => vec![doc.clone()],
     };
     for run in runs {
         for st in run["steps"].as_array().into_iter().flatten() {
@@ -917,5 +918,28 @@ mod triage {
         assert!(r.step("services")["message"].as_str().unwrap().starts_with("worker: none running ("), "{}", r.step("services"));
         assert_eq!(r.step("timeline")["status"], "passed");
         opsctl(&s, &["triage", "-i", "app", "--fail-on-findings"]).code(1);
+    }
+}
+
+/// `check --all` runs the instances at once, `--max-concurrency` at most.
+#[test]
+fn check_all_runs_instances_concurrently_up_to_max_concurrency() {
+    let srv = crate::support::server::servers();
+    let s = Scratch::new();
+    let stats = |key: &str| crate::support::server::get_json(&srv.url(&format!("/stats/{key}")));
+    for (key, limit) in [(format!("fleet4-{}", std::process::id()), "4"), (format!("fleet1-{}", std::process::id()), "1")] {
+        let mut inv = String::from("instances:\n");
+        for i in 0..8 {
+            inv.push_str(&format!("  t{i}:\n    labels: {{ fleet: x }}\n    http: {{ base_url: \"{}\", health: [/concurrent/{key}/300] }}\n", srv.url("")));
+        }
+        s.write("opsctl.yaml", &inv);
+        let r = opsctl(&s, &["check", "--all", "--max-concurrency", limit, "-o", "json"]);
+        passed_but_for_the_machine(&r);
+        let runs = r.json();
+        let names: Vec<&str> = runs.as_array().unwrap().iter().map(|x| x["instance"].as_str().unwrap()).collect();
+        assert_eq!(names, ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"], "in the inventory's order");
+        let st = stats(&key);
+        assert_eq!(st["count"], 8, "{st}");
+        assert_eq!(st["max"].as_u64().unwrap().to_string(), limit, "at most {limit} at once, and that many: {st}");
     }
 }
