@@ -43,6 +43,9 @@ pub struct Global {
     /// Instances run at once, at most (`check --all`)
     #[arg(long, global = true, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub max_concurrency: u16,
+    /// Stop launching instances once more than N (or P% of them) have failed; 0 = after the first failure. Runs in flight finish; the rest are `not started`
+    #[arg(long, global = true, value_name = "N|P%", value_parser = parse_max_errors)]
+    pub max_errors: Option<MaxErrors>,
     /// More logging on stderr: -v steps, -vv requests and details
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -88,6 +91,33 @@ fn parse_output(s: &str) -> Result<OutputSpec, String> {
         other => return Err(format!("unknown output format `{other}`; use table, json or junit (optionally =FILE)")),
     };
     Ok(OutputSpec { format, dest: file.map_or(Destination::Stdout, Destination::File) })
+}
+
+/// `--max-errors 3` or `--max-errors 10%`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxErrors {
+    Count(usize),
+    Percent(f64),
+}
+
+impl MaxErrors {
+    /// The count for `instances` instances (a percentage rounds down).
+    pub fn of(self, instances: usize) -> usize {
+        match self {
+            MaxErrors::Count(n) => n,
+            MaxErrors::Percent(p) => ((instances as f64) * p / 100.0).floor() as usize,
+        }
+    }
+}
+
+fn parse_max_errors(s: &str) -> Result<MaxErrors, String> {
+    match s.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<f64>() {
+            Ok(v) if (0.0..=100.0).contains(&v) => Ok(MaxErrors::Percent(v)),
+            _ => Err(format!("`{s}` is not a percentage from 0% to 100%")),
+        },
+        None => s.trim().parse::<usize>().map(MaxErrors::Count).map_err(|_| format!("`{s}` is not a count (3) or a percentage (10%)")),
+    }
 }
 
 /// `key=value` for `-p`.

@@ -427,7 +427,8 @@ fn execute_counting(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepar
     let reports: Vec<RunReport> = runtime.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink, max_concurrency: g.max_concurrency as usize };
+        let max_errors = g.max_errors.map(|m| m.of(prepared.len()));
+        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink, max_concurrency: g.max_concurrency as usize, max_errors };
         run.on(prepared).await
     })?;
     render(g, ui, &outputs, &reports)?;
@@ -444,7 +445,17 @@ fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) ->
                     quiet: g.quiet,
                     width: if to_tty { progress::terminal_width() } else { None },
                 };
-                reports.iter().map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n")
+                if reports.len() > 1 {
+                    let mut text = String::new();
+                    if g.verbose > 0 {
+                        text = reports.iter().filter(|r| r.status != crate::report::RunStatus::NotStarted).map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n");
+                        text.push('\n');
+                    }
+                    text.push_str(&table::fleet(reports, opts));
+                    text
+                } else {
+                    reports.iter().map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n")
+                }
             }
             Format::Json if reports.len() == 1 => json::render(&reports[0]),
             Format::Json => {

@@ -118,6 +118,8 @@ pub struct Run<'a> {
     pub sink: &'a dyn Fn() -> Box<dyn Sink>,
     /// Instances run at once, at most.
     pub max_concurrency: usize,
+    /// Stop launching instances once more than this many have failed (`--max-errors`).
+    pub max_errors: Option<usize>,
 }
 
 impl Run<'_> {
@@ -127,8 +129,24 @@ impl Run<'_> {
     /// flight are done; an interrupt stops launching.
     pub async fn on(&self, prepared: Vec<Prepared>) -> Result<Vec<RunReport>, Error> {
         use futures_util::stream::{self, StreamExt};
-        let mut results: Vec<(usize, Result<Option<RunReport>, Error>)> =
-            stream::iter(prepared.into_iter().enumerate()).map(|(i, p)| async move { (i, self.one(p).await) }).buffer_unordered(self.max_concurrency.max(1)).collect().await;
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        let failures = &failures;
+        let mut results: Vec<(usize, Result<Option<RunReport>, Error>)> = stream::iter(prepared.into_iter().enumerate())
+            .map(|(i, p)| async move {
+                // The rule: once more than `max_errors` instances have failed, no new one is
+                // launched; those in flight finish.
+                if self.max_errors.is_some_and(|n| failures.load(std::sync::atomic::Ordering::SeqCst) > n) {
+                    return (i, Ok(Some(self.not_started(&p))));
+                }
+                let r = self.one(p).await;
+                if matches!(&r, Ok(Some(rep)) if rep.status == crate::report::RunStatus::Failed) || r.is_err() {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                (i, r)
+            })
+            .buffer_unordered(self.max_concurrency.max(1))
+            .collect()
+            .await;
         results.sort_by_key(|(i, _)| *i);
         let mut reports = Vec::new();
         for (_, r) in results {
@@ -137,6 +155,32 @@ impl Run<'_> {
             }
         }
         Ok(reports)
+    }
+
+    /// The report of an instance `--max-errors` kept from starting.
+    fn not_started(&self, p: &Prepared) -> RunReport {
+        let meta = RunMeta::current();
+        let now = jiff::Timestamp::now();
+        RunReport {
+            schema: crate::report::SCHEMA.into(),
+            run_id: meta.run_id,
+            runbook: self.runbook.name.clone(),
+            runbook_source: self.runbook.file.name.clone(),
+            instance: p.instance.name.clone(),
+            dry_run: self.options.dry_run,
+            status: crate::report::RunStatus::NotStarted,
+            exit_code: crate::report::RunStatus::NotStarted.exit().code(),
+            started_at: now,
+            finished_at: now,
+            duration_ms: 0.0,
+            user: meta.user,
+            host: meta.host,
+            opsctl_version: env!("CARGO_PKG_VERSION").into(),
+            params: serde_json::Map::new(),
+            summary: crate::report::Summary::default(),
+            steps: Vec::new(),
+            not_configured: Vec::new(),
+        }
     }
 
     /// One instance's run; `None` when an interrupt came before it started.
@@ -209,7 +253,7 @@ pub async fn run_sequence(
             not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: format!("`{by}` failed and stops the sequence") });
             continue;
         }
-        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink, max_concurrency: 1 };
+        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink, max_concurrency: 1, max_errors: None };
         let mut done = run.on(vec![q.prepared]).await?;
         if q.stop_on_failure && done.iter().any(|r| r.status != crate::report::RunStatus::Passed) {
             stopped_by = Some(q.runbook.name.clone());

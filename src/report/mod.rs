@@ -57,6 +57,8 @@ pub enum RunStatus {
     Interrupted,
     /// An operator declined a confirmation.
     Refused,
+    /// Never launched: `--max-errors` was exceeded by the instances before it.
+    NotStarted,
 }
 
 impl RunStatus {
@@ -67,6 +69,7 @@ impl RunStatus {
             RunStatus::Failed => Exit::Failed,
             RunStatus::Interrupted => Exit::Interrupted,
             RunStatus::Refused => Exit::Invalid,
+            RunStatus::NotStarted => Exit::Failed,
         }
     }
 
@@ -76,6 +79,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Refused => "refused",
+            RunStatus::NotStarted => "not started",
         }
     }
 }
@@ -185,7 +189,7 @@ impl SequenceReport {
             .map(|r| r.status)
             .max_by_key(|s| match s {
                 RunStatus::Passed => 0,
-                RunStatus::Failed => 1,
+                RunStatus::Failed | RunStatus::NotStarted => 1,
                 RunStatus::Refused => 2,
                 RunStatus::Interrupted => 3,
             })

@@ -77,6 +77,57 @@ pub fn render(report: &RunReport, opts: TableOptions) -> String {
     out
 }
 
+/// Several instances' runs as one table — instance, status, failed and warned steps, the
+/// first failure's message, duration — and a closing line (`check` on 500 instances is
+/// 500 rows, not 500 tables; `-v` prints each run's table too).
+pub fn fleet(reports: &[RunReport], opts: TableOptions) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    if opts.color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    match opts.width {
+        Some(w) => {
+            table.set_content_arrangement(ContentArrangement::Dynamic);
+            table.set_width(w);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    table.set_header(["INSTANCE", "STATUS", "FAILED", "WARNED", "TIME", "FIRST FAILURE"]);
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for r in reports {
+        *counts.entry(if r.status == RunStatus::Passed && r.summary.warned > 0 { "warned" } else { r.status.as_str() }).or_default() += 1;
+        if opts.quiet && r.status == RunStatus::Passed && r.summary.warned == 0 {
+            continue;
+        }
+        let status = match r.status {
+            RunStatus::Passed if r.summary.warned > 0 => Cell::new("WARN").fg(Color::Yellow),
+            RunStatus::Passed => Cell::new("PASS").fg(Color::Green),
+            RunStatus::Failed => Cell::new("FAIL").fg(Color::Red),
+            RunStatus::Interrupted => Cell::new("INTERRUPTED").fg(Color::Red),
+            RunStatus::Refused => Cell::new("REFUSED").fg(Color::Red),
+            RunStatus::NotStarted => Cell::new("NOT STARTED").fg(Color::DarkGrey),
+        };
+        let status = if opts.color { status } else { Cell::new(status.content()) };
+        let first = r.steps.iter().find(|s| s.status == Status::Failed).map(|s| format!("{}: {}", s.id, s.message)).unwrap_or_default();
+        let time = if r.status == RunStatus::NotStarted { String::new() } else { crate::duration::short(std::time::Duration::from_secs_f64(r.duration_ms / 1000.0)) };
+        table.add_row(vec![Cell::new(&r.instance), status, Cell::new(r.summary.failed), Cell::new(r.summary.warned), Cell::new(time), Cell::new(first)]);
+    }
+    let mut out = String::new();
+    if table.row_count() > 0 {
+        out.push_str(&table.trim_fmt());
+        out.push('\n');
+    }
+    let runbook = reports.first().map_or("", |r| r.runbook.as_str());
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    out.push_str(&format!("{runbook} on {} instances: {}\n", reports.len(), parts.join(", ")));
+    out
+}
+
 /// The closing line of a sequence: `routine daily on app: FAILED — check passed, backup
 /// failed; not run: restore-drill (…)`.
 pub fn sequence_summary(seq: &super::SequenceReport, color: bool) -> String {
@@ -88,6 +139,7 @@ pub fn sequence_summary(seq: &super::SequenceReport, color: bool) -> String {
         RunStatus::Failed => paint.red_bold("FAILED"),
         RunStatus::Interrupted => paint.red_bold("INTERRUPTED"),
         RunStatus::Refused => paint.red_bold("REFUSED"),
+        RunStatus::NotStarted => paint.red_bold("NOT STARTED"),
     };
     let runs: Vec<String> = seq.runs.iter().map(|r| format!("{} {}", r.runbook, r.status.as_str())).collect();
     let mut line = format!("{} on {}: {word} — {}", seq.name, seq.instance, if runs.is_empty() { "nothing ran".to_string() } else { runs.join(", ") });
@@ -107,6 +159,7 @@ pub fn summary(report: &RunReport, color: bool) -> String {
         RunStatus::Failed => paint.red_bold("FAILED"),
         RunStatus::Interrupted => paint.red_bold("INTERRUPTED"),
         RunStatus::Refused => paint.red_bold("REFUSED"),
+        RunStatus::NotStarted => paint.red_bold("NOT STARTED"),
     };
     let s = &report.summary;
     let mut parts = vec![format!("{} passed", s.passed)];

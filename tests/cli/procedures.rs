@@ -943,3 +943,32 @@ fn check_all_runs_instances_concurrently_up_to_max_concurrency() {
         assert_eq!(st["max"].as_u64().unwrap().to_string(), limit, "at most {limit} at once, and that many: {st}");
     }
 }
+
+/// `--max-errors N`: once more than N instances have failed, no new one is launched; runs in
+/// flight finish; the rest are reported `not started`.
+#[test]
+fn max_errors_stops_launching_once_more_than_n_have_failed() {
+    let srv = crate::support::server::servers();
+    let s = Scratch::new();
+    // A check of the HTTP endpoint only, so this machine's load cannot fail an instance.
+    s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: http\n    for_each: \"{{ instance.http.health }}\"\n    http.check: { url: \"{{ instance.http.base_url }}{{ item.path }}\", expect_status: 200 }\n");
+    let mut inv = String::from("runbooks_dir: runbooks\ninstances:\n");
+    for i in 0..6 {
+        let path = if i < 2 { "/status/500" } else { "/health" };
+        inv.push_str(&format!("  t{i}:\n    http: {{ base_url: \"{}\", health: [{path}] }}\n", srv.url("")));
+    }
+    s.write("opsctl.yaml", &inv);
+    let statuses = |max: &str| {
+        let r = opsctl(&s, &["check", "--all", "--max-concurrency", "1", "--max-errors", max, "-o", "json"]);
+        r.code(1);
+        r.json().as_array().unwrap().iter().map(|x| x["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(statuses("1"), ["failed", "failed", "not_started", "not_started", "not_started", "not_started"]);
+    assert_eq!(statuses("0"), ["failed", "not_started", "not_started", "not_started", "not_started", "not_started"]);
+    assert_eq!(statuses("50%"), ["failed", "failed", "passed", "passed", "passed", "passed"], "50% of 6 is 3: two failures launch everything");
+    let table = opsctl(&s, &["check", "--all", "--max-concurrency", "1", "--max-errors", "0"]);
+    table.code(1);
+    table.stdout_has("check on 6 instances: 1 failed, 5 not started").stdout_has("NOT STARTED");
+    assert!(table.stdout.contains("t0") && table.stdout.contains("http[0]: "), "{}", table.stdout);
+    opsctl(&s, &["check", "--all", "--max-errors", "x"]).code(2).stderr_has("`x` is not a count (3) or a percentage (10%)");
+}
