@@ -155,8 +155,8 @@ pub enum Command {
     Plan(RunArgs),
     /// Check an instance's health (the `check` runbook)
     Check {
-        /// The instance to check
-        #[arg(long, short = 'i', value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
+        /// The instance to check, or several: a,b,c
+        #[arg(long, short = 'i', value_name = "NAME[,NAME…]", required_unless_present = "all", conflicts_with = "all")]
         instance: Option<String>,
         /// Check every instance in the inventory (with --selector: the matching ones)
         #[arg(long)]

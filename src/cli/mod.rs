@@ -89,7 +89,11 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                 }
                 chosen
             } else {
-                vec![inventory.instance(instance.as_deref().unwrap_or_default())?]
+                // `--instance a,b,c`: those, in that order, each once.
+                let mut names: Vec<&str> = instance.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+                let mut seen = std::collections::HashSet::new();
+                names.retain(|n| seen.insert(*n));
+                names.iter().map(|n| inventory.instance(n)).collect::<Result<Vec<_>, _>>()?
             };
             let source = catalog::find("check", &inventory)?;
             let runbook = Runbook::load(source).map_err(Error::Invalid)?;

@@ -971,4 +971,9 @@ fn max_errors_stops_launching_once_more_than_n_have_failed() {
     table.stdout_has("check on 6 instances: 1 failed, 5 not started").stdout_has("NOT STARTED");
     assert!(table.stdout.contains("t0") && table.stdout.contains("http[0]: "), "{}", table.stdout);
     opsctl(&s, &["check", "--all", "--max-errors", "x"]).code(2).stderr_has("`x` is not a count (3) or a percentage (10%)");
+    // `--instance a,b,c`: those, in that order, each once; an unknown one is refused first.
+    let r = opsctl(&s, &["check", "--instance", "t3,t2,t3", "-o", "json"]);
+    r.code(0);
+    assert_eq!(r.json().as_array().unwrap().iter().map(|x| x["instance"].as_str().unwrap()).collect::<Vec<_>>(), ["t3", "t2"]);
+    opsctl(&s, &["check", "--instance", "t3,t9"]).code(2).stderr_has("unknown instance `t9`");
 }
