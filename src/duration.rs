@@ -170,9 +170,23 @@ impl JsonSchema for Duration {
     }
 }
 
+/// An age in whole seconds for messages: `42s`, `3d2h1m` (an hour or more drops its
+/// seconds); a negative one (a clock ahead) is `0s`.
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0) as u64;
+    Duration::from_secs(if s >= 3600 { s - s % 60 } else { s }).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_as_durations() {
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(3 * 86400 + 2 * 3600 + 61), "3d2h1m");
+        assert_eq!(age(-5), "0s");
+    }
 
     #[test]
     fn parses_units_and_combinations() {

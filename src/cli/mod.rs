@@ -152,12 +152,8 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
         }
         Command::Routine { name, instance } => routine(g, ui, &name, &instance),
         Command::Triage { instance, since, fail_on_findings } => {
-            let inventory = Inventory::discover(g.config.as_deref())?;
-            let inst = inventory.instance(&instance)?;
-            let source = catalog::find("triage", &inventory)?;
-            let runbook = Runbook::load(source).map_err(Error::Invalid)?;
-            let prepared = procedures::prepare(&runbook, inst, &[("since".to_string(), since)])?;
-            let (exit, warned) = execute_counting(g, ui, &runbook, vec![prepared], g.dry_run)?;
+            let args = RunArgs { runbook: "triage".into(), instance, params: vec![("since".into(), since)] };
+            let (exit, warned) = run_counting(g, ui, &args, g.dry_run)?;
             Ok(if fail_on_findings && warned > 0 { Exit::worst([exit, Exit::Failed]) } else { exit })
         }
         Command::Logs { instance, since, component } => {
@@ -229,12 +225,49 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
 }
 
 fn run(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<Exit, Error> {
+    run_counting(g, ui, a, dry_run).map(|(exit, _)| exit)
+}
+
+/// [`run`], also saying how many steps warned.
+fn run_counting(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<(Exit, usize), Error> {
     let inventory = Inventory::discover(g.config.as_deref())?;
     let instance = inventory.instance(&a.instance)?;
     let source = catalog::find(&a.runbook, &inventory)?;
     let runbook = Runbook::load(source).map_err(Error::Invalid)?;
     let prepared = procedures::prepare(&runbook, instance, &a.params)?;
-    execute(g, ui, &runbook, vec![prepared], dry_run)
+    execute_counting(g, ui, &runbook, vec![prepared], dry_run)
+}
+
+/// Confirmations on the terminal, when there is one to ask on.
+fn tty_confirm(ui: &Ui) -> TtyConfirm {
+    TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() }
+}
+
+/// A run's sinks: the log, and a progress line on a terminal unless -q or -v.
+fn sinks(g: &Global, ui: &Ui) -> impl Fn() -> Box<dyn Sink> + use<> {
+    let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
+    move || -> Box<dyn Sink> {
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
+        if progress_line {
+            sinks.push(Box::new(progress::Progress::new()));
+        }
+        Box::new(Sinks(sinks))
+    }
+}
+
+/// The command's async runtime.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Error::io("cannot start the async runtime", &e))
+}
+
+/// How a table goes to `spec`: coloured and wrapped only on a terminal.
+fn table_options(g: &Global, ui: &Ui, spec: &OutputSpec) -> table::TableOptions {
+    let to_stdout = spec.dest == Destination::Stdout;
+    table::TableOptions {
+        color: ui.color_out && to_stdout,
+        quiet: g.quiet,
+        width: if to_stdout && ui.stdout_tty { progress::terminal_width() } else { None },
+    }
 }
 
 /// Runs a shipped (or overridden) runbook for a procedure command.
@@ -308,26 +341,14 @@ fn sequence(g: &Global, ui: &Ui, name: &str, instance: &str, entries: Vec<Entry>
         }
     }
     let outputs = check_outputs(g)?;
-    let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
+    let confirm = tty_confirm(ui);
     let options = Options { dry_run: g.dry_run, yes: g.yes, parallel: g.parallel as usize };
     for q in &queue {
         procedures::refuse_unconfirmable(&q.runbook, &options, confirm.interactive(), std::slice::from_ref(&q.prepared))?;
     }
     let state_dir = sysinfo::state_dir();
-    let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
-    let sink = || -> Box<dyn Sink> {
-        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
-        if progress_line {
-            sinks.push(Box::new(progress::Progress::new()));
-        }
-        Box::new(Sinks(sinks))
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the async runtime", &e))?;
-    let (reports, mut skipped) = runtime.block_on(async {
+    let sink = sinks(g, ui);
+    let (reports, mut skipped) = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
         procedures::run_sequence(queue, &options, &confirm, &interrupts, &state_dir, &sink).await
@@ -340,13 +361,11 @@ fn sequence(g: &Global, ui: &Ui, name: &str, instance: &str, entries: Vec<Entry>
 
 fn render_sequence(g: &Global, ui: &Ui, outputs: &[OutputSpec], seq: &crate::report::SequenceReport) -> Result<(), Error> {
     for spec in outputs {
-        let to_tty = spec.dest == Destination::Stdout && ui.stdout_tty;
-        let color = ui.color_out && spec.dest == Destination::Stdout;
         let text = match spec.format {
             Format::Table => {
-                let opts = table::TableOptions { color, quiet: g.quiet, width: if to_tty { progress::terminal_width() } else { None } };
+                let opts = table_options(g, ui, spec);
                 let mut parts: Vec<String> = seq.runs.iter().map(|r| table::render(r, opts)).collect();
-                parts.push(format!("{}\n", table::sequence_summary(seq, color)));
+                parts.push(format!("{}\n", table::sequence_summary(seq, opts.color)));
                 parts.join("\n")
             }
             Format::Json => {
@@ -411,24 +430,12 @@ fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_
 /// [`execute`], also saying how many steps warned.
 fn execute_counting(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<(Exit, usize), Error> {
     let outputs = check_outputs(g)?;
-    let confirm = TtyConfirm { interactive: sysinfo::stdin_is_tty() && ui.stderr_tty, lock: Default::default() };
+    let confirm = tty_confirm(ui);
     let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
     procedures::refuse_unconfirmable(runbook, &options, confirm.interactive(), &prepared)?;
     let state_dir = sysinfo::state_dir();
-    let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
-    let sink = || -> Box<dyn Sink> {
-        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
-        if progress_line {
-            sinks.push(Box::new(progress::Progress::new()));
-        }
-        Box::new(Sinks(sinks))
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the async runtime", &e))?;
-    let reports: Vec<RunReport> = runtime.block_on(async {
+    let sink = sinks(g, ui);
+    let reports: Vec<RunReport> = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
         let max_errors = g.max_errors.map(|m| m.of(prepared.len()));
@@ -441,14 +448,9 @@ fn execute_counting(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepar
 
 fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) -> Result<(), Error> {
     for spec in outputs {
-        let to_tty = spec.dest == Destination::Stdout && ui.stdout_tty;
         let text = match spec.format {
             Format::Table => {
-                let opts = table::TableOptions {
-                    color: ui.color_out && spec.dest == Destination::Stdout,
-                    quiet: g.quiet,
-                    width: if to_tty { progress::terminal_width() } else { None },
-                };
+                let opts = table_options(g, ui, spec);
                 if reports.len() > 1 {
                     let mut text = String::new();
                     if g.verbose > 0 {

@@ -26,6 +26,27 @@ fn status_cell(status: Status, color: bool) -> Cell {
     if color { cell.fg(c) } else { cell }
 }
 
+/// A borderless table, styled only for a terminal, wrapped only to a terminal's width.
+fn new_table(opts: TableOptions) -> Table {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    if opts.color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    match opts.width {
+        Some(w) => {
+            table.set_content_arrangement(ContentArrangement::Dynamic);
+            table.set_width(w);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    table
+}
+
 pub fn render(report: &RunReport, opts: TableOptions) -> String {
     let rows: Vec<_> = report
         .steps
@@ -34,22 +55,7 @@ pub fn render(report: &RunReport, opts: TableOptions) -> String {
         .collect();
     let mut out = String::new();
     if !rows.is_empty() {
-        let mut table = Table::new();
-        table.load_style(presets::NOTHING);
-        if opts.color {
-            table.enforce_styling();
-        } else {
-            table.force_no_tty();
-        }
-        match opts.width {
-            Some(w) => {
-                table.set_content_arrangement(ContentArrangement::Dynamic);
-                table.set_width(w);
-            }
-            None => {
-                table.set_content_arrangement(ContentArrangement::Disabled);
-            }
-        }
+        let mut table = new_table(opts);
         table.set_header(["STATUS", "STEP", "KIND", "VALUE", "THRESHOLD", "TIME", "MESSAGE"]);
         for s in rows {
             let step = if s.name == s.id || s.name.is_empty() { s.id.clone() } else { format!("{} ({})", s.name, s.id) };
@@ -81,22 +87,7 @@ pub fn render(report: &RunReport, opts: TableOptions) -> String {
 /// first failure's message, duration — and a closing line (`check` on 500 instances is
 /// 500 rows, not 500 tables; `-v` prints each run's table too).
 pub fn fleet(reports: &[RunReport], opts: TableOptions) -> String {
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
-    if opts.color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
-    }
-    match opts.width {
-        Some(w) => {
-            table.set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_width(w);
-        }
-        None => {
-            table.set_content_arrangement(ContentArrangement::Disabled);
-        }
-    }
+    let mut table = new_table(opts);
     table.set_header(["INSTANCE", "STATUS", "FAILED", "WARNED", "TIME", "FIRST FAILURE"]);
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for r in reports {

@@ -9,7 +9,7 @@ use crate::support::{Run, Scratch};
 /// A Compose host deployed the way the guides do it: the API's image is a variable the env
 /// file sets; the worker's image is written literally. The API is healthy only when its image
 /// serves `/` (opsctl-test-busybox:broken does not).
-const HOST: &str = r#"version: "2.4"
+pub(crate) const HOST: &str = r#"version: "2.4"
 services:
   api:
     image: ${API_IMAGE}
@@ -57,7 +57,7 @@ fn wait(what: &str, f: impl Fn() -> bool) {
 /// Exit 0 — or 1 only because the machine running the tests is busy: `check` holds this
 /// machine's disk, memory and load too, and a loaded CI machine may fail its `host.load`.
 #[track_caller]
-fn passed_but_for_the_machine(r: &Run) {
+pub(crate) fn passed_but_for_the_machine(r: &Run) {
     if r.code == 0 {
         return;
     }

@@ -72,11 +72,6 @@ impl Fresh {
     }
 }
 
-/// An age in whole seconds, as `1d2h3m`-style text.
-fn age_text(seconds: i64) -> String {
-    let s = seconds.max(0) as u64;
-    Duration::from_secs(if s >= 3600 { s - s % 60 } else { s }).to_string()
-}
 
 impl StepKind for Fresh {
     const NAME: &'static str = "backup.fresh";
@@ -126,14 +121,14 @@ impl StepKind for Fresh {
             oldest = oldest.max(age);
             let mut verified = false;
             if age as u64 > max_age.std().as_secs() {
-                problems.push(format!("the newest {} backup {} is {} old (max_age {max_age})", subject.describe(), newest.id, age_text(age)));
+                problems.push(format!("the newest {} backup {} is {} old (max_age {max_age})", subject.describe(), newest.id, crate::duration::age(age)));
             } else if self.verify {
                 match backup::verify_checksums(store.as_ref(), newest).await {
                     Ok(()) => verified = true,
                     Err(e) => problems.push(format!("the newest {} backup {} does not match its checksums: {e}", subject.describe(), newest.id)),
                 }
             }
-            found.push(format!("{} {} ({} old{})", subject.describe(), newest.id, age_text(age), if verified { ", checksums match" } else { "" }));
+            found.push(format!("{} {} ({} old{})", subject.describe(), newest.id, crate::duration::age(age), if verified { ", checksums match" } else { "" }));
             rows.push(serde_json::json!({ "kind": subject.kind, "table": subject.table, "id": newest.id, "age_seconds": age, "verified": verified }));
         }
         let first_id = rows.first().and_then(|r| r["id"].as_str()).unwrap_or_default().to_string();
@@ -147,22 +142,10 @@ impl StepKind for Fresh {
             Outcome::failed(msg)
         };
         Ok(outcome
-            .value(if rows.is_empty() { "none".to_string() } else { age_text(oldest) })
+            .value(if rows.is_empty() { "none".to_string() } else { crate::duration::age(oldest) })
             .threshold(Some(format!("fail > {max_age}")))
             .output("id", first_id)
             .output("age_seconds", oldest)
             .output("backups", rows))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_as_durations() {
-        assert_eq!(age_text(42), "42s");
-        assert_eq!(age_text(3 * 86400 + 2 * 3600 + 61), "3d2h1m");
-        assert_eq!(age_text(-5), "0s");
     }
 }

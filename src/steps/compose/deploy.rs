@@ -10,13 +10,13 @@
 //! written literally in the compose file is refused: changing it would mean rewriting the
 //! compose file, which is the team's source, not opsctl's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::docker::Container;
-use super::env_rotate::write_atomic;
+use super::envfile::{env_value, read as read_env, set_values, write_atomic};
 use super::{Project, by_service, compose, project, summarize, wait_until};
 use crate::duration::Duration;
 use crate::kind::{StepContext, StepKind};
@@ -118,61 +118,6 @@ fn target(ctx: &StepContext, project: &Project, service: &str) -> Result<Target,
 
 fn env_name(service: &str) -> String {
     service.to_uppercase().replace(['-', '.'], "_")
-}
-
-/// The value of `key` in an env file's text (the last assignment wins, as compose reads it).
-pub fn env_value(text: &str, key: &str) -> Option<String> {
-    let mut found = None;
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.starts_with('#') {
-            continue;
-        }
-        let l = l.strip_prefix("export ").unwrap_or(l);
-        if let Some((k, v)) = l.split_once('=')
-            && k.trim() == key
-        {
-            let v = v.trim();
-            let unquoted =
-                v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
-            found = Some(unquoted.to_string());
-        }
-    }
-    found
-}
-
-/// The text with each `(key, value)` set: assignments replaced in place, missing keys appended.
-pub fn set_values(text: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut done = vec![false; values.len()];
-    for line in text.lines() {
-        let l = line.trim_start();
-        let bare = l.strip_prefix("export ").unwrap_or(l);
-        let key = bare.split_once('=').map(|(k, _)| k.trim()).filter(|_| !l.starts_with('#'));
-        match key.and_then(|k| values.iter().position(|(vk, _)| *vk == k)) {
-            Some(i) => {
-                let export = if l.starts_with("export ") { "export " } else { "" };
-                out.push_str(&format!("{export}{}={}", values[i].0, values[i].1));
-                done[i] = true;
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    for (i, (k, v)) in values.iter().enumerate() {
-        if !done[i] {
-            out.push_str(&format!("{k}={v}\n"));
-        }
-    }
-    out
-}
-
-fn read_env(path: &Path) -> Result<(String, u32), StepError> {
-    use std::os::unix::fs::PermissionsExt;
-    let text =
-        std::fs::read_to_string(path).map_err(|e| StepError::invalid(format!("cannot read env file {}: {}", path.display(), crate::error::io_reason(&e))))?;
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
-    Ok((text, mode))
 }
 
 fn previous_key(variable: &str) -> String {
@@ -347,19 +292,6 @@ mod tests {
         assert_eq!(image_variable("nginx:1.25"), None);
         assert_eq!(image_variable("api:${TAG}"), None);
         assert_eq!(image_variable("${}"), None);
-    }
-
-    #[test]
-    fn env_values_are_read_and_set_in_place() {
-        let text = "# images\nAPI_IMAGE=api:1\nexport DB=x\nAPI_IMAGE_PREVIOUS=\"api:0\"\n";
-        assert_eq!(env_value(text, "API_IMAGE").as_deref(), Some("api:1"));
-        assert_eq!(env_value(text, "API_IMAGE_PREVIOUS").as_deref(), Some("api:0"));
-        assert_eq!(env_value(text, "NOPE"), None);
-        assert_eq!(
-            set_values(text, &[("API_IMAGE", "api:2"), ("API_IMAGE_PREVIOUS", "api:1")]),
-            "# images\nAPI_IMAGE=api:2\nexport DB=x\nAPI_IMAGE_PREVIOUS=api:1\n"
-        );
-        assert_eq!(set_values("A=1\n", &[("B", "2")]), "A=1\nB=2\n");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::docker::Container;
+use super::envfile::{self, keys_in, set_values, write_atomic};
 use super::{Project, by_service, compose, project, wait_until};
 use crate::duration::Duration;
 use crate::helpers::random::{Charset, random_value};
@@ -51,48 +52,6 @@ fn default_wait() -> Duration {
     Duration::from_secs(120)
 }
 
-/// The file with `new` values for their keys; comments, order and other lines kept.
-fn rewrite(text: &str, new: &[(String, Secret)]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let key = line.trim_start().strip_prefix("export ").unwrap_or(line.trim_start()).split('=').next().unwrap_or("").trim();
-        match new.iter().find(|(k, _)| k == key).filter(|_| line.contains('=') && !line.trim_start().starts_with('#')) {
-            Some((k, v)) => {
-                let export = if line.trim_start().starts_with("export ") { "export " } else { "" };
-                out.push_str(&format!("{export}{k}={}", v.expose()));
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn keys_in(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .map(|l| l.strip_prefix("export ").unwrap_or(l).split('=').next().unwrap_or("").trim().to_string())
-        .collect()
-}
-
-/// Writes `text` to `path` whole: a temporary file with `mode`, fsynced, renamed.
-pub fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), StepError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("opsctl-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        StepError::error(format!("cannot write {}: {}", path.display(), crate::error::io_reason(&e)))
-    })
-}
-
 impl EnvRotate {
     fn file(&self, ctx: &StepContext, project: &Project) -> Result<PathBuf, StepError> {
         self.file.clone().or_else(|| project.env_file.clone()).ok_or_else(|| {
@@ -125,10 +84,7 @@ impl EnvRotate {
     }
 
     fn read(&self, file: &Path) -> Result<(String, u32), StepError> {
-        use std::os::unix::fs::PermissionsExt;
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| StepError::invalid(format!("cannot read env file {}: {}", file.display(), crate::error::io_reason(&e))))?;
-        let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+        let (text, mode) = envfile::read(file)?;
         let present = keys_in(&text);
         for k in &self.keys {
             if !present.contains(k) {
@@ -168,7 +124,8 @@ impl StepKind for EnvRotate {
         // The old file, kept where only its owner can read it.
         let backup = PathBuf::from(format!("{}.{}.bak", file.display(), jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")));
         write_atomic(&backup, &old, 0o600)?;
-        write_atomic(&file, &rewrite(&old, &new), mode)?;
+        let values: Vec<(&str, &str)> = new.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        write_atomic(&file, &set_values(&old, &values), mode)?;
         let ready = |cs: &[Container]| services.iter().all(|s| {
             let mine = by_service(cs, s);
             !mine.is_empty() && mine.iter().all(|c| c.ready())
@@ -219,18 +176,5 @@ impl StepKind for EnvRotate {
             services.join(", "),
             self.wait_timeout
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rewriting_keeps_comments_order_and_other_keys() {
-        let text = "# db\nDB_PASSWORD=old-pass\nexport API_KEY=old-key\nOTHER=1\n#DB_PASSWORD=commented\n";
-        let new = vec![("DB_PASSWORD".to_string(), Secret::new("n3w-db-pass")), ("API_KEY".to_string(), Secret::new("n3w-api-key"))];
-        assert_eq!(rewrite(text, &new), "# db\nDB_PASSWORD=n3w-db-pass\nexport API_KEY=n3w-api-key\nOTHER=1\n#DB_PASSWORD=commented\n");
-        assert_eq!(keys_in(text), ["DB_PASSWORD", "API_KEY", "OTHER"]);
     }
 }

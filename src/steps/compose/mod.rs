@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod disk;
 pub mod docker;
 pub mod env_rotate;
+pub mod envfile;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;

@@ -104,11 +104,7 @@ impl StepKind for EndpointsCheck {
         }
         let total = judged.len() + ingress_count;
         if total == 0 {
-            let verdict = match self.on_empty {
-                Judgement::Pass => Verdict::Passed,
-                Judgement::Warn => Verdict::Warned,
-                Judgement::Fail => Verdict::Failed,
-            };
+            let verdict = self.on_empty.verdict();
             return Ok(Outcome::new(verdict, format!("no services with a selector and no ingresses in namespace {}", kube.namespace)).value("0"));
         }
         let ok = total - failing.len();

@@ -14,7 +14,7 @@ use super::health::list_examples;
 use super::settings::ResourceCheck;
 use super::{check_selector, client};
 use crate::kind::{StepContext, StepKind};
-use crate::vocab::{Effect, Judgement, Outcome, Output, StepError, Verdict};
+use crate::vocab::{Effect, Outcome, Output, StepError, Verdict};
 
 /// The step's parameters are an inventory entry's: see [`ResourceCheck`].
 pub type Resource = ResourceCheck;
@@ -81,8 +81,7 @@ fn problems(check: &ResourceCheck, obj: &Value, now: jiff::Timestamp) -> Vec<Str
             Some(Ok(t)) => {
                 let age = (now.as_second() - t.as_second()).max(0) as u64;
                 if age > max.std().as_secs() {
-                    let shown = if age >= 3600 { age - age % 60 } else { age };
-                    out.push(format!("{path} is {} old (max {max})", crate::duration::Duration::from_secs(shown)));
+                    out.push(format!("{path} is {} old (max {max})", crate::duration::age(age as i64)));
                 }
             }
         }
@@ -165,11 +164,7 @@ impl StepKind for ResourceCheck {
             (None, None) => format!("{}{place}", self.kind),
         };
         if objects.is_empty() {
-            let verdict = match self.on_empty {
-                Judgement::Pass => Verdict::Passed,
-                Judgement::Warn => Verdict::Warned,
-                Judgement::Fail => Verdict::Failed,
-            };
+            let verdict = self.on_empty.verdict();
             let msg = match &self.name {
                 Some(_) => format!("{subject} does not exist"),
                 None => format!("no {subject}"),

@@ -499,7 +499,7 @@ impl StepKind for RestoreTest {
             problems.push(format!("the restore took {}, more than max_rto {max}", crate::duration::short(rto)));
         }
         if let Some(max) = self.max_rpo.filter(|m| rpo as u64 > m.std().as_secs()) {
-            problems.push(format!("the backup is {} old, more than max_rpo {max}", crate::duration::Duration::from_secs(rpo as u64 - rpo as u64 % 60)));
+            problems.push(format!("the backup is {} old, more than max_rpo {max}", crate::duration::age(rpo)));
         }
         let target_missed = self.max_rto.is_some_and(|m| rto > m.std()) || self.max_rpo.is_some_and(|m| rpo as u64 > m.std().as_secs());
         let verdict = if target_missed || dropped.is_err() {
@@ -514,7 +514,7 @@ impl StepKind for RestoreTest {
             ready.manifest.id,
             plural(tables as i64, "table", "tables"),
             crate::duration::short(rto),
-            crate::duration::Duration::from_secs(if rpo >= 3600 { rpo as u64 - rpo as u64 % 60 } else { rpo as u64 })
+            crate::duration::age(rpo)
         );
         if !problems.is_empty() {
             message.push_str(&format!("; {}", problems.join("; ")));
