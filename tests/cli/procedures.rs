@@ -708,6 +708,12 @@ mod tenant {
         r.code(0);
         assert_eq!(r.step("r")["status"], "warned");
         assert_eq!(r.step("r")["message"], format!("no Service in namespace {NS}"));
+        // Nothing to check is not a pass, unless the step says so.
+        let r = rb("  - { id: e, k8s.endpoints: {} }\n");
+        r.code(1);
+        assert_eq!(r.step("e")["message"], format!("no services with a selector and no ingresses in namespace {NS}"));
+        let r = rb("  - { id: ok, k8s.endpoints: { on_empty: pass } }\n");
+        r.code(0);
         // A service whose pods are not ready has no ready endpoints.
         k.fake.with(|c| {
             c.seed("pods", pod("web-1", "web", false, None, 0));
