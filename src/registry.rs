@@ -80,6 +80,7 @@ const fn kind<T: StepKind>() -> KindInfo {
             outputs: T::OUTPUTS,
             literal: T::LITERAL,
             leases: T::LEASES,
+            machine: T::MACHINE,
             validate: validate_erased::<T>,
             schema: schema_erased::<T>,
         },

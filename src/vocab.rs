@@ -230,6 +230,8 @@ pub struct KindSpec {
     pub literal: &'static [&'static str],
     /// Leases a mutating step of this kind needs (`kind::StepKind::LEASES`).
     pub leases: &'static [&'static str],
+    /// Reads only the machine opsctl runs on (`kind::StepKind::MACHINE`).
+    pub machine: bool,
     /// Parses parameters with templates as wildcards; returns the step's effect.
     pub validate: fn(&Node) -> Result<Effect, DeError>,
     /// The JSON Schema of the parameters.

@@ -40,9 +40,9 @@ pub struct Global {
     /// Steps run at once, at most, in parallel blocks and for_each
     #[arg(long, global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub parallel: u16,
-    /// Instances run at once, at most (`check --all`)
-    #[arg(long, global = true, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
-    pub max_concurrency: u16,
+    /// Instances run at once, at most, or P% of them (--all, a,b,c)
+    #[arg(long, global = true, value_name = "N|P%", default_value = "16", value_parser = parse_concurrency)]
+    pub max_concurrency: Concurrency,
     /// Stop launching instances once more than N (or P% of them) have failed; 0 = after the first failure. Runs in flight finish; the rest are `not started`
     #[arg(long, global = true, value_name = "N|P%", value_parser = parse_max_errors)]
     pub max_errors: Option<MaxErrors>,
@@ -120,6 +120,64 @@ fn parse_max_errors(s: &str) -> Result<MaxErrors, String> {
     }
 }
 
+/// `--max-concurrency 16` or `--max-concurrency 25%`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Concurrency {
+    Count(usize),
+    Percent(f64),
+}
+
+impl Concurrency {
+    /// The count for `instances` instances: a percentage rounds down, and at least one runs.
+    pub fn of(self, instances: usize) -> usize {
+        match self {
+            Concurrency::Count(n) => n,
+            Concurrency::Percent(p) => ((instances as f64) * p / 100.0).floor() as usize,
+        }
+        .max(1)
+    }
+}
+
+fn parse_concurrency(s: &str) -> Result<Concurrency, String> {
+    match s.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(Concurrency::Percent(v)),
+            _ => Err(format!("`{s}` is not a percentage above 0% and up to 100%")),
+        },
+        None => match s.trim().parse::<usize>() {
+            Ok(n) if (1..=4096).contains(&n) => Ok(Concurrency::Count(n)),
+            _ => Err(format!("`{s}` is not a count from 1 to 4096 (16) or a percentage (25%)")),
+        },
+    }
+}
+
+/// Which instances a command runs on: `--instance a,b,c`, `--all`, `--selector k=v`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct Targets {
+    /// The instance, or several: a,b,c (see `opsctl list instances`)
+    #[arg(long, short = 'i', value_name = "NAME[,NAME…]", conflicts_with = "all")]
+    pub instance: Option<String>,
+    /// Every instance in the inventory (not the built-in localhost)
+    #[arg(long)]
+    pub all: bool,
+    /// Only instances with this label (repeatable; all must match); implies --all
+    #[arg(long, value_name = "LABEL=VALUE", value_parser = parse_selector, conflicts_with = "instance")]
+    pub selector: Vec<(String, String)>,
+}
+
+impl Targets {
+    /// One instance by name.
+    pub fn one(name: &str) -> Targets {
+        Targets { instance: Some(name.to_string()), ..Targets::default() }
+    }
+
+    /// Asked for several instances (`--all`, `--selector`, `a,b`): the output is a fleet's
+    /// (a summary table, one JSON document with a run per instance) however many match.
+    pub fn fleet(&self) -> bool {
+        self.all || !self.selector.is_empty() || self.instance.as_deref().is_some_and(|i| i.contains(','))
+    }
+}
+
 /// `key=value` for `-p`.
 fn parse_param(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -139,9 +197,8 @@ fn parse_selector(s: &str) -> Result<(String, String), String> {
 pub struct RunArgs {
     /// A runbook name (see `opsctl list runbooks`) or a path to a YAML file
     pub runbook: String,
-    /// The instance to run against (see `opsctl list instances`)
-    #[arg(long, short = 'i', value_name = "NAME")]
-    pub instance: String,
+    #[command(flatten)]
+    pub targets: Targets,
     /// A parameter: -p backup=20261123-0200 (repeatable)
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -155,15 +212,8 @@ pub enum Command {
     Plan(RunArgs),
     /// Check an instance's health (the `check` runbook)
     Check {
-        /// The instance to check, or several: a,b,c
-        #[arg(long, short = 'i', value_name = "NAME[,NAME…]", required_unless_present = "all", conflicts_with = "all")]
-        instance: Option<String>,
-        /// Check every instance in the inventory (with --selector: the matching ones)
-        #[arg(long)]
-        all: bool,
-        /// Only instances with this label (repeatable; all must match)
-        #[arg(long, value_name = "LABEL=VALUE", requires = "all", value_parser = parse_selector)]
-        selector: Vec<(String, String)>,
+        #[command(flatten)]
+        targets: Targets,
     },
     /// Back up an instance (the `backup` runbook), or list, verify and prune backups
     #[command(args_conflicts_with_subcommands = true)]
@@ -210,15 +260,13 @@ pub enum Command {
         /// `daily` (check, backup, logs), `weekly` (db-maintenance, utilisation, backup-test),
         /// `monthly` (restore-drill, backup-prune), or a routine the inventory names
         name: String,
-        /// The instance
-        #[arg(long, short = 'i', value_name = "NAME")]
-        instance: String,
+        #[command(flatten)]
+        targets: Targets,
     },
     /// The pre-deploy gate (the `gate` runbook): exit 0 pass, 1 fail
     Gate {
-        /// The instance
-        #[arg(long, short = 'i', value_name = "NAME")]
-        instance: String,
+        #[command(flatten)]
+        targets: Targets,
     },
     /// Gate, deploy an image, verify, and roll back automatically when verification fails
     Deploy {
@@ -259,9 +307,8 @@ pub enum Command {
     },
     /// P0/P1 triage, read-only (the `triage` runbook): what is wrong and what changed, with a timeline
     Triage {
-        /// The instance
-        #[arg(long, short = 'i', value_name = "NAME")]
-        instance: String,
+        #[command(flatten)]
+        targets: Targets,
         /// How far back
         #[arg(long, value_name = "DURATION", default_value = "1h")]
         since: String,
@@ -271,9 +318,8 @@ pub enum Command {
     },
     /// Review the logs (the `logs` runbook): error lines per component, the top messages grouped, 401/403/429
     Logs {
-        /// The instance
-        #[arg(long, short = 'i', value_name = "NAME")]
-        instance: String,
+        #[command(flatten)]
+        targets: Targets,
         /// How far back [default: the inventory's logs.since, else 24h]
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
@@ -326,9 +372,8 @@ pub enum Command {
 pub struct BackupArgs {
     #[command(subcommand)]
     pub action: Option<BackupAction>,
-    /// The instance to back up
-    #[arg(long, short = 'i', value_name = "NAME")]
-    pub instance: Option<String>,
+    #[command(flatten)]
+    pub targets: Targets,
     /// What to back up
     #[arg(long, value_enum, default_value_t = BackupWhat::All)]
     pub what: BackupWhat,
@@ -363,8 +408,8 @@ pub enum BackupAction {
     },
     /// Delete backups past retention (keep_last, keep_days); --dry-run lists them
     Prune {
-        #[arg(long, short = 'i', value_name = "NAME")]
-        instance: String,
+        #[command(flatten)]
+        targets: Targets,
     },
 }
 
@@ -415,6 +460,16 @@ mod tests {
         assert_eq!(parse_output("junit=r.xml").unwrap().dest, Destination::File("r.xml".into()));
         assert!(parse_output("xml").is_err());
         assert!(parse_output("junit=").is_err());
+    }
+
+    #[test]
+    fn concurrency_is_a_count_or_a_percentage_and_at_least_one() {
+        assert_eq!(parse_concurrency("8").unwrap().of(100), 8);
+        assert_eq!(parse_concurrency("25%").unwrap().of(10), 2);
+        assert_eq!(parse_concurrency("1%").unwrap().of(10), 1);
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_concurrency("0%").is_err());
+        assert!(parse_concurrency("120%").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::procedures::{self, Prepared, catalog};
 use crate::report::{Destination, LogSink, RunReport, Sink, Sinks, json, junit, progress, table};
 use crate::runbook::Runbook;
 use crate::{secret, sysinfo};
-use args::{Cli, ColorChoice, Command, Format, Global, OutputSpec, RunArgs};
+use args::{Cli, ColorChoice, Command, Format, Global, OutputSpec, RunArgs, Targets};
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
@@ -80,43 +80,21 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
     match cli.command {
         Command::Run(a) => run(g, ui, &a, g.dry_run),
         Command::Plan(a) => run(g, ui, &a, true),
-        Command::Check { instance, all, selector } => {
-            let inventory = Inventory::discover(g.config.as_deref())?;
-            let instances = if all {
-                let chosen = inventory.select(&selector);
-                if chosen.is_empty() {
-                    return Err(crate::diagnostic::Diagnostic::new("no instance matches the selector").help("see the labels with `opsctl list instances`").into());
-                }
-                chosen
-            } else {
-                // `--instance a,b,c`: those, in that order, each once.
-                let mut names: Vec<&str> = instance.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
-                let mut seen = std::collections::HashSet::new();
-                names.retain(|n| seen.insert(*n));
-                names.iter().map(|n| inventory.instance(n)).collect::<Result<Vec<_>, _>>()?
-            };
-            let source = catalog::find("check", &inventory)?;
-            let runbook = Runbook::load(source).map_err(Error::Invalid)?;
-            let prepared = instances
-                .into_iter()
-                .map(|i| procedures::prepare(&runbook, i, &[]))
-                .collect::<Result<Vec<_>, _>>()?;
-            execute(g, ui, &runbook, prepared, g.dry_run)
-        }
+        Command::Check { targets } => run_on(g, ui, "check", &targets, Vec::new(), g.dry_run),
         Command::Backup(b) => match b.action {
             None => {
-                let Some(instance) = b.instance else {
-                    return Err(crate::diagnostic::Diagnostic::new("`opsctl backup` needs --instance NAME")
+                if b.targets.instance.is_none() && !b.targets.all && b.targets.selector.is_empty() {
+                    return Err(crate::diagnostic::Diagnostic::new("`opsctl backup` needs --instance NAME (or a,b,c, --all, --selector LABEL=VALUE)")
                         .help("or one of: opsctl backup list | backup verify ID | backup prune --instance NAME")
                         .into());
-                };
+                }
                 let what = match b.what {
                     args::BackupWhat::All => "all",
                     args::BackupWhat::Postgres => "postgres",
                     args::BackupWhat::Dynamodb => "dynamodb",
                     args::BackupWhat::Redis => "redis",
                 };
-                run_named(g, ui, "backup", &instance, &[("what", what.to_string())], g.dry_run)
+                run_on(g, ui, "backup", &b.targets, vec![("what".into(), what.to_string())], g.dry_run)
             }
             Some(args::BackupAction::List { instance }) => listing::backups(g, ui, instance.as_deref()),
             Some(args::BackupAction::Verify { id, instance }) => {
@@ -127,7 +105,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                 listing::check_backup_exists(g, &instance, &id)?;
                 run_named(g, ui, "backup-verify", &instance, &[("id", id)], g.dry_run)
             }
-            Some(args::BackupAction::Prune { instance }) => run_named(g, ui, "backup-prune", &instance, &[], g.dry_run),
+            Some(args::BackupAction::Prune { targets }) => run_on(g, ui, "backup-prune", &targets, Vec::new(), g.dry_run),
         },
         Command::Restore { instance, from } => {
             listing::check_backup_exists(g, &instance, &from)?;
@@ -150,23 +128,22 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
             }
             run_named(g, ui, "rollback", &instance, &params, g.dry_run)
         }
-        Command::Routine { name, instance } => routine(g, ui, &name, &instance),
-        Command::Triage { instance, since, fail_on_findings } => {
-            let args = RunArgs { runbook: "triage".into(), instance, params: vec![("since".into(), since)] };
-            let (exit, warned) = run_counting(g, ui, &args, g.dry_run)?;
+        Command::Routine { name, targets } => routine(g, ui, &name, &targets),
+        Command::Triage { targets, since, fail_on_findings } => {
+            let (exit, warned) = run_counting(g, ui, "triage", &targets, vec![("since".into(), since)], g.dry_run)?;
             Ok(if fail_on_findings && warned > 0 { Exit::worst([exit, Exit::Failed]) } else { exit })
         }
-        Command::Logs { instance, since, component } => {
+        Command::Logs { targets, since, component } => {
             let mut params = Vec::new();
             if let Some(s) = since {
-                params.push(("since", s));
+                params.push(("since".into(), s));
             }
             if let Some(c) = component {
-                params.push(("component", c));
+                params.push(("component".into(), c));
             }
-            run_named(g, ui, "logs", &instance, &params, g.dry_run)
+            run_on(g, ui, "logs", &targets, params, g.dry_run)
         }
-        Command::Gate { instance } => run_named(g, ui, "gate", &instance, &[], g.dry_run),
+        Command::Gate { targets } => run_on(g, ui, "gate", &targets, Vec::new(), g.dry_run),
         Command::Deploy { instance, target, image, container, no_gate, watch, timeout, on } => {
             let mut params = vec![("target", target), ("image", image), ("watch", watch), ("timeout", timeout)];
             if let Some(c) = container {
@@ -180,7 +157,9 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
                 entries.push(Entry { runbook: "gate".into(), params: Vec::new(), stop_on_failure: true, optional: false });
             }
             entries.push(Entry { runbook: "deploy".into(), params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), stop_on_failure: false, optional: false });
-            sequence(g, ui, "deploy", &instance, entries)
+            let inventory = Inventory::discover(g.config.as_deref())?;
+            let inst = inventory.instance(&instance)?;
+            sequences(g, ui, &inventory, "deploy", vec![(inst, entries)], false)
         }
         Command::RotateSecret { instance, name, timeout } => {
             let inventory = Inventory::discover(g.config.as_deref())?;
@@ -225,17 +204,73 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
 }
 
 fn run(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<Exit, Error> {
-    run_counting(g, ui, a, dry_run).map(|(exit, _)| exit)
+    run_on(g, ui, &a.runbook, &a.targets, a.params.clone(), dry_run)
 }
 
-/// [`run`], also saying how many steps warned.
-fn run_counting(g: &Global, ui: &Ui, a: &RunArgs, dry_run: bool) -> Result<(Exit, usize), Error> {
+/// Runs a runbook on the instances `targets` names.
+fn run_on(g: &Global, ui: &Ui, runbook: &str, targets: &Targets, params: Vec<(String, String)>, dry_run: bool) -> Result<Exit, Error> {
+    run_counting(g, ui, runbook, targets, params, dry_run).map(|(exit, _)| exit)
+}
+
+/// [`run_on`], also saying how many steps warned.
+fn run_counting(g: &Global, ui: &Ui, runbook: &str, targets: &Targets, params: Vec<(String, String)>, dry_run: bool) -> Result<(Exit, usize), Error> {
     let inventory = Inventory::discover(g.config.as_deref())?;
-    let instance = inventory.instance(&a.instance)?;
-    let source = catalog::find(&a.runbook, &inventory)?;
+    let instances = resolve(&inventory, targets, runbook)?;
+    let source = catalog::find(runbook, &inventory)?;
     let runbook = Runbook::load(source).map_err(Error::Invalid)?;
-    let prepared = procedures::prepare(&runbook, instance, &a.params)?;
-    execute_counting(g, ui, &runbook, vec![prepared], dry_run)
+    let fleet = targets.fleet();
+    let order: std::collections::HashMap<String, usize> = instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), i)).collect();
+    let mut prepared = Vec::new();
+    let mut not_applicable = Vec::new();
+    for instance in instances {
+        let name = instance.name.clone();
+        match procedures::prepare(&runbook, instance, &params) {
+            Ok(p) => prepared.push(p),
+            // On several instances, one the runbook does not apply to is reported, not refused.
+            Err(Error::Refused(why)) if fleet => {
+                let reason = why.split_once(": ").map_or(why.as_str(), |(_, r)| r).to_string();
+                not_applicable.push(procedures::not_run(&runbook, &name, dry_run, crate::report::RunStatus::NotApplicable, format!("does not apply: {reason}")));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if prepared.is_empty() && !not_applicable.is_empty() {
+        return Err(Error::Refused(format!(
+            "`{}` applies to none of the {} instances ({})",
+            runbook.name,
+            not_applicable.len(),
+            not_applicable.iter().map(|r| format!("{}: {}", r.instance, r.reason.as_deref().unwrap_or_default())).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    execute_counting(g, ui, &runbook, prepared, not_applicable, dry_run, fleet, &|name| order.get(name).copied().unwrap_or(usize::MAX))
+}
+
+/// The instances a command runs on: `--instance a,b,c` (those, in that order, each once),
+/// `--all` (the inventory's instances; the built-in localhost only by name) or
+/// `--selector` (the matching ones).
+fn resolve(inventory: &Inventory, t: &Targets, what: &str) -> Result<Vec<std::sync::Arc<crate::instance::Instance>>, Error> {
+    use crate::diagnostic::Diagnostic;
+    if t.all || !t.selector.is_empty() {
+        let chosen = inventory.select(&t.selector);
+        if chosen.is_empty() {
+            return Err(Diagnostic::new(if t.selector.is_empty() { "the inventory has no instances" } else { "no instance matches the selector" })
+                .help("see the instances and their labels with `opsctl list instances`")
+                .into());
+        }
+        return Ok(chosen);
+    }
+    let Some(list) = t.instance.as_deref() else {
+        return Err(Diagnostic::new(format!("`{what}` needs an instance: --instance NAME (or several: a,b,c), --all, or --selector LABEL=VALUE"))
+            .help("see the instances with `opsctl list instances`")
+            .into());
+    };
+    let mut names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(*n));
+    if names.is_empty() {
+        return Err(Diagnostic::new(format!("--instance `{list}` names no instance")).help("give a name, or several separated by commas: a,b,c").into());
+    }
+    Ok(names.iter().map(|n| inventory.instance(n)).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Confirmations on the terminal, when there is one to ask on.
@@ -272,12 +307,7 @@ fn table_options(g: &Global, ui: &Ui, spec: &OutputSpec) -> table::TableOptions 
 
 /// Runs a shipped (or overridden) runbook for a procedure command.
 fn run_named(g: &Global, ui: &Ui, name: &str, instance: &str, params: &[(&str, String)], dry_run: bool) -> Result<Exit, Error> {
-    let args = RunArgs {
-        runbook: name.to_string(),
-        instance: instance.to_string(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-    };
-    run(g, ui, &args, dry_run)
+    run_on(g, ui, name, &Targets::one(instance), params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), dry_run)
 }
 
 /// The shipped routines, used when the instance's `routines:` does not name one.
@@ -297,10 +327,20 @@ struct Entry {
     optional: bool,
 }
 
-fn routine(g: &Global, ui: &Ui, name: &str, instance: &str) -> Result<Exit, Error> {
+fn routine(g: &Global, ui: &Ui, name: &str, targets: &Targets) -> Result<Exit, Error> {
     let inventory = Inventory::discover(g.config.as_deref())?;
-    let inst = inventory.instance(instance)?;
-    let entries: Vec<Entry> = match inst.routines.get(name) {
+    let instances = resolve(&inventory, targets, &format!("routine {name}"))?;
+    let mut work = Vec::new();
+    for inst in instances {
+        let entries = routine_entries(&inst, name)?;
+        work.push((inst, entries));
+    }
+    sequences(g, ui, &inventory, &format!("routine {name}"), work, targets.fleet())
+}
+
+/// The runbooks of routine `name` on `inst`: its `routines:` entry, else the shipped one.
+fn routine_entries(inst: &crate::instance::Instance, name: &str) -> Result<Vec<Entry>, Error> {
+    Ok(match inst.routines.get(name) {
         Some(list) => list
             .iter()
             .map(|e| Entry { runbook: e.runbook.clone(), params: e.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), stop_on_failure: e.stop_on_failure, optional: false })
@@ -314,74 +354,140 @@ fn routine(g: &Global, ui: &Ui, name: &str, instance: &str) -> Result<Exit, Erro
                 if let Some(s) = crate::diagnostic::did_you_mean(name, known.iter().map(String::as_str)) {
                     d = d.help(format!("did you mean `{s}`?"));
                 }
-                return Err(d.help(format!("routines of {instance}: {}; add others under `routines:` in the inventory", known.join(", "))).into());
+                return Err(d.help(format!("routines of {}: {}; add others under `routines:` in the inventory", inst.name, known.join(", "))).into());
             }
         },
-    };
-    sequence(g, ui, &format!("routine {name}"), instance, entries)
+    })
 }
 
-/// Loads and binds every runbook of a sequence (refusing before anything runs when one is
-/// wrong), runs them in order, and renders one report.
-fn sequence(g: &Global, ui: &Ui, name: &str, instance: &str, entries: Vec<Entry>) -> Result<Exit, Error> {
-    let inventory = Inventory::discover(g.config.as_deref())?;
-    let inst = inventory.instance(instance)?;
-    let mut queue = Vec::new();
-    let mut not_run = Vec::new();
-    for e in entries {
-        let source = catalog::find(&e.runbook, &inventory)?;
-        let runbook = Runbook::load(source).map_err(Error::Invalid)?;
-        match procedures::prepare(&runbook, inst.clone(), &e.params) {
-            Ok(prepared) => queue.push(procedures::Queued { runbook, prepared, stop_on_failure: e.stop_on_failure }),
-            Err(Error::Refused(why)) if e.optional => {
-                let reason = why.split_once(": ").map_or(why.as_str(), |(_, r)| r).to_string();
-                not_run.push(crate::report::NotRun { runbook: e.runbook.clone(), reason: format!("does not apply: {reason}") });
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    let outputs = check_outputs(g)?;
+/// Loads and binds every runbook of each instance's sequence (refusing before anything
+/// runs when one is wrong), runs the sequences (the instances at once, under the fleet
+/// limits; each sequence's runbooks in order), and renders one report.
+fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(std::sync::Arc<crate::instance::Instance>, Vec<Entry>)>, fleet: bool) -> Result<Exit, Error> {
+    let mut loaded: std::collections::HashMap<String, std::sync::Arc<Runbook>> = std::collections::HashMap::new();
+    let mut plans = Vec::new();
     let confirm = tty_confirm(ui);
     let options = Options { dry_run: g.dry_run, yes: g.yes, parallel: g.parallel as usize };
-    for q in &queue {
-        procedures::refuse_unconfirmable(&q.runbook, &options, confirm.interactive(), std::slice::from_ref(&q.prepared))?;
+    for (inst, entries) in work {
+        let mut queue = Vec::new();
+        let mut not_run = Vec::new();
+        for e in entries {
+            let runbook = match loaded.get(&e.runbook) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = std::sync::Arc::new(Runbook::load(catalog::find(&e.runbook, inventory)?).map_err(Error::Invalid)?);
+                    loaded.insert(e.runbook.clone(), r.clone());
+                    r
+                }
+            };
+            match procedures::prepare(&runbook, inst.clone(), &e.params) {
+                Ok(prepared) => queue.push(procedures::Queued { runbook, prepared, stop_on_failure: e.stop_on_failure }),
+                Err(Error::Refused(why)) if e.optional => {
+                    let reason = why.split_once(": ").map_or(why.as_str(), |(_, r)| r).to_string();
+                    not_run.push(crate::report::NotRun { runbook: e.runbook.clone(), reason: format!("does not apply: {reason}") });
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        for q in &queue {
+            procedures::refuse_unconfirmable(&q.runbook, &options, confirm.interactive(), std::slice::from_ref(&q.prepared))?;
+        }
+        plans.push((inst, queue, not_run));
     }
+    let outputs = check_outputs(g)?;
     let state_dir = sysinfo::state_dir();
     let sink = sinks(g, ui);
-    let (reports, mut skipped) = runtime()?.block_on(async {
+    let limits = procedures::fleet::Limits { max_concurrency: g.max_concurrency.of(plans.len()), max_errors: g.max_errors.map(|m| m.of(plans.len())) };
+    let results = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        procedures::run_sequence(queue, &options, &confirm, &interrupts, &state_dir, &sink).await
-    })?;
-    not_run.append(&mut skipped);
-    let seq = crate::report::SequenceReport::new(name.to_string(), instance.to_string(), reports, not_run);
-    render_sequence(g, ui, &outputs, &seq)?;
-    Ok(Exit::worst(seq.runs.iter().map(|r| r.status.exit())))
+        let resources = std::sync::Arc::new(crate::kind::Resources::default());
+        let (options, confirm, interrupts, state_dir, sink, resources) = (&options, &confirm, &interrupts, &state_dir, &sink, &resources);
+        procedures::fleet::fan_out(
+            plans,
+            limits,
+            |(inst, queue, mut not_run)| async move {
+                let (reports, mut skipped) = procedures::run_sequence(queue, options, confirm, interrupts, state_dir, sink, resources).await?;
+                not_run.append(&mut skipped);
+                Ok(crate::report::SequenceReport::new(name.to_string(), inst.name.clone(), reports, not_run))
+            },
+            |r: &Result<crate::report::SequenceReport, Error>| r.as_ref().map_or(true, |s| s.status == crate::report::RunStatus::Failed),
+            |(inst, queue, _), n| {
+                let reason = format!("not started: more than {n} instances failed (--max-errors {n})");
+                let not_run = queue.iter().map(|q| crate::report::NotRun { runbook: q.runbook.name.clone(), reason: reason.clone() }).collect();
+                let mut seq = crate::report::SequenceReport::new(name.to_string(), inst.name.clone(), Vec::new(), not_run);
+                seq.status = crate::report::RunStatus::NotStarted;
+                seq.exit_code = Exit::Failed.code();
+                Ok(seq)
+            },
+        )
+        .await
+    });
+    let seqs = results.into_iter().collect::<Result<Vec<_>, Error>>()?;
+    render_sequences(g, ui, &outputs, name, &seqs, fleet)?;
+    Ok(Exit::worst(seqs.iter().map(|s| if s.status == crate::report::RunStatus::NotStarted { Exit::Failed } else { Exit::worst(s.runs.iter().map(|r| r.status.exit())) })))
 }
 
-fn render_sequence(g: &Global, ui: &Ui, outputs: &[OutputSpec], seq: &crate::report::SequenceReport) -> Result<(), Error> {
+fn render_sequences(g: &Global, ui: &Ui, outputs: &[OutputSpec], name: &str, seqs: &[crate::report::SequenceReport], fleet: bool) -> Result<(), Error> {
+    let sequence_json = |seq: &crate::report::SequenceReport| {
+        let mut doc = serde_json::to_value(seq).unwrap_or_default();
+        if let Some(runs) = doc.get_mut("runs") {
+            *runs = serde_json::Value::Array(seq.runs.iter().map(|r| serde_json::from_str(&json::render(r)).unwrap_or_default()).collect());
+        }
+        doc
+    };
     for spec in outputs {
         let text = match spec.format {
             Format::Table => {
                 let opts = table_options(g, ui, spec);
-                let mut parts: Vec<String> = seq.runs.iter().map(|r| table::render(r, opts)).collect();
-                parts.push(format!("{}\n", table::sequence_summary(seq, opts.color)));
+                let mut parts = Vec::new();
+                if !fleet || g.verbose > 0 {
+                    for seq in seqs {
+                        parts.extend(seq.runs.iter().map(|r| table::render(r, opts)));
+                        parts.push(format!("{}\n", table::sequence_summary(seq, opts.color)));
+                    }
+                }
+                if fleet {
+                    let rows: Vec<_> = seqs.iter().map(|s| s.fleet_row()).collect();
+                    parts.push(table::fleet(name, &rows, opts));
+                }
                 parts.join("\n")
             }
-            Format::Json => {
-                let mut doc = serde_json::to_value(seq).unwrap_or_default();
-                if let Some(runs) = doc.get_mut("runs") {
-                    *runs = serde_json::Value::Array(seq.runs.iter().map(|r| serde_json::from_str(&json::render(r)).unwrap_or_default()).collect());
-                }
-                let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            Format::Json if !fleet => {
+                let mut s = serde_json::to_string_pretty(&sequence_json(&seqs[0])).unwrap_or_default();
                 s.push('\n');
                 s
             }
-            Format::Junit => junit::render_many(&seq.runs),
+            Format::Json => fleet_json(name, seqs.iter().map(|s| (s.status, sequence_json(s))).collect()),
+            Format::Junit => junit::render_many(&seqs.iter().flat_map(|s| s.runs.iter().cloned()).collect::<Vec<_>>()),
         };
         spec.dest.write(&text)?;
     }
     Ok(())
+}
+
+/// A command's result on several instances as one JSON document (`opsctl.fleet/v1`): the
+/// command, its status and exit code (the worst), counts per status, a run (or sequence)
+/// per instance.
+fn fleet_json(command: &str, runs: Vec<(crate::report::RunStatus, serde_json::Value)>) -> String {
+    let mut counts = serde_json::Map::new();
+    for (status, _) in &runs {
+        let key = status.as_str().replace(' ', "_");
+        let n = counts.get(&key).and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+        counts.insert(key, n.into());
+    }
+    let exit = Exit::worst(runs.iter().map(|(s, _)| s.exit()));
+    let doc = serde_json::json!({
+        "schema": crate::report::FLEET_SCHEMA,
+        "command": command,
+        "instances": runs.len(),
+        "exit_code": exit.code(),
+        "counts": counts,
+        "runs": runs.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// Answers confirmations on the terminal.
@@ -422,55 +528,74 @@ fn check_outputs(g: &Global) -> Result<Vec<OutputSpec>, Error> {
     Ok(specs)
 }
 
-/// Runs a runbook on one or more instances, renders the outputs.
-fn execute(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<Exit, Error> {
-    execute_counting(g, ui, runbook, prepared, dry_run).map(|(exit, _)| exit)
-}
-
-/// [`execute`], also saying how many steps warned.
-fn execute_counting(g: &Global, ui: &Ui, runbook: &Runbook, prepared: Vec<Prepared>, dry_run: bool) -> Result<(Exit, usize), Error> {
+/// Runs a runbook on its instances, renders the outputs; says how many steps warned.
+/// `not_applicable` are the instances of a fleet it does not apply to, reported as such;
+/// `position` orders the reports as the instances were given.
+#[allow(clippy::too_many_arguments)]
+fn execute_counting(
+    g: &Global,
+    ui: &Ui,
+    runbook: &Runbook,
+    prepared: Vec<Prepared>,
+    not_applicable: Vec<RunReport>,
+    dry_run: bool,
+    fleet: bool,
+    position: &dyn Fn(&str) -> usize,
+) -> Result<(Exit, usize), Error> {
     let outputs = check_outputs(g)?;
     let confirm = tty_confirm(ui);
     let options = Options { dry_run, yes: g.yes, parallel: g.parallel as usize };
     procedures::refuse_unconfirmable(runbook, &options, confirm.interactive(), &prepared)?;
     let state_dir = sysinfo::state_dir();
     let sink = sinks(g, ui);
-    let reports: Vec<RunReport> = runtime()?.block_on(async {
+    let limits = procedures::fleet::Limits { max_concurrency: g.max_concurrency.of(prepared.len()), max_errors: g.max_errors.map(|m| m.of(prepared.len())) };
+    let mut reports: Vec<RunReport> = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let max_errors = g.max_errors.map(|m| m.of(prepared.len()));
-        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink, max_concurrency: g.max_concurrency as usize, max_errors };
-        run.on(prepared).await
+        let resources = std::sync::Arc::new(crate::kind::Resources::default());
+        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink, resources };
+        run.on(prepared, limits).await
     })?;
-    render(g, ui, &outputs, &reports)?;
+    reports.extend(not_applicable);
+    reports.sort_by_key(|r| position(&r.instance));
+    // One instance asked for by name: a lock held by another run is the command's error, as it
+    // always was; in a fleet it is that instance's status.
+    if !fleet
+        && let [only] = reports.as_slice()
+        && only.status == crate::report::RunStatus::Locked
+    {
+        let holder = only.reason.as_deref().unwrap_or_default().trim_start_matches("locked by ").to_string();
+        return Err(Error::Locked { instance: only.instance.clone(), holder });
+    }
+    render(g, ui, &outputs, &reports, fleet)?;
     Ok((Exit::worst(reports.iter().map(|r| r.status.exit())), reports.iter().map(|r| r.summary.warned).sum()))
 }
 
-fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport]) -> Result<(), Error> {
+fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport], fleet: bool) -> Result<(), Error> {
+    use crate::report::RunStatus;
     for spec in outputs {
         let text = match spec.format {
             Format::Table => {
                 let opts = table_options(g, ui, spec);
-                if reports.len() > 1 {
+                if fleet {
                     let mut text = String::new();
                     if g.verbose > 0 {
-                        text = reports.iter().filter(|r| r.status != crate::report::RunStatus::NotStarted).map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n");
+                        let ran = reports.iter().filter(|r| !matches!(r.status, RunStatus::NotStarted | RunStatus::Locked | RunStatus::NotApplicable));
+                        text = ran.map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n");
                         text.push('\n');
                     }
-                    text.push_str(&table::fleet(reports, opts));
+                    let rows: Vec<_> = reports.iter().map(|r| r.fleet_row()).collect();
+                    text.push_str(&table::fleet(reports.first().map_or("", |r| r.runbook.as_str()), &rows, opts));
                     text
                 } else {
                     reports.iter().map(|r| table::render(r, opts)).collect::<Vec<_>>().join("\n")
                 }
             }
-            Format::Json if reports.len() == 1 => json::render(&reports[0]),
-            Format::Json => {
-                let docs: Vec<serde_json::Value> =
-                    reports.iter().map(|r| serde_json::from_str(&json::render(r)).unwrap_or_default()).collect();
-                let mut s = serde_json::to_string_pretty(&docs).unwrap_or_default();
-                s.push('\n');
-                s
-            }
+            Format::Json if !fleet => json::render(&reports[0]),
+            Format::Json => fleet_json(
+                reports.first().map_or("", |r| r.runbook.as_str()),
+                reports.iter().map(|r| (r.status, serde_json::from_str(&json::render(r)).unwrap_or_default())).collect(),
+            ),
             Format::Junit => junit::render_many(reports),
         };
         spec.dest.write(&text)?;

@@ -205,6 +205,12 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Shares `resources` (clients, once-per-command results) with the other runs of a command.
+    pub fn with_resources(mut self, resources: Arc<Resources>) -> Self {
+        self.resources = resources;
+        self
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -275,6 +281,7 @@ impl<'a> Engine<'a> {
             summary: RunReport::summarize(&reports),
             steps: reports,
             not_configured,
+            reason: None,
         };
         self.sink.event(&Event::RunFinished(&report));
         report
@@ -538,7 +545,27 @@ impl<'a> Engine<'a> {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let once = on_a_worker(kind, rendered.clone(), step_ctx.clone(), step.effect);
+            let once = async {
+                if !kind.machine {
+                    return on_a_worker(kind, rendered.clone(), step_ctx.clone(), step.effect).await;
+                }
+                // The machine's own disks, memory and load: once per command and parameters,
+                // however many instances the command runs on.
+                let key = format!("{}:{}", kind.name, crate::yaml::de::from_node::<serde_json::Value>(rendered, crate::yaml::de::Mode::Strict).map(|v| v.to_string()).unwrap_or_default());
+                let cell = self.resources.keyed::<MachineResult>(&key);
+                let mut first = false;
+                let result = cell.0.get_or_init(|| {
+                    first = true;
+                    on_a_worker(kind, rendered.clone(), step_ctx.clone(), step.effect)
+                }).await.clone();
+                match result {
+                    Ok(mut o) if !first => {
+                        o.message = format!("{} (measured once for this command)", o.message);
+                        Ok(o)
+                    }
+                    other => other,
+                }
+            };
             let timed = async {
                 match step.controls.timeout {
                     Some(t) => tokio::time::timeout(t.std(), once)
@@ -640,6 +667,10 @@ impl<'a> Engine<'a> {
         report
     }
 }
+
+/// A machine step's result, shared by the runs of one command.
+#[derive(Default)]
+struct MachineResult(tokio::sync::OnceCell<Result<Outcome, StepError>>);
 
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0

@@ -20,16 +20,29 @@ use crate::vocab::{StepError, StepSummary};
 /// Kubernetes client — without this module knowing their types.
 #[derive(Default)]
 pub struct Resources {
-    values: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    values: Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Resources {
-    /// The run's `T`, made with `T::default()` the first time a step asks for it.
+    /// The `T`, made with `T::default()` the first time a step asks for it. One per
+    /// command: a command run on several instances shares its resources between their
+    /// runs, so anything that depends on the instance's settings is [`Resources::keyed`].
     pub fn get<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.keyed("")
+    }
+
+    /// The `T` for `key` (the settings it was made from: a client per cluster, per
+    /// account, per database), made with `T::default()` on first use.
+    pub fn keyed<T: Default + Send + Sync + 'static>(&self, key: &str) -> Arc<T> {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        let value = values.entry(TypeId::of::<T>()).or_insert_with(|| Arc::new(T::default())).clone();
+        let value = values.entry((TypeId::of::<T>(), key.to_string())).or_insert_with(|| Arc::new(T::default())).clone();
         value.downcast::<T>().unwrap_or_else(|_| unreachable!("a value is stored under its own type id"))
     }
+}
+
+/// The key a settings value is kept under in [`Resources::keyed`]: its JSON.
+pub fn settings_key(settings: &impl serde::Serialize) -> String {
+    serde_json::to_string(settings).unwrap_or_default()
 }
 
 /// The steps of a run that have finished so far. The engine keeps them; a step that

@@ -34,6 +34,10 @@ pub trait StepKind: DeserializeOwned + JsonSchema + Send + Sync + 'static {
     /// Leases (by name, see [`crate::lease`]) a mutating step of this kind needs beyond the
     /// instance's own: PostgreSQL's mutating kinds need the advisory lock on the server.
     const LEASES: &'static [&'static str] = &[];
+    /// The step reads the machine opsctl runs on and nothing of the instance (its disks,
+    /// memory, load): a command on several instances runs it once per set of parameters
+    /// and gives every instance that result.
+    const MACHINE: bool = false;
 
     /// The effect of this particular step; only kinds whose author declares it override.
     fn effect(&self) -> Effect {

@@ -7,6 +7,7 @@
 //! parses arguments and renders the reports; the engine runs one runbook on one instance.
 
 pub mod catalog;
+pub mod fleet;
 pub mod lock;
 
 use std::path::Path;
@@ -116,71 +117,31 @@ pub struct Run<'a> {
     pub state_dir: &'a Path,
     /// The sink for one instance's run (a new progress line per run).
     pub sink: &'a dyn Fn() -> Box<dyn Sink>,
-    /// Instances run at once, at most.
-    pub max_concurrency: usize,
-    /// Stop launching instances once more than this many have failed (`--max-errors`).
-    pub max_errors: Option<usize>,
+    /// Clients and once-per-command results shared by the runs (see [`crate::kind::Resources`]).
+    pub resources: Arc<crate::kind::Resources>,
 }
 
 impl Run<'_> {
-    /// Runs the runbook on the prepared instances, `max_concurrency` at a time, each under
-    /// its locks, and records each run in the history. Reports come back in the order the
-    /// instances were given. A held lock or lease ends the command (exit 3) once the runs in
-    /// flight are done; an interrupt stops launching.
-    pub async fn on(&self, prepared: Vec<Prepared>) -> Result<Vec<RunReport>, Error> {
-        use futures_util::stream::{self, StreamExt};
-        let failures = std::sync::atomic::AtomicUsize::new(0);
-        let failures = &failures;
-        let mut results: Vec<(usize, Result<Option<RunReport>, Error>)> = stream::iter(prepared.into_iter().enumerate())
-            .map(|(i, p)| async move {
-                // The rule: once more than `max_errors` instances have failed, no new one is
-                // launched; those in flight finish.
-                if self.max_errors.is_some_and(|n| failures.load(std::sync::atomic::Ordering::SeqCst) > n) {
-                    return (i, Ok(Some(self.not_started(&p))));
-                }
-                let r = self.one(p).await;
-                if matches!(&r, Ok(Some(rep)) if rep.status == crate::report::RunStatus::Failed) || r.is_err() {
-                    failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-                (i, r)
-            })
-            .buffer_unordered(self.max_concurrency.max(1))
-            .collect()
-            .await;
-        results.sort_by_key(|(i, _)| *i);
+    /// Runs the runbook on the prepared instances under `limits`, each under its locks, and
+    /// records each run in the history. Reports come back in the order the instances were
+    /// given; an instance another run holds is reported `locked` and does not stop the
+    /// others; an interrupt stops launching.
+    pub async fn on(&self, prepared: Vec<Prepared>, limits: fleet::Limits) -> Result<Vec<RunReport>, Error> {
+        let results = fleet::fan_out(
+            prepared,
+            limits,
+            |p| self.one(p),
+            |r| matches!(r, Ok(Some(rep)) if rep.status == crate::report::RunStatus::Failed) || r.is_err(),
+            |p, n| Ok(Some(not_run(self.runbook, &p.instance.name, self.options.dry_run, crate::report::RunStatus::NotStarted, format!("not started: more than {n} instances failed (--max-errors {n})")))),
+        )
+        .await;
         let mut reports = Vec::new();
-        for (_, r) in results {
+        for r in results {
             if let Some(report) = r? {
                 reports.push(report);
             }
         }
         Ok(reports)
-    }
-
-    /// The report of an instance `--max-errors` kept from starting.
-    fn not_started(&self, p: &Prepared) -> RunReport {
-        let meta = RunMeta::current();
-        let now = jiff::Timestamp::now();
-        RunReport {
-            schema: crate::report::SCHEMA.into(),
-            run_id: meta.run_id,
-            runbook: self.runbook.name.clone(),
-            runbook_source: self.runbook.file.name.clone(),
-            instance: p.instance.name.clone(),
-            dry_run: self.options.dry_run,
-            status: crate::report::RunStatus::NotStarted,
-            exit_code: crate::report::RunStatus::NotStarted.exit().code(),
-            started_at: now,
-            finished_at: now,
-            duration_ms: 0.0,
-            user: meta.user,
-            host: meta.host,
-            opsctl_version: env!("CARGO_PKG_VERSION").into(),
-            params: serde_json::Map::new(),
-            summary: crate::report::Summary::default(),
-            steps: Vec::new(),
-            not_configured: Vec::new(),
-        }
     }
 
     /// One instance's run; `None` when an interrupt came before it started.
@@ -198,15 +159,24 @@ impl Run<'_> {
                 pid: std::process::id(),
                 since: jiff::Timestamp::now(),
             };
-            let local = lock::InstanceLock::acquire(self.state_dir, &p.instance.name, &holder)?;
-            let leases = take_leases(self.runbook, &p.instance, &holder).await?;
-            Some((local, leases))
+            let taken = match lock::InstanceLock::acquire(self.state_dir, &p.instance.name, &holder) {
+                Ok(local) => take_leases(self.runbook, &p.instance, &holder).await.map(|leases| (local, leases)),
+                Err(e) => Err(e),
+            };
+            match taken {
+                Ok(held) => Some(held),
+                Err(Error::Locked { holder, .. }) => {
+                    return Ok(Some(not_run(self.runbook, &p.instance.name, self.options.dry_run, crate::report::RunStatus::Locked, format!("locked by {holder}"))));
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
         fetch_secrets(self.runbook, &p.instance).await;
         let sink = (self.sink)();
-        let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone());
+        let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone())
+            .with_resources(self.resources.clone());
         let report = engine.run().await;
         drop(sink);
         if let Some((local, leases)) = locks {
@@ -222,9 +192,37 @@ impl Run<'_> {
     }
 }
 
+/// The report of an instance that did not run: `--max-errors` kept it from starting,
+/// another run holds it, or the runbook does not apply to it.
+pub fn not_run(runbook: &Runbook, instance: &str, dry_run: bool, status: crate::report::RunStatus, reason: String) -> RunReport {
+    let meta = RunMeta::current();
+    let now = jiff::Timestamp::now();
+    RunReport {
+        schema: crate::report::SCHEMA.into(),
+        run_id: meta.run_id,
+        runbook: runbook.name.clone(),
+        runbook_source: runbook.file.name.clone(),
+        instance: instance.to_string(),
+        dry_run,
+        status,
+        exit_code: status.exit().code(),
+        started_at: now,
+        finished_at: now,
+        duration_ms: 0.0,
+        user: meta.user,
+        host: meta.host,
+        opsctl_version: env!("CARGO_PKG_VERSION").into(),
+        params: serde_json::Map::new(),
+        summary: crate::report::Summary::default(),
+        steps: Vec::new(),
+        not_configured: Vec::new(),
+        reason: Some(reason),
+    }
+}
+
 /// One runbook of a sequence (a routine; a deploy's gate then the deploy), bound.
 pub struct Queued {
-    pub runbook: Runbook,
+    pub runbook: Arc<Runbook>,
     pub prepared: Prepared,
     /// When it fails, the later runbooks do not run.
     pub stop_on_failure: bool,
@@ -240,6 +238,7 @@ pub async fn run_sequence(
     interrupts: &Interrupts,
     state_dir: &Path,
     sink: &dyn Fn() -> Box<dyn Sink>,
+    resources: &Arc<crate::kind::Resources>,
 ) -> Result<(Vec<RunReport>, Vec<crate::report::NotRun>), Error> {
     let mut reports = Vec::new();
     let mut not_run = Vec::new();
@@ -253,8 +252,8 @@ pub async fn run_sequence(
             not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: format!("`{by}` failed and stops the sequence") });
             continue;
         }
-        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink, max_concurrency: 1, max_errors: None };
-        let mut done = run.on(vec![q.prepared]).await?;
+        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink, resources: resources.clone() };
+        let mut done = run.on(vec![q.prepared], fleet::Limits::ONE).await?;
         if q.stop_on_failure && done.iter().any(|r| r.status != crate::report::RunStatus::Passed) {
             stopped_by = Some(q.runbook.name.clone());
         }

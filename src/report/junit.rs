@@ -9,14 +9,16 @@ use super::{RunReport, Status};
 
 /// One `<testsuites>` document with a `<testsuite>` per run (`check --all` has several).
 pub fn render_many(reports: &[RunReport]) -> String {
-    let total: usize = reports.iter().map(|r| r.summary.total).sum();
-    let failed: usize = reports.iter().map(|r| r.summary.failed).sum();
-    let skipped: usize = reports.iter().map(|r| r.summary.skipped + r.summary.planned).sum();
+    let (mut total, mut failed, mut errors, mut skipped) = (0, 0, 0, 0);
+    for r in reports {
+        let c = counts(r);
+        (total, failed, errors, skipped) = (total + c.0, failed + c.1, errors + c.2, skipped + c.3);
+    }
     let time: f64 = reports.iter().map(|r| r.duration_ms).sum::<f64>() / 1000.0;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"opsctl\" tests=\"{total}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\">"
+        "<testsuites name=\"opsctl\" tests=\"{total}\" failures=\"{failed}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">"
     );
     for report in reports {
         suite(&mut out, report);
@@ -29,18 +31,28 @@ pub fn render(report: &RunReport) -> String {
     render_many(std::slice::from_ref(report))
 }
 
-fn suite(out: &mut String, report: &RunReport) {
+/// Tests, failures, errors and skipped of a run. A run that did not start is one test case
+/// of its own: an error (not started, locked) or skipped (not applicable), so a CI report
+/// shows it.
+fn counts(report: &RunReport) -> (usize, usize, usize, usize) {
     let s = &report.summary;
+    match (&report.reason, report.status) {
+        (Some(_), super::RunStatus::NotApplicable) => (1, 0, 0, 1),
+        (Some(_), _) => (1, 0, 1, 0),
+        (None, _) => (s.total, s.failed, 0, s.skipped + s.planned),
+    }
+}
+
+fn suite(out: &mut String, report: &RunReport) {
     let time = report.duration_ms / 1000.0;
     let suite = format!("{}@{}", report.runbook, report.instance);
     let class = format!("opsctl.{}.{}", report.runbook, report.instance);
-    let skipped = s.skipped + s.planned;
+    let (tests, failures, errors, skipped) = counts(report);
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\" timestamp=\"{}\" hostname=\"{}\">",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\" timestamp=\"{}\" hostname=\"{}\">",
         esc(&suite),
-        s.total,
-        s.failed,
+        failures,
         report.started_at.strftime("%Y-%m-%dT%H:%M:%S"),
         esc(&report.host)
     );
@@ -55,6 +67,17 @@ fn suite(out: &mut String, report: &RunReport) {
         let _ = writeln!(out, "      <property name=\"{k}\" value=\"{}\"/>", esc(&v));
     }
     out.push_str("    </properties>\n");
+    if let Some(reason) = &report.reason {
+        let tag = if report.status == super::RunStatus::NotApplicable { "skipped" } else { "error" };
+        let _ = writeln!(
+            out,
+            "    <testcase name=\"{}\" classname=\"{}\" time=\"0.000\">\n      <{tag} message=\"{}\" type=\"{}\"/>\n    </testcase>",
+            esc(&format!("{} ({})", report.runbook, report.status.as_str())),
+            esc(&class),
+            esc(reason),
+            report.status.as_str().replace(' ', "_"),
+        );
+    }
     for step in &report.steps {
         let name = if step.name == step.id { format!("{} ({})", step.id, step.kind) } else { format!("{} [{}] ({})", step.name, step.id, step.kind) };
         let _ = write!(

@@ -59,6 +59,11 @@ pub enum RunStatus {
     Refused,
     /// Never launched: `--max-errors` was exceeded by the instances before it.
     NotStarted,
+    /// Not run: another run holds the instance's lock or lease (`reason` names it).
+    Locked,
+    /// Not run: the runbook does not apply to the instance (`requires:`; `reason` says
+    /// what it lacks). Only in a command on several instances; on one it is refused.
+    NotApplicable,
 }
 
 impl RunStatus {
@@ -70,6 +75,8 @@ impl RunStatus {
             RunStatus::Interrupted => Exit::Interrupted,
             RunStatus::Refused => Exit::Invalid,
             RunStatus::NotStarted => Exit::Failed,
+            RunStatus::Locked => Exit::Locked,
+            RunStatus::NotApplicable => Exit::Passed,
         }
     }
 
@@ -80,6 +87,8 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Refused => "refused",
             RunStatus::NotStarted => "not started",
+            RunStatus::Locked => "locked",
+            RunStatus::NotApplicable => "not applicable",
         }
     }
 }
@@ -152,6 +161,9 @@ pub struct RunReport {
     /// did not run and are not in `steps`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_configured: Vec<String>,
+    /// Why a run that did not start did not (`not_started`, `locked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 pub const SCHEMA: &str = "opsctl.run/v1";
@@ -182,16 +194,20 @@ pub struct NotRun {
 
 pub const SEQUENCE_SCHEMA: &str = "opsctl.sequence/v1";
 
+/// The JSON document of a command run on several instances.
+pub const FLEET_SCHEMA: &str = "opsctl.fleet/v1";
+
 impl SequenceReport {
     pub fn new(name: String, instance: String, runs: Vec<RunReport>, not_run: Vec<NotRun>) -> SequenceReport {
         let status = runs
             .iter()
             .map(|r| r.status)
             .max_by_key(|s| match s {
-                RunStatus::Passed => 0,
+                RunStatus::Passed | RunStatus::NotApplicable => 0,
                 RunStatus::Failed | RunStatus::NotStarted => 1,
-                RunStatus::Refused => 2,
-                RunStatus::Interrupted => 3,
+                RunStatus::Locked => 2,
+                RunStatus::Refused => 3,
+                RunStatus::Interrupted => 4,
             })
             .unwrap_or(RunStatus::Passed);
         let exit = crate::error::Exit::worst(runs.iter().map(|r| r.status.exit()));
@@ -199,7 +215,58 @@ impl SequenceReport {
     }
 }
 
+/// One instance's line in the summary of a command run on several instances.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetRow {
+    pub instance: String,
+    pub status: RunStatus,
+    pub failed: usize,
+    pub warned: usize,
+    pub duration_ms: f64,
+    /// The first failed step (`id: message`), or why the run did not start.
+    pub first_failure: String,
+}
+
+impl SequenceReport {
+    /// Its line in a fleet's summary: counts over its runs, the first failure among them.
+    pub fn fleet_row(&self) -> FleetRow {
+        let first_failure = self
+            .runs
+            .iter()
+            .find_map(|r| {
+                let row = r.fleet_row();
+                (!row.first_failure.is_empty()).then(|| format!("{}: {}", r.runbook, row.first_failure))
+            })
+            .or_else(|| self.runs.is_empty().then(|| self.not_run.first().map(|n| n.reason.clone())).flatten())
+            .unwrap_or_default();
+        FleetRow {
+            instance: self.instance.clone(),
+            status: self.status,
+            failed: self.runs.iter().map(|r| r.summary.failed).sum(),
+            warned: self.runs.iter().map(|r| r.summary.warned).sum(),
+            duration_ms: self.runs.iter().map(|r| r.duration_ms).sum(),
+            first_failure,
+        }
+    }
+}
+
 impl RunReport {
+    /// Its line in a fleet's summary.
+    pub fn fleet_row(&self) -> FleetRow {
+        let first_failure = match &self.reason {
+            Some(why) => why.clone(),
+            None => self.steps.iter().find(|s| s.status == Status::Failed).map(|s| format!("{}: {}", s.id, s.message)).unwrap_or_default(),
+        };
+        FleetRow {
+            instance: self.instance.clone(),
+            status: self.status,
+            failed: self.summary.failed,
+            warned: self.summary.warned,
+            duration_ms: self.duration_ms,
+            first_failure,
+        }
+    }
+
     pub fn summarize(steps: &[StepReport]) -> Summary {
         let mut s = Summary { total: steps.len(), ..Summary::default() };
         for step in steps {

@@ -86,36 +86,39 @@ pub fn render(report: &RunReport, opts: TableOptions) -> String {
 /// Several instances' runs as one table — instance, status, failed and warned steps, the
 /// first failure's message, duration — and a closing line (`check` on 500 instances is
 /// 500 rows, not 500 tables; `-v` prints each run's table too).
-pub fn fleet(reports: &[RunReport], opts: TableOptions) -> String {
+pub fn fleet(what: &str, rows: &[super::FleetRow], opts: TableOptions) -> String {
     let mut table = new_table(opts);
     table.set_header(["INSTANCE", "STATUS", "FAILED", "WARNED", "TIME", "FIRST FAILURE"]);
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for r in reports {
-        *counts.entry(if r.status == RunStatus::Passed && r.summary.warned > 0 { "warned" } else { r.status.as_str() }).or_default() += 1;
-        if opts.quiet && r.status == RunStatus::Passed && r.summary.warned == 0 {
+    for r in rows {
+        *counts.entry(if r.status == RunStatus::Passed && r.warned > 0 { "warned" } else { r.status.as_str() }).or_default() += 1;
+        if opts.quiet && r.status == RunStatus::Passed && r.warned == 0 {
             continue;
         }
         let status = match r.status {
-            RunStatus::Passed if r.summary.warned > 0 => Cell::new("WARN").fg(Color::Yellow),
+            RunStatus::Passed if r.warned > 0 => Cell::new("WARN").fg(Color::Yellow),
             RunStatus::Passed => Cell::new("PASS").fg(Color::Green),
             RunStatus::Failed => Cell::new("FAIL").fg(Color::Red),
             RunStatus::Interrupted => Cell::new("INTERRUPTED").fg(Color::Red),
             RunStatus::Refused => Cell::new("REFUSED").fg(Color::Red),
             RunStatus::NotStarted => Cell::new("NOT STARTED").fg(Color::DarkGrey),
+            RunStatus::Locked => Cell::new("LOCKED").fg(Color::Yellow),
+            RunStatus::NotApplicable => Cell::new("N/A").fg(Color::DarkGrey),
         };
         let status = if opts.color { status } else { Cell::new(status.content()) };
-        let first = r.steps.iter().find(|s| s.status == Status::Failed).map(|s| format!("{}: {}", s.id, s.message)).unwrap_or_default();
-        let time = if r.status == RunStatus::NotStarted { String::new() } else { crate::duration::short(std::time::Duration::from_secs_f64(r.duration_ms / 1000.0)) };
-        table.add_row(vec![Cell::new(&r.instance), status, Cell::new(r.summary.failed), Cell::new(r.summary.warned), Cell::new(time), Cell::new(first)]);
+        let time = match r.status {
+            RunStatus::NotStarted | RunStatus::Locked | RunStatus::NotApplicable => String::new(),
+            _ => crate::duration::short(std::time::Duration::from_secs_f64(r.duration_ms / 1000.0)),
+        };
+        table.add_row(vec![Cell::new(&r.instance), status, Cell::new(r.failed), Cell::new(r.warned), Cell::new(time), Cell::new(&r.first_failure)]);
     }
     let mut out = String::new();
     if table.row_count() > 0 {
         out.push_str(&table.trim_fmt());
         out.push('\n');
     }
-    let runbook = reports.first().map_or("", |r| r.runbook.as_str());
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    out.push_str(&format!("{runbook} on {} instances: {}\n", reports.len(), parts.join(", ")));
+    out.push_str(&format!("{what} on {} instances: {}\n", rows.len(), parts.join(", ")));
     out
 }
 
@@ -124,14 +127,7 @@ pub fn fleet(reports: &[RunReport], opts: TableOptions) -> String {
 pub fn sequence_summary(seq: &super::SequenceReport, color: bool) -> String {
     let paint = Paint { on: color };
     let warned = seq.runs.iter().any(|r| r.summary.warned > 0);
-    let word = match seq.status {
-        RunStatus::Passed if warned => paint.yellow("PASSED WITH WARNINGS"),
-        RunStatus::Passed => paint.bold("PASSED"),
-        RunStatus::Failed => paint.red_bold("FAILED"),
-        RunStatus::Interrupted => paint.red_bold("INTERRUPTED"),
-        RunStatus::Refused => paint.red_bold("REFUSED"),
-        RunStatus::NotStarted => paint.red_bold("NOT STARTED"),
-    };
+    let word = closing_word(seq.status, warned, paint);
     let runs: Vec<String> = seq.runs.iter().map(|r| format!("{} {}", r.runbook, r.status.as_str())).collect();
     let mut line = format!("{} on {}: {word} — {}", seq.name, seq.instance, if runs.is_empty() { "nothing ran".to_string() } else { runs.join(", ") });
     if !seq.not_run.is_empty() {
@@ -141,17 +137,24 @@ pub fn sequence_summary(seq: &super::SequenceReport, color: bool) -> String {
     line
 }
 
-/// `check on localhost: PASSED — 3 passed, 1 warned in 120ms (run 20261123T…)`
-pub fn summary(report: &RunReport, color: bool) -> String {
-    let paint = Paint { on: color };
-    let word = match report.status {
-        RunStatus::Passed if report.summary.warned > 0 => paint.yellow("PASSED WITH WARNINGS"),
+/// The word a closing line gives a run's (or a sequence's) status.
+fn closing_word(status: RunStatus, warned: bool, paint: Paint) -> String {
+    match status {
+        RunStatus::Passed if warned => paint.yellow("PASSED WITH WARNINGS"),
         RunStatus::Passed => paint.bold("PASSED"),
         RunStatus::Failed => paint.red_bold("FAILED"),
         RunStatus::Interrupted => paint.red_bold("INTERRUPTED"),
         RunStatus::Refused => paint.red_bold("REFUSED"),
         RunStatus::NotStarted => paint.red_bold("NOT STARTED"),
-    };
+        RunStatus::Locked => paint.red_bold("LOCKED"),
+        RunStatus::NotApplicable => paint.bold("NOT APPLICABLE"),
+    }
+}
+
+/// `check on localhost: PASSED — 3 passed, 1 warned in 120ms (run 20261123T…)`
+pub fn summary(report: &RunReport, color: bool) -> String {
+    let paint = Paint { on: color };
+    let word = closing_word(report.status, report.summary.warned > 0, paint);
     let s = &report.summary;
     let mut parts = vec![format!("{} passed", s.passed)];
     for (n, what) in [(s.warned, "warned"), (s.failed, "failed"), (s.skipped, "skipped"), (s.planned, "planned")] {

@@ -249,7 +249,11 @@ fn check_all_fans_out_over_selected_instances() {
     );
     let run = s.opsctl().args(["check", "--all", "--selector", "tier=prod", "--config", inv.to_str().unwrap(), "-o", "json"]).run();
     run.code(1);
-    let docs = run.json();
+    let doc = run.json();
+    assert_eq!(doc["schema"], "opsctl.fleet/v1");
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["counts"], serde_json::json!({ "passed": 1, "failed": 1 }));
+    let docs = &doc["runs"];
     let instances: Vec<&str> = docs.as_array().unwrap().iter().map(|d| d["instance"].as_str().unwrap()).collect();
     assert_eq!(instances, ["a", "b"]);
     assert_eq!(docs[0]["status"], "passed");

@@ -13,6 +13,7 @@ mod elb;
 mod engine;
 mod errors;
 mod examples;
+mod fleet;
 mod golden;
 mod host;
 mod k8s;

@@ -63,11 +63,14 @@ pub(crate) fn passed_but_for_the_machine(r: &Run) {
     }
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let doc = r.json();
-    let runs: Vec<serde_json::Value> = match (doc["runs"].as_array(), doc.as_array()) {
-        (Some(runs), _) => runs.clone(),
-        (None, Some(many)) => many.clone(),
-        (None, None) => vec![doc.clone()],
+    // A run, a sequence of runs, or a fleet of either.
+    let mut runs: Vec<serde_json::Value> = match doc["runs"].as_array() {
+        Some(runs) => runs.clone(),
+        None => vec![doc.clone()],
     };
+    while runs.iter().any(|r| r["runs"].is_array()) {
+        runs = runs.into_iter().flat_map(|r| r["runs"].as_array().cloned().unwrap_or_else(|| vec![r])).collect();
+    }
     for run in runs {
         for st in run["steps"].as_array().into_iter().flatten() {
             if st["status"] == "failed" {
@@ -933,7 +936,7 @@ fn check_all_runs_instances_concurrently_up_to_max_concurrency() {
     let srv = crate::support::server::servers();
     let s = Scratch::new();
     let stats = |key: &str| crate::support::server::get_json(&srv.url(&format!("/stats/{key}")));
-    for (key, limit) in [(format!("fleet4-{}", std::process::id()), "4"), (format!("fleet1-{}", std::process::id()), "1")] {
+    for (key, limit, expect) in [(format!("fleet4-{}", std::process::id()), "4", "4"), (format!("fleet1-{}", std::process::id()), "1", "1"), (format!("fleet50-{}", std::process::id()), "25%", "2")] {
         let mut inv = String::from("instances:\n");
         for i in 0..8 {
             inv.push_str(&format!("  t{i}:\n    labels: {{ fleet: x }}\n    http: {{ base_url: \"{}\", health: [/concurrent/{key}/300] }}\n", srv.url("")));
@@ -942,11 +945,11 @@ fn check_all_runs_instances_concurrently_up_to_max_concurrency() {
         let r = opsctl(&s, &["check", "--all", "--max-concurrency", limit, "-o", "json"]);
         passed_but_for_the_machine(&r);
         let runs = r.json();
-        let names: Vec<&str> = runs.as_array().unwrap().iter().map(|x| x["instance"].as_str().unwrap()).collect();
+        let names: Vec<&str> = runs["runs"].as_array().unwrap().iter().map(|x| x["instance"].as_str().unwrap()).collect();
         assert_eq!(names, ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"], "in the inventory's order");
         let st = stats(&key);
         assert_eq!(st["count"], 8, "{st}");
-        assert_eq!(st["max"].as_u64().unwrap().to_string(), limit, "at most {limit} at once, and that many: {st}");
+        assert_eq!(st["max"].as_u64().unwrap().to_string(), expect, "at most {limit} at once, and that many: {st}");
     }
 }
 
@@ -967,7 +970,7 @@ fn max_errors_stops_launching_once_more_than_n_have_failed() {
     let statuses = |max: &str| {
         let r = opsctl(&s, &["check", "--all", "--max-concurrency", "1", "--max-errors", max, "-o", "json"]);
         r.code(1);
-        r.json().as_array().unwrap().iter().map(|x| x["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        r.json()["runs"].as_array().unwrap().iter().map(|x| x["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
     assert_eq!(statuses("1"), ["failed", "failed", "not_started", "not_started", "not_started", "not_started"]);
     assert_eq!(statuses("0"), ["failed", "not_started", "not_started", "not_started", "not_started", "not_started"]);
@@ -980,6 +983,6 @@ fn max_errors_stops_launching_once_more_than_n_have_failed() {
     // `--instance a,b,c`: those, in that order, each once; an unknown one is refused first.
     let r = opsctl(&s, &["check", "--instance", "t3,t2,t3", "-o", "json"]);
     r.code(0);
-    assert_eq!(r.json().as_array().unwrap().iter().map(|x| x["instance"].as_str().unwrap()).collect::<Vec<_>>(), ["t3", "t2"]);
+    assert_eq!(r.json()["runs"].as_array().unwrap().iter().map(|x| x["instance"].as_str().unwrap()).collect::<Vec<_>>(), ["t3", "t2"]);
     opsctl(&s, &["check", "--instance", "t3,t9"]).code(2).stderr_has("unknown instance `t9`");
 }

@@ -68,7 +68,7 @@ pub struct SdkConfigCell(pub tokio::sync::OnceCell<aws_config::SdkConfig>);
 /// The run's SDK configuration, built on first use.
 pub async fn config(ctx: &StepContext) -> Result<aws_config::SdkConfig, StepError> {
     let settings = settings(ctx)?.clone();
-    Ok(ctx.resources.get::<SdkConfigCell>().0.get_or_init(|| async move { load(&settings).await }).await.clone())
+    Ok(ctx.resources.keyed::<SdkConfigCell>(&crate::kind::context::settings_key(&settings)).0.get_or_init(|| async move { load(&settings).await }).await.clone())
 }
 
 /// Where calls go, for messages: the region, and the endpoint when it is not AWS's.

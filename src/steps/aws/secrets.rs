@@ -298,7 +298,7 @@ impl StepKind for Rotate {
 /// before the steps run): kept in `resources` like a step's.
 async fn config_in(instance: &crate::instance::Instance, resources: &crate::kind::Resources) -> Result<aws_config::SdkConfig, String> {
     let settings = instance.aws.clone().ok_or_else(|| format!("instance {} has no `aws:` settings to read Secrets Manager with", instance.name))?;
-    Ok(resources.get::<super::SdkConfigCell>().0.get_or_init(|| async move { super::load(&settings).await }).await.clone())
+    Ok(resources.keyed::<super::SdkConfigCell>(&crate::kind::context::settings_key(&settings)).0.get_or_init(|| async move { super::load(&settings).await }).await.clone())
 }
 
 /// `NAME[:STAGE][#KEY]`: a Secrets Manager secret's value, or a key of its JSON value.

@@ -37,6 +37,7 @@ fn fail_default() -> Option<f64> {
 
 impl StepKind for Disk {
     const NAME: &'static str = "host.disk";
+    const MACHINE: bool = true;
     const SUMMARY: &'static str = "disk usage of a filesystem against warn/fail percentages";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

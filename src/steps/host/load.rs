@@ -42,6 +42,7 @@ pub enum Window {
 
 impl StepKind for Load {
     const NAME: &'static str = "host.load";
+    const MACHINE: bool = true;
     const SUMMARY: &'static str = "load average per CPU against warn/fail limits";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -30,6 +30,7 @@ fn fail_default() -> Option<f64> {
 
 impl StepKind for Memory {
     const NAME: &'static str = "host.memory";
+    const MACHINE: bool = true;
     const SUMMARY: &'static str = "memory in use against warn/fail percentages";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

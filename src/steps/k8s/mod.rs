@@ -175,7 +175,7 @@ pub async fn client(ctx: &StepContext) -> Result<Kube, StepError> {
 /// The client for `instance` kept in `resources`, built on first use.
 pub async fn client_in(instance: &Instance, resources: &Resources) -> Result<Kube, StepError> {
     let settings = instance.kubernetes.clone().ok_or_else(|| no_settings(&instance.name))?;
-    resources.get::<KubeClient>().0.get_or_init(|| async move { connect(&settings).await }).await.clone()
+    resources.keyed::<KubeClient>(&crate::kind::context::settings_key(&settings)).0.get_or_init(|| async move { connect(&settings).await }).await.clone()
 }
 
 fn no_settings(instance: &str) -> StepError {

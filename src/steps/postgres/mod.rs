@@ -101,7 +101,8 @@ pub async fn conn_info(ctx: &StepContext, database: Option<&str>) -> Result<Conn
 pub async fn client(ctx: &StepContext, database: Option<&str>) -> Result<(ConnInfo, Arc<tokio_postgres::Client>), StepError> {
     let info = conn_info(ctx, database).await?;
     let client = match database {
-        None => ctx.resources.get::<Pool>().get(&info).await?,
+        // One connection per instance: a command on several instances shares resources.
+        None => ctx.resources.keyed::<Pool>(&ctx.instance.name).get(&info).await?,
         Some(_) => Arc::new(info.connect("opsctl").await?),
     };
     Ok((info, client))

@@ -1,0 +1,161 @@
+//! Commands on several instances: every command that takes an instance takes `a,b,c`,
+//! `--all` and `--selector`; instances run at once; a locked instance is reported and does
+//! not stop the others; a runbook that does not apply to an instance says so; the machine's
+//! own checks are measured once per command.
+
+use crate::support::server::servers;
+use crate::support::{Run, Scratch};
+
+fn opsctl(s: &Scratch, args: &[&str]) -> Run {
+    s.opsctl().args(args).run()
+}
+
+/// Three instances with an HTTP health endpoint; `c` fails its endpoint.
+fn inventory(s: &Scratch) {
+    let base = servers().url("");
+    s.write(
+        "opsctl.yaml",
+        &format!(
+            "instances:\n  a:\n    labels: {{ team: x }}\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  b:\n    labels: {{ team: x }}\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  c:\n    labels: {{ team: y }}\n    http: {{ base_url: \"{base}\", health: [/status/500] }}\n"
+        ),
+    );
+}
+
+fn statuses(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["runs"].as_array().unwrap().iter().map(|r| (r["instance"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string())).collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+#[test]
+fn every_instance_command_takes_a_list_all_and_a_selector() {
+    let s = Scratch::new();
+    inventory(&s);
+    // A runbook that only reads the instance's endpoint, run by name with -p.
+    s.write("probe.yaml", "name: probe\nparams:\n  path: { type: string, default: /health }\nsteps:\n  - id: http\n    http.check: { url: \"{{ instance.http.base_url }}{{ params.path }}\", expect_status: 200 }\n");
+    let r = opsctl(&s, &["run", "probe.yaml", "--selector", "team=x", "-o", "json"]);
+    r.code(0);
+    assert_eq!(statuses(&r.json()), pairs(&[("a", "passed"), ("b", "passed")]));
+    let r = opsctl(&s, &["plan", "probe.yaml", "-i", "b,a", "-p", "path=/status/500", "-o", "json"]);
+    r.code(1);
+    assert_eq!(statuses(&r.json()), pairs(&[("b", "failed"), ("a", "failed")]), "a plan runs read steps");
+
+    // The gate on every instance: one summary table, one row each, the worst exit code.
+    let r = opsctl(&s, &["gate", "--all"]);
+    r.code(1);
+    r.stdout_has("gate on 3 instances:").stdout_has("INSTANCE").stdout_has("FIRST FAILURE");
+    let rows: Vec<&str> = r.stdout.lines().map(str::trim_start).filter(|l| l.starts_with(['a', 'b', 'c'])).collect();
+    assert_eq!(rows.len(), 3, "{}", r.stdout);
+    assert!(rows[2].starts_with('c') && rows[2].contains("FAIL") && rows[2].contains("500"), "{}", r.stdout);
+    let junit = s.path().join("gate.xml");
+    opsctl(&s, &["gate", "--all", "-o", &format!("junit={}", junit.display())]).code(1);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testsuite ").count(), 3, "{xml}");
+
+    // A routine on several instances: a sequence per instance, in one fleet document.
+    let r = opsctl(&s, &["routine", "daily", "-i", "a,c", "-o", "json"]);
+    r.code(1);
+    let doc = r.json();
+    assert_eq!(doc["schema"], "opsctl.fleet/v1");
+    assert_eq!(doc["command"], "routine daily");
+    assert_eq!(statuses(&doc), pairs(&[("a", "passed"), ("c", "failed")]));
+    assert_eq!(doc["runs"][0]["schema"], "opsctl.sequence/v1");
+    let ran: Vec<&str> = doc["runs"][1]["runs"].as_array().unwrap().iter().map(|r| r["runbook"].as_str().unwrap()).collect();
+    assert_eq!(ran, ["check"], "daily on an HTTP-only instance: check; backup and logs do not apply");
+    assert_eq!(doc["runs"][1]["not_run"][0]["runbook"], "backup");
+    let table = opsctl(&s, &["routine", "daily", "--all"]);
+    table.code(1);
+    table.stdout_has("routine daily on 3 instances: 1 failed, 2 passed").stdout_has("check: http");
+
+    // logs and triage take the same (logs applies to none of these: no log source); the
+    // history has one record per instance's run.
+    opsctl(&s, &["logs", "--all"]).code(2).stderr_has("`logs` applies to none of the 3 instances");
+    let t = opsctl(&s, &["triage", "--selector", "team=y", "-o", "json"]);
+    assert_eq!(statuses(&t.json()), pairs(&[("c", "passed")]), "{}", t.stdout);
+    let h = opsctl(&s, &["history", "--runbook", "gate", "-n", "100", "-o", "json"]);
+    assert_eq!(h.json().as_array().unwrap().len(), 6, "two gate commands on three instances");
+
+    // Naming no instance is a usage error that says how to name them.
+    opsctl(&s, &["gate"]).code(2).stderr_has("`gate` needs an instance: --instance NAME (or several: a,b,c), --all, or --selector LABEL=VALUE");
+    opsctl(&s, &["routine", "daily", "--selector", "team=z"]).code(2).stderr_has("no instance matches the selector");
+    opsctl(&s, &["check", "-i", "a", "--all"]).code(2).stderr_has("cannot be used with");
+}
+
+#[test]
+fn a_locked_instance_is_reported_and_does_not_stop_the_others() {
+    let s = Scratch::new();
+    inventory(&s);
+    s.write("touch.yaml", "name: touch\nsteps:\n  - id: touch\n    host.command: { argv: [\"true\"], effect: mutate }\n");
+    // Another run holds b's lock: the lock file as opsctl writes it, held with flock.
+    let dir = s.state_dir().join("locks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join("b.lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(
+        dir.join("b.lock"),
+        r#"{"run_id":"r-held","runbook":"restore","user":"ops","host":"bastion","pid":4242,"since":"2026-11-30T10:00:00Z"}"#,
+    )
+    .unwrap();
+    let r = opsctl(&s, &["run", "touch.yaml", "--all", "-o", "json"]);
+    r.code(3);
+    let doc = r.json();
+    assert_eq!(statuses(&doc), pairs(&[("a", "passed"), ("b", "locked"), ("c", "passed")]));
+    assert!(doc["runs"][1]["reason"].as_str().unwrap().starts_with("locked by run r-held (restore by ops@bastion, pid 4242)"), "{doc}");
+    assert_eq!(doc["exit_code"], 3);
+    let table = opsctl(&s, &["run", "touch.yaml", "-i", "a,b"]);
+    table.code(3);
+    table.stdout_has("LOCKED").stdout_has("touch on 2 instances: 1 locked, 1 passed");
+    // One instance by name: the lock is the command's error, as it always was.
+    opsctl(&s, &["run", "touch.yaml", "-i", "b"]).code(3).stderr_has("instance b is locked by another run");
+    drop(lock);
+    opsctl(&s, &["run", "touch.yaml", "-i", "b"]).code(0);
+}
+
+#[test]
+fn a_runbook_that_does_not_apply_to_some_instances_says_so_for_them() {
+    let s = Scratch::new();
+    let base = servers().url("");
+    let store = s.path().join("store");
+    s.write(
+        "opsctl.yaml",
+        &format!(
+            "instances:\n  web:\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  also-web:\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  stored:\n    backups: {{ dir: \"{}\" }}\n",
+            store.display()
+        ),
+    );
+    // backup-prune needs a backup store: on the fleet, the others are not applicable.
+    let r = opsctl(&s, &["backup", "prune", "--all", "--dry-run", "-o", "json"]);
+    r.code(0);
+    let doc = r.json();
+    assert_eq!(statuses(&doc), pairs(&[("web", "not_applicable"), ("also-web", "not_applicable"), ("stored", "passed")]));
+    assert!(doc["runs"][0]["reason"].as_str().unwrap().starts_with("does not apply:"), "{doc}");
+    // On instances it applies to none of, it is refused; on one by name, refused as before.
+    opsctl(&s, &["backup", "prune", "-i", "web,also-web"]).code(2).stderr_has("applies to none of the 2 instances");
+    opsctl(&s, &["backup", "prune", "-i", "web"]).code(2).stderr_has("refused");
+}
+
+/// The machine opsctl runs on is measured once per command, not once per instance.
+#[test]
+fn host_checks_are_measured_once_per_command() {
+    let s = Scratch::new();
+    inventory(&s);
+    s.write("machine.yaml", "name: machine\nsteps:\n  - id: load\n    host.load: { warn_per_cpu: 1000, fail_per_cpu: 2000 }\n  - id: memory\n    host.memory: { warn_percent: 99.99, fail_percent: 100 }\n");
+    let r = opsctl(&s, &["run", "machine.yaml", "--all", "--max-concurrency", "1", "-o", "json"]);
+    r.code(0);
+    let doc = r.json();
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for id in ["load", "memory"] {
+        let steps: Vec<&serde_json::Value> = runs.iter().map(|run| run["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()).collect();
+        assert!(!steps[0]["message"].as_str().unwrap().contains("measured once"), "{}", steps[0]);
+        for later in &steps[1..] {
+            assert!(later["message"].as_str().unwrap().ends_with("(measured once for this command)"), "{later}");
+            assert_eq!(later["outputs"], steps[0]["outputs"], "the same measurement");
+        }
+    }
+    // Two commands measure twice: the sharing is per command.
+    let one = opsctl(&s, &["run", "machine.yaml", "-i", "a", "-o", "json"]);
+    assert!(!one.step("load")["message"].as_str().unwrap().contains("measured once"));
+}
