@@ -43,6 +43,38 @@ pub struct InventoryFile {
     /// Instances by name.
     #[serde(default)]
     pub instances: IndexMap<String, Instance>,
+    /// How much of the audit history is kept.
+    #[serde(default)]
+    pub history: HistorySettings,
+}
+
+/// `history:` — the audit history's retention. The history is appended to one live
+/// segment; a full segment is sealed (renamed, never rewritten) and the sealed ones are
+/// deleted when their newest run is older than `keep_days` or, oldest first, while the
+/// history is larger than `max_bytes`.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Days of runs kept (90).
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+    /// The history's size at most, every segment counted (512MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: crate::units::ByteSize,
+}
+
+fn default_keep_days() -> u32 {
+    90
+}
+
+fn default_max_bytes() -> crate::units::ByteSize {
+    crate::units::ByteSize(512 * 1024 * 1024)
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings { keep_days: default_keep_days(), max_bytes: default_max_bytes() }
+    }
 }
 
 /// The loaded inventory.
@@ -52,6 +84,7 @@ pub struct Inventory {
     pub file: Option<Arc<SourceFile>>,
     pub runbooks_dir: Option<PathBuf>,
     pub instances: IndexMap<String, Arc<Instance>>,
+    pub history: HistorySettings,
     /// Where each instance is declared, for messages.
     spans: IndexMap<String, Span>,
     instances_span: Span,
@@ -67,6 +100,7 @@ impl Inventory {
             file: None,
             runbooks_dir: None,
             instances: IndexMap::new(),
+            history: HistorySettings::default(),
             spans: IndexMap::new(),
             instances_span: Span::default(),
         };
@@ -138,7 +172,13 @@ impl Inventory {
                 spans.insert(k.as_str().unwrap_or_default().to_string(), k.span);
             }
         }
+        if parsed.history.max_bytes.0 < 1024 * 1024
+            && let Some(node) = root.get("history").and_then(|h| h.get("max_bytes"))
+        {
+            return Err(Diagnostic::new("history.max_bytes is below 1MiB").at(&file, node.span).help("keep at least 1MiB of history (the default is 512MiB)"));
+        }
         let mut inv = Inventory {
+            history: parsed.history,
             runbooks_dir: parsed.runbooks_dir.map(|d| match base {
                 Some(b) if d.is_relative() => b.join(d),
                 _ => d,

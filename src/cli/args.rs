@@ -344,18 +344,8 @@ pub enum Command {
         #[arg(value_enum)]
         what: ListWhat,
     },
-    /// Show past runs from the audit history
-    History {
-        /// Only runs on this instance
-        #[arg(long, short = 'i', value_name = "NAME")]
-        instance: Option<String>,
-        /// Only runs of this runbook
-        #[arg(long, value_name = "NAME")]
-        runbook: Option<String>,
-        /// How many of the latest runs
-        #[arg(long, short = 'n', default_value_t = 20)]
-        limit: usize,
-    },
+    /// Show past runs from the audit history, newest first
+    History(HistoryArgs),
     /// Print the JSON Schema of runbooks or of the inventory
     Schema {
         #[arg(value_enum, default_value_t = SchemaWhat::Runbook)]
@@ -366,6 +356,25 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs on this instance
+    #[arg(long, short = 'i', value_name = "NAME")]
+    pub instance: Option<String>,
+    /// Only runs of this runbook
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// Only runs that ended so: passed, failed, interrupted, refused, not_started, locked, not_applicable
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only runs since: a duration back from now (24h, 7d) or a time (2026-11-30T08:00:00Z)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// How many runs, newest first
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]

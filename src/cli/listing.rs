@@ -144,29 +144,65 @@ pub fn list(g: &Global, ui: &Ui, what: ListWhat) -> Result<Exit, Error> {
     Ok(Exit::Passed)
 }
 
-/// `opsctl history`
-pub fn history(g: &Global, ui: &Ui, instance: Option<&str>, runbook: Option<&str>, limit: usize) -> Result<Exit, Error> {
+/// `opsctl history`: newest first, reading only as far back as the filters and the limit need.
+pub fn history(g: &Global, ui: &Ui, a: &super::args::HistoryArgs) -> Result<Exit, Error> {
     let dir = sysinfo::state_dir();
-    let (runs, bad) = history::read(&dir)?;
-    if bad > 0 {
-        tracing::warn!("{bad} line(s) of {} could not be read", history::path(&dir).display());
+    const STATUSES: &[&str] = &["passed", "failed", "interrupted", "refused", "not_started", "locked", "not_applicable"];
+    if let Some(s) = a.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        let mut d = Diagnostic::new(format!("unknown status `{s}`"));
+        if let Some(m) = crate::diagnostic::did_you_mean(s, STATUSES.iter().copied()) {
+            d = d.help(format!("did you mean `{m}`?"));
+        }
+        return Err(d.help(format!("one of: {}", STATUSES.join(", "))).into());
     }
-    let selected: Vec<&RunReport> = runs
-        .iter()
-        .filter(|r| instance.is_none_or(|i| r.instance == i))
-        .filter(|r| runbook.is_none_or(|n| r.runbook == n))
-        .collect();
-    let start = selected.len().saturating_sub(limit);
-    let shown = &selected[start..];
+    let since = match a.since.as_deref() {
+        None => None,
+        Some(text) => Some(match text.parse::<jiff::Timestamp>() {
+            Ok(t) => t,
+            Err(_) => {
+                let d = crate::duration::Duration::parse(text).map_err(|e| {
+                    Diagnostic::new(format!("--since `{text}`: {e}")).help("give a duration back from now (24h, 7d) or a time (2026-11-30T08:00:00Z)")
+                })?;
+                jiff::Timestamp::now() - jiff::SignedDuration::try_from(d.std()).unwrap_or_default()
+            }
+        }),
+    };
+    let mut bad = 0;
+    let mut shown: Vec<RunReport> = Vec::new();
+    for r in history::newest_first(&dir) {
+        let Ok(r) = r else {
+            bad += 1;
+            continue;
+        };
+        // Runs are appended as they finish: past `since`, everything older follows.
+        if since.is_some_and(|t| r.finished_at < t) {
+            break;
+        }
+        let status = serde_json::to_value(r.status).ok();
+        if a.instance.as_deref().is_some_and(|i| r.instance != i)
+            || a.runbook.as_deref().is_some_and(|n| r.runbook != n)
+            || a.status.as_deref().is_some_and(|s| status.as_ref().and_then(|v| v.as_str()) != Some(s))
+            || since.is_some_and(|t| r.started_at < t)
+        {
+            continue;
+        }
+        shown.push(r);
+        if shown.len() >= a.limit {
+            break;
+        }
+    }
+    if bad > 0 {
+        tracing::warn!("{bad} line(s) of the history in {} could not be read", dir.display());
+    }
     if wants_json(g) {
         return print(&serde_json::to_string_pretty(&shown).unwrap_or_default()).map(|_| Exit::Passed);
     }
     if shown.is_empty() {
-        print(&format!("no runs recorded in {}", history::path(&dir).display()))?;
+        print(&format!("no runs recorded in {} match", history::path(&dir).display()))?;
         return Ok(Exit::Passed);
     }
     let mut t = new_table(ui, &["RUN", "STARTED (UTC)", "WHO", "RUNBOOK", "INSTANCE", "STATUS", "STEPS", "TIME"]);
-    for r in shown {
+    for r in &shown {
         let s = &r.summary;
         let mut steps = format!("{} passed", s.passed);
         for (n, w) in [(s.warned, "warned"), (s.failed, "failed"), (s.skipped, "skipped"), (s.planned, "planned")] {

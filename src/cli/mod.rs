@@ -182,7 +182,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
         Command::Validate { paths, instance } => listing::validate(g, ui, &paths, instance.as_deref()),
         Command::List { what } => listing::list(g, ui, what),
         Command::Explain { kind } => explain::explain(g, ui, &kind),
-        Command::History { instance, runbook, limit } => listing::history(g, ui, instance.as_deref(), runbook.as_deref(), limit),
+        Command::History(h) => listing::history(g, ui, &h),
         Command::Schema { what } => {
             let v = match what {
                 args::SchemaWhat::Runbook => crate::schema::runbook(),
@@ -242,7 +242,7 @@ fn run_counting(g: &Global, ui: &Ui, runbook: &str, targets: &Targets, params: V
             not_applicable.iter().map(|r| format!("{}: {}", r.instance, r.reason.as_deref().unwrap_or_default())).collect::<Vec<_>>().join("; ")
         )));
     }
-    execute_counting(g, ui, &runbook, prepared, not_applicable, dry_run, fleet, &|name| order.get(name).copied().unwrap_or(usize::MAX))
+    execute_counting(g, ui, &runbook, prepared, not_applicable, dry_run, fleet, &|name| order.get(name).copied().unwrap_or(usize::MAX), inventory.history)
 }
 
 /// The instances a command runs on: `--instance a,b,c` (those, in that order, each once),
@@ -401,13 +401,21 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
     let results = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let resources = std::sync::Arc::new(crate::kind::Resources::default());
-        let (options, confirm, interrupts, state_dir, sink, resources) = (&options, &confirm, &interrupts, &state_dir, &sink, &resources);
+        let ctx = procedures::Context {
+            options,
+            confirm: &confirm,
+            interrupts,
+            state_dir: &state_dir,
+            sink: &sink,
+            resources: std::sync::Arc::new(crate::kind::Resources::default()),
+            history: inventory.history,
+        };
+        let ctx = &ctx;
         procedures::fleet::fan_out(
             plans,
             limits,
             |(inst, queue, mut not_run)| async move {
-                let (reports, mut skipped) = procedures::run_sequence(queue, options, confirm, interrupts, state_dir, sink, resources).await?;
+                let (reports, mut skipped) = procedures::run_sequence(queue, ctx).await?;
                 not_run.append(&mut skipped);
                 Ok(crate::report::SequenceReport::new(name.to_string(), inst.name.clone(), reports, not_run))
             },
@@ -541,6 +549,7 @@ fn execute_counting(
     dry_run: bool,
     fleet: bool,
     position: &dyn Fn(&str) -> usize,
+    history: crate::inventory::HistorySettings,
 ) -> Result<(Exit, usize), Error> {
     let outputs = check_outputs(g)?;
     let confirm = tty_confirm(ui);
@@ -552,9 +561,16 @@ fn execute_counting(
     let mut reports: Vec<RunReport> = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let resources = std::sync::Arc::new(crate::kind::Resources::default());
-        let run = procedures::Run { runbook, options, confirm: &confirm, interrupts, state_dir: &state_dir, sink: &sink, resources };
-        run.on(prepared, limits).await
+        let ctx = procedures::Context {
+            options,
+            confirm: &confirm,
+            interrupts,
+            state_dir: &state_dir,
+            sink: &sink,
+            resources: std::sync::Arc::new(crate::kind::Resources::default()),
+            history,
+        };
+        procedures::Run { runbook, ctx: &ctx }.on(prepared, limits).await
     })?;
     reports.extend(not_applicable);
     reports.sort_by_key(|r| position(&r.instance));

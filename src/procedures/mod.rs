@@ -107,9 +107,9 @@ pub fn refuse_unconfirmable(runbook: &Runbook, options: &Options, interactive: b
     )))
 }
 
-/// How to run a runbook on its instances.
-pub struct Run<'a> {
-    pub runbook: &'a Runbook,
+/// What the runs of one command share: options, the terminal, interrupts, where state is
+/// kept, the progress sinks, clients and once-per-command results, the history's retention.
+pub struct Context<'a> {
     pub options: Options,
     pub confirm: &'a dyn Confirm,
     pub interrupts: Interrupts,
@@ -119,6 +119,14 @@ pub struct Run<'a> {
     pub sink: &'a dyn Fn() -> Box<dyn Sink>,
     /// Clients and once-per-command results shared by the runs (see [`crate::kind::Resources`]).
     pub resources: Arc<crate::kind::Resources>,
+    /// How much history is kept (`history:` in the inventory).
+    pub history: crate::inventory::HistorySettings,
+}
+
+/// How to run a runbook on its instances.
+pub struct Run<'a> {
+    pub runbook: &'a Runbook,
+    pub ctx: &'a Context<'a>,
 }
 
 impl Run<'_> {
@@ -132,7 +140,7 @@ impl Run<'_> {
             limits,
             |p| self.one(p),
             |r| matches!(r, Ok(Some(rep)) if rep.status == crate::report::RunStatus::Failed) || r.is_err(),
-            |p, n| Ok(Some(not_run(self.runbook, &p.instance.name, self.options.dry_run, crate::report::RunStatus::NotStarted, format!("not started: more than {n} instances failed (--max-errors {n})")))),
+            |p, n| Ok(Some(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::NotStarted, format!("not started: more than {n} instances failed (--max-errors {n})")))),
         )
         .await;
         let mut reports = Vec::new();
@@ -146,11 +154,11 @@ impl Run<'_> {
 
     /// One instance's run; `None` when an interrupt came before it started.
     async fn one(&self, p: Prepared) -> Result<Option<RunReport>, Error> {
-        if self.interrupts.stop.is_cancelled() {
+        if self.ctx.interrupts.stop.is_cancelled() {
             return Ok(None);
         }
         let meta = RunMeta::current();
-        let locks = if !self.options.dry_run && self.runbook.effect() >= Effect::Mutate {
+        let locks = if !self.ctx.options.dry_run && self.runbook.effect() >= Effect::Mutate {
             let holder = Holder {
                 run_id: meta.run_id.clone(),
                 runbook: self.runbook.name.clone(),
@@ -159,14 +167,14 @@ impl Run<'_> {
                 pid: std::process::id(),
                 since: jiff::Timestamp::now(),
             };
-            let taken = match lock::InstanceLock::acquire(self.state_dir, &p.instance.name, &holder) {
+            let taken = match lock::InstanceLock::acquire(self.ctx.state_dir, &p.instance.name, &holder) {
                 Ok(local) => take_leases(self.runbook, &p.instance, &holder).await.map(|leases| (local, leases)),
                 Err(e) => Err(e),
             };
             match taken {
                 Ok(held) => Some(held),
                 Err(Error::Locked { holder, .. }) => {
-                    return Ok(Some(not_run(self.runbook, &p.instance.name, self.options.dry_run, crate::report::RunStatus::Locked, format!("locked by {holder}"))));
+                    return Ok(Some(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::Locked, format!("locked by {holder}"))));
                 }
                 Err(e) => return Err(e),
             }
@@ -174,9 +182,9 @@ impl Run<'_> {
             None
         };
         fetch_secrets(self.runbook, &p.instance).await;
-        let sink = (self.sink)();
-        let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.options.clone(), meta, sink.as_ref(), self.confirm, self.interrupts.clone())
-            .with_resources(self.resources.clone());
+        let sink = (self.ctx.sink)();
+        let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.ctx.options.clone(), meta, sink.as_ref(), self.ctx.confirm, self.ctx.interrupts.clone())
+            .with_resources(self.ctx.resources.clone());
         let report = engine.run().await;
         drop(sink);
         if let Some((local, leases)) = locks {
@@ -185,7 +193,7 @@ impl Run<'_> {
             }
             drop(local);
         }
-        if let Err(e) = history::append(self.state_dir, &report) {
+        if let Err(e) = history::append(self.ctx.state_dir, &report, &self.ctx.history) {
             tracing::warn!("the run was not recorded in the history: {e}");
         }
         Ok(Some(report))
@@ -231,20 +239,12 @@ pub struct Queued {
 /// Runs a sequence's runbooks one after another on their instance, each under its own
 /// locks and recorded in the history as its own run. A failed runbook does not stop the
 /// others unless it says so; an interrupt stops before the next one.
-pub async fn run_sequence(
-    queue: Vec<Queued>,
-    options: &Options,
-    confirm: &dyn Confirm,
-    interrupts: &Interrupts,
-    state_dir: &Path,
-    sink: &dyn Fn() -> Box<dyn Sink>,
-    resources: &Arc<crate::kind::Resources>,
-) -> Result<(Vec<RunReport>, Vec<crate::report::NotRun>), Error> {
+pub async fn run_sequence(queue: Vec<Queued>, ctx: &Context<'_>) -> Result<(Vec<RunReport>, Vec<crate::report::NotRun>), Error> {
     let mut reports = Vec::new();
     let mut not_run = Vec::new();
     let mut stopped_by: Option<String> = None;
     for q in queue {
-        if interrupts.stop.is_cancelled() {
+        if ctx.interrupts.stop.is_cancelled() {
             not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: "the run was interrupted".into() });
             continue;
         }
@@ -252,7 +252,7 @@ pub async fn run_sequence(
             not_run.push(crate::report::NotRun { runbook: q.runbook.name.clone(), reason: format!("`{by}` failed and stops the sequence") });
             continue;
         }
-        let run = Run { runbook: &q.runbook, options: options.clone(), confirm, interrupts: interrupts.clone(), state_dir, sink, resources: resources.clone() };
+        let run = Run { runbook: &q.runbook, ctx };
         let mut done = run.on(vec![q.prepared], fleet::Limits::ONE).await?;
         if q.stop_on_failure && done.iter().any(|r| r.status != crate::report::RunStatus::Passed) {
             stopped_by = Some(q.runbook.name.clone());

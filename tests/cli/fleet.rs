@@ -10,13 +10,15 @@ fn opsctl(s: &Scratch, args: &[&str]) -> Run {
     s.opsctl().args(args).run()
 }
 
-/// Three instances with an HTTP health endpoint; `c` fails its endpoint.
+/// Three instances with an HTTP health endpoint; `c` fails its endpoint. `check` looks at
+/// the endpoints only, so a busy test machine cannot warn.
 fn inventory(s: &Scratch) {
     let base = servers().url("");
+    s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: http\n    for_each: \"{{ instance.http.health }}\"\n    http.check: { url: \"{{ instance.http.base_url }}{{ item.path }}\", expect_status: 200 }\n");
     s.write(
         "opsctl.yaml",
         &format!(
-            "instances:\n  a:\n    labels: {{ team: x }}\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  b:\n    labels: {{ team: x }}\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  c:\n    labels: {{ team: y }}\n    http: {{ base_url: \"{base}\", health: [/status/500] }}\n"
+            "runbooks_dir: runbooks\ninstances:\n  a:\n    labels: {{ team: x }}\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  b:\n    labels: {{ team: x }}\n    http: {{ base_url: \"{base}\", health: [/health] }}\n  c:\n    labels: {{ team: y }}\n    http: {{ base_url: \"{base}\", health: [/status/500] }}\n"
         ),
     );
 }
@@ -158,4 +160,35 @@ fn host_checks_are_measured_once_per_command() {
     // Two commands measure twice: the sharing is per command.
     let one = opsctl(&s, &["run", "machine.yaml", "-i", "a", "-o", "json"]);
     assert!(!one.step("load")["message"].as_str().unwrap().contains("measured once"));
+}
+
+/// The history reads newest first and filters; its retention is the inventory's.
+#[test]
+fn history_reads_newest_first_with_filters_and_keeps_what_the_inventory_says() {
+    let s = Scratch::new();
+    inventory(&s);
+    opsctl(&s, &["check", "--all", "--max-concurrency", "1"]).code(1);
+    opsctl(&s, &["check", "-i", "a"]).code(0);
+    let h = opsctl(&s, &["history", "-o", "json"]);
+    let runs: Vec<(String, String)> = h.json().as_array().unwrap().iter().map(|r| (r["instance"].as_str().unwrap().into(), r["status"].as_str().unwrap().into())).collect();
+    assert_eq!(runs, pairs(&[("a", "passed"), ("c", "failed"), ("b", "passed"), ("a", "passed")]), "newest first");
+    let failed = opsctl(&s, &["history", "--status", "failed", "-o", "json"]);
+    assert_eq!(failed.json().as_array().unwrap().len(), 1);
+    let a = opsctl(&s, &["history", "-i", "a", "-n", "1", "-o", "json"]);
+    assert_eq!(a.json().as_array().unwrap().len(), 1);
+    let recent = opsctl(&s, &["history", "--since", "1h", "-o", "json"]);
+    assert_eq!(recent.json().as_array().unwrap().len(), 4);
+    let future = opsctl(&s, &["history", "--since", "2099-01-01T00:00:00Z"]);
+    future.code(0).stdout_has("no runs recorded in");
+    opsctl(&s, &["history", "--status", "faild"]).code(2).stderr_has("unknown status `faild`").stderr_has("did you mean `failed`?");
+    opsctl(&s, &["history", "--since", "yesterday"]).code(2).stderr_has("--since `yesterday`");
+
+    // `history:` in the inventory: checked where it is written.
+    let inv = std::fs::read_to_string(s.path().join("opsctl.yaml")).unwrap();
+    s.write("opsctl.yaml", &format!("history: {{ keep_days: 30, max_bytes: 64MiB }}\n{inv}"));
+    opsctl(&s, &["check", "-i", "a"]).code(0);
+    s.write("opsctl.yaml", &format!("history:\n  keep_days: 30\n  max_bytes: 10KB\n{inv}"));
+    opsctl(&s, &["check", "-i", "a"]).code(2).stderr_has("history.max_bytes is below 1MiB").stderr_has("opsctl.yaml:3:");
+    s.write("opsctl.yaml", &format!("history:\n  keep: 30\n{inv}"));
+    opsctl(&s, &["check", "-i", "a"]).code(2).stderr_has("keep").stderr_has("opsctl.yaml:2:");
 }
