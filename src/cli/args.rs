@@ -28,7 +28,7 @@ pub struct Global {
     /// The inventory file [default: $OPSCTL_CONFIG, else ./opsctl.yaml if present]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Output format, to stdout or `=FILE`; repeat for several: --output table --output junit=report.xml
+    /// Output format, to stdout or `=FILE`; repeat for several: --output table --output junit=report.xml --output prometheus=/var/lib/node_exporter/opsctl.prom
     #[arg(long, short = 'o', global = true, value_name = "FORMAT[=FILE]", value_parser = parse_output)]
     pub output: Vec<OutputSpec>,
     /// Plan only: run read-only steps, show what every other step would change, change nothing
@@ -69,6 +69,7 @@ pub enum Format {
     Table,
     Json,
     Junit,
+    Prometheus,
 }
 
 /// `table`, `json`, `junit=report.xml`.
@@ -88,7 +89,8 @@ fn parse_output(s: &str) -> Result<OutputSpec, String> {
         "table" => Format::Table,
         "json" => Format::Json,
         "junit" => Format::Junit,
-        other => return Err(format!("unknown output format `{other}`; use table, json or junit (optionally =FILE)")),
+        "prometheus" => Format::Prometheus,
+        other => return Err(format!("unknown output format `{other}`; use table, json, junit or prometheus (optionally =FILE)")),
     };
     Ok(OutputSpec { format, dest: file.map_or(Destination::Stdout, Destination::File) })
 }
@@ -346,6 +348,8 @@ pub enum Command {
     },
     /// Show past runs from the audit history, newest first
     History(HistoryArgs),
+    /// Serve /healthz (the check runbook, cached, single-flight), /healthz/<instance> and /metrics over HTTP
+    Serve(ServeArgs),
     /// Print the JSON Schema of runbooks or of the inventory
     Schema {
         #[arg(value_enum, default_value_t = SchemaWhat::Runbook)]
@@ -356,6 +360,19 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed at start)
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9187")]
+    pub listen: String,
+    /// How long a check's results answer requests before the next request runs it again
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub cache: String,
+    /// The instances served [default: --all]
+    #[command(flatten)]
+    pub targets: Targets,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 pub mod args;
 mod explain;
 mod listing;
+mod serve;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -183,6 +184,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
         Command::List { what } => listing::list(g, ui, what),
         Command::Explain { kind } => explain::explain(g, ui, &kind),
         Command::History(h) => listing::history(g, ui, &h),
+        Command::Serve(a) => serve::serve(g, ui, &a),
         Command::Schema { what } => {
             let v = match what {
                 args::SchemaWhat::Runbook => crate::schema::runbook(),
@@ -279,7 +281,7 @@ fn tty_confirm(ui: &Ui) -> TtyConfirm {
 }
 
 /// A run's sinks: the log, and a progress line on a terminal unless -q or -v.
-fn sinks(g: &Global, ui: &Ui) -> impl Fn() -> Box<dyn Sink> + use<> {
+fn sinks(g: &Global, ui: &Ui) -> impl Fn() -> Box<dyn Sink> + Sync + use<> {
     let progress_line = ui.stderr_tty && !g.quiet && g.verbose == 0;
     move || -> Box<dyn Sink> {
         let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogSink)];
@@ -409,6 +411,7 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
             sink: &sink,
             resources: std::sync::Arc::new(crate::kind::Resources::default()),
             history: inventory.history,
+            record: true,
         };
         let ctx = &ctx;
         procedures::fleet::fan_out(
@@ -468,6 +471,7 @@ fn render_sequences(g: &Global, ui: &Ui, outputs: &[OutputSpec], name: &str, seq
             }
             Format::Json => fleet_json(name, seqs.iter().map(|s| (s.status, sequence_json(s))).collect()),
             Format::Junit => junit::render_many(&seqs.iter().flat_map(|s| s.runs.iter().cloned()).collect::<Vec<_>>()),
+            Format::Prometheus => crate::report::prometheus::render(&seqs.iter().flat_map(|s| s.runs.iter().cloned()).collect::<Vec<_>>()),
         };
         spec.dest.write(&text)?;
     }
@@ -569,6 +573,7 @@ fn execute_counting(
             sink: &sink,
             resources: std::sync::Arc::new(crate::kind::Resources::default()),
             history,
+            record: true,
         };
         procedures::Run { runbook, ctx: &ctx }.on(prepared, limits).await
     })?;
@@ -613,6 +618,7 @@ fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport], fl
                 reports.iter().map(|r| (r.status, serde_json::from_str(&json::render(r)).unwrap_or_default())).collect(),
             ),
             Format::Junit => junit::render_many(reports),
+            Format::Prometheus => crate::report::prometheus::render(reports),
         };
         spec.dest.write(&text)?;
     }

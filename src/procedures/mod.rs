@@ -116,11 +116,13 @@ pub struct Context<'a> {
     /// Where history and local locks are kept.
     pub state_dir: &'a Path,
     /// The sink for one instance's run (a new progress line per run).
-    pub sink: &'a dyn Fn() -> Box<dyn Sink>,
+    pub sink: &'a (dyn Fn() -> Box<dyn Sink> + Sync),
     /// Clients and once-per-command results shared by the runs (see [`crate::kind::Resources`]).
     pub resources: Arc<crate::kind::Resources>,
     /// How much history is kept (`history:` in the inventory).
     pub history: crate::inventory::HistorySettings,
+    /// Whether the runs go into the history (`serve`'s frequent checks do not).
+    pub record: bool,
 }
 
 /// How to run a runbook on its instances.
@@ -193,7 +195,9 @@ impl Run<'_> {
             }
             drop(local);
         }
-        if let Err(e) = history::append(self.ctx.state_dir, &report, &self.ctx.history) {
+        if self.ctx.record
+            && let Err(e) = history::append(self.ctx.state_dir, &report, &self.ctx.history)
+        {
             tracing::warn!("the run was not recorded in the history: {e}");
         }
         Ok(Some(report))

@@ -11,6 +11,7 @@ pub mod history;
 pub mod json;
 pub mod junit;
 pub mod progress;
+pub mod prometheus;
 pub mod table;
 
 use std::io::Write;

@@ -192,3 +192,162 @@ fn history_reads_newest_first_with_filters_and_keeps_what_the_inventory_says() {
     s.write("opsctl.yaml", &format!("history:\n  keep: 30\n{inv}"));
     opsctl(&s, &["check", "-i", "a"]).code(2).stderr_has("keep").stderr_has("opsctl.yaml:2:");
 }
+
+/// promtool, or `None` outside CI when Debian's prometheus package is not installed.
+fn promtool() -> Option<std::path::PathBuf> {
+    let found = crate::support::which("promtool");
+    if found.is_none() {
+        assert!(!crate::support::in_ci(), "promtool (Debian's prometheus package) is needed under CI=true");
+        eprintln!("skipped: no promtool");
+    }
+    found
+}
+
+/// `--output prometheus=FILE`: the textfile collector's format, checked by promtool.
+#[test]
+fn prometheus_output_is_a_valid_textfile_with_a_series_per_instance_and_step() {
+    let Some(promtool) = promtool() else { return };
+    let s = Scratch::new();
+    inventory(&s);
+    // The endpoints, and the machine's load (a measured value), never failing here.
+    s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: http\n    for_each: \"{{ instance.http.health }}\"\n    http.check: { url: \"{{ instance.http.base_url }}{{ item.path }}\", expect_status: 200 }\n  - id: load\n    host.load: { warn_per_cpu: 1000, fail_per_cpu: 2000 }\n");
+    let file = s.path().join("textfile/opsctl.prom");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    opsctl(&s, &["check", "--all", "-o", &format!("prometheus={}", file.display())]).code(1);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let check = std::process::Command::new(&promtool).args(["check", "metrics"]).stdin(std::fs::File::open(&file).unwrap()).output().unwrap();
+    assert!(check.status.success(), "promtool: {}{}\n{text}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    for line in [
+        "opsctl_run_success{runbook=\"check\",opsctl_instance=\"a\"} 1",
+        "opsctl_run_success{runbook=\"check\",opsctl_instance=\"c\"} 0",
+        "opsctl_run_status{runbook=\"check\",opsctl_instance=\"c\",status=\"failed\"} 1",
+        "opsctl_run_exit_code{runbook=\"check\",opsctl_instance=\"c\"} 1",
+        "opsctl_step_status{runbook=\"check\",opsctl_instance=\"c\",step=\"http[0]\",kind=\"http.check\"} 2",
+        "opsctl_step_status{runbook=\"check\",opsctl_instance=\"b\",step=\"http[0]\",kind=\"http.check\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("opsctl_step_value{runbook=\"check\",opsctl_instance=\"a\",step=\"load\",kind=\"host.load\",unit=\"/cpu\"} ")), "{text}");
+    for family in ["opsctl_run_duration_seconds", "opsctl_run_timestamp_seconds", "opsctl_step_duration_seconds", "opsctl_step_value"] {
+        assert!(text.contains(&format!("# TYPE {family} gauge\n{family}{{")), "{family} in\n{text}");
+    }
+    let ts: f64 = text.lines().find(|l| l.starts_with("opsctl_run_timestamp_seconds{")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - ts).abs() < 120.0, "{ts} vs {now}");
+    // A routine's runs, each its own series; no temporary file left beside it.
+    opsctl(&s, &["routine", "daily", "-i", "a", "-o", &format!("prometheus={}", file.display())]).code(0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("opsctl_run_success{runbook=\"check\",opsctl_instance=\"a\"} 1"), "{text}");
+    assert_eq!(std::fs::read_dir(file.parent().unwrap()).unwrap().count(), 1, "written atomically: one file");
+}
+
+/// A raw HTTP GET: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// `opsctl serve` on a free port; returns the child and its address.
+fn serve(s: &Scratch, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::support::bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(s.path())
+        .env("OPSCTL_STATE_DIR", s.state_dir())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    // Keep reading stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in err.lines() {});
+    (child, addr)
+}
+
+#[test]
+fn serve_answers_healthz_per_instance_and_metrics_caches_and_shares_one_run_and_stops_on_sigterm() {
+    let srv = servers();
+    let s = Scratch::new();
+    let key = format!("serve-{}", std::process::id());
+    s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: http\n    for_each: \"{{ instance.http.health }}\"\n    http.check: { url: \"{{ instance.http.base_url }}{{ item.path }}\", expect_status: 200 }\n");
+    s.write(
+        "opsctl.yaml",
+        &format!(
+            "runbooks_dir: runbooks\ninstances:\n  slow:\n    http: {{ base_url: \"{base}\", health: [/concurrent/{key}/400] }}\n  bad:\n    http: {{ base_url: \"{base}\", health: [/status/500] }}\n",
+            base = srv.url("")
+        ),
+    );
+    // A routine cron ran earlier: its result is in /metrics from the history.
+    s.write("probe.yaml", "name: nightly\nsteps:\n  - id: ok\n    sleep: { duration: 0s }\n");
+    opsctl(&s, &["run", "probe.yaml", "-i", "slow"]).code(0);
+    let (mut child, addr) = serve(&s, &["--cache", "3s"]);
+
+    // Five requests at once: one run of the checks (the slow endpoint is hit once).
+    let answers: Vec<(u16, String)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..5).map(|_| sc.spawn(|| get(&addr, "/healthz"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stats = || crate::support::server::get_json(&srv.url(&format!("/stats/{key}")));
+    assert_eq!(stats()["count"], 1, "single flight: {}", stats());
+    for (status, body) in &answers {
+        assert_eq!(*status, 503, "one instance fails: {body}");
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(doc["schema"], "opsctl.fleet/v1");
+        assert_eq!(statuses(&doc), pairs(&[("slow", "passed"), ("bad", "failed")]));
+    }
+    // Cached: per instance, from the same results.
+    let (status, body) = get(&addr, "/healthz/slow");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["instance"], "slow");
+    assert_eq!(get(&addr, "/healthz/bad").0, 503);
+    assert_eq!(get(&addr, "/healthz/nope").0, 404);
+    assert_eq!(get(&addr, "/nope").0, 404);
+    let (status, metrics) = get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("opsctl_run_success{runbook=\"check\",opsctl_instance=\"bad\"} 0"), "{metrics}");
+    assert!(metrics.contains("opsctl_run_success{runbook=\"nightly\",opsctl_instance=\"slow\"} 1"), "the cron-run runbook from the history: {metrics}");
+    assert_eq!(stats()["count"], 1, "all from the cache");
+    if let Some(promtool) = promtool() {
+        let mut p = std::process::Command::new(promtool).args(["check", "metrics"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(p.stdin.as_mut().unwrap(), metrics.as_bytes()).unwrap();
+        assert!(p.wait().unwrap().success());
+    }
+    // Past the cache, the next request runs the checks again; serve's checks are not history.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    get(&addr, "/healthz");
+    assert_eq!(stats()["count"], 2);
+    assert_eq!(opsctl(&s, &["history", "-o", "json"]).json().as_array().unwrap().len(), 1);
+
+    // SIGTERM while a request is in flight: it is answered, then the server exits 0.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    let pending = std::thread::spawn({
+        let addr = addr.clone();
+        move || get(&addr, "/healthz/slow")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(pending.join().unwrap().0, 200, "the request in flight is answered");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn serve_refuses_a_mutating_check_and_a_port_in_use() {
+    let s = Scratch::new();
+    inventory(&s);
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    opsctl(&s, &["serve", "--listen", &addr]).code(2).stderr_has(&format!("cannot listen on {addr}"));
+    s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: fix\n    host.command: { argv: [\"true\"], effect: mutate }\n");
+    opsctl(&s, &["serve", "--listen", "127.0.0.1:0"]).code(2).stderr_has("`serve` runs only read-only runbooks").stderr_has("fix (host.command)");
+}
