@@ -81,6 +81,7 @@ const fn kind<T: StepKind>() -> KindInfo {
             literal: T::LITERAL,
             leases: T::LEASES,
             machine: T::MACHINE,
+            permissions: T::PERMISSIONS,
             validate: validate_erased::<T>,
             schema: schema_erased::<T>,
         },

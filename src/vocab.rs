@@ -232,6 +232,8 @@ pub struct KindSpec {
     pub leases: &'static [&'static str],
     /// Reads only the machine opsctl runs on (`kind::StepKind::MACHINE`).
     pub machine: bool,
+    /// What it needs of the backends' access control (`kind::StepKind::PERMISSIONS`).
+    pub permissions: &'static [Permission],
     /// Parses parameters with templates as wildcards; returns the step's effect.
     pub validate: fn(&Node) -> Result<Effect, DeError>,
     /// The JSON Schema of the parameters.
@@ -260,4 +262,48 @@ pub struct StepSummary {
     pub id: String,
     pub status: String,
     pub duration_secs: f64,
+}
+
+/// What a step kind needs of a backend's access control, for `opsctl permissions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// Kubernetes RBAC: verbs on a resource (`pods`, `pods/log`) of an API group (`""` is the
+    /// core group), in the instance's namespace — or cluster-wide (`nodes`, every pod).
+    Kube { group: &'static str, resource: &'static str, verbs: &'static [&'static str], cluster: bool },
+    /// AWS IAM actions on the instance's resources of one sort.
+    Aws { actions: &'static [&'static str], on: AwsOn },
+}
+
+/// Which of the instance's AWS resources an IAM action is granted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AwsOn {
+    /// Actions that take no resource ARN (`Describe*`, `List*`, metric reads and writes).
+    Any,
+    /// `dynamodb.tables`.
+    Tables,
+    /// The backup store's bucket and prefix (`backups.s3`), when it is S3.
+    Bucket,
+    /// The Secrets Manager secrets the instance refers to.
+    Secrets,
+    /// `cloudwatch_logs.groups`.
+    LogGroups,
+    /// `ecs.cluster` and its `ecs.services`.
+    EcsServices,
+    /// `rds.instances`, and the drills' instances and snapshots.
+    DbInstances,
+}
+
+/// Namespaced Kubernetes access.
+pub const fn kube(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> Permission {
+    Permission::Kube { group, resource, verbs, cluster: false }
+}
+
+/// Cluster-wide Kubernetes access (a ClusterRole).
+pub const fn kube_cluster(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> Permission {
+    Permission::Kube { group, resource, verbs, cluster: true }
+}
+
+/// AWS IAM actions.
+pub const fn aws(actions: &'static [&'static str], on: AwsOn) -> Permission {
+    Permission::Aws { actions, on }
 }

@@ -348,6 +348,23 @@ pub enum Command {
     },
     /// Show past runs from the audit history, newest first
     History(HistoryArgs),
+    /// The least privilege runbooks need on an instance: a Kubernetes Role (and ClusterRole) or an AWS IAM policy
+    Permissions {
+        /// Runbook names or paths
+        runbooks: Vec<String>,
+        /// Also every runbook of this routine (repeatable): daily, weekly, monthly or one the inventory names
+        #[arg(long, value_name = "NAME")]
+        routine: Vec<String>,
+        /// The instance
+        #[arg(long, short = 'i', value_name = "NAME")]
+        instance: String,
+        /// What to print [default: kubernetes when the instance has Kubernetes, else aws]
+        #[arg(long, value_enum)]
+        format: Option<PermissionsFormat>,
+        /// The identity the Role is bound to [default: <the instance's namespace>/opsctl]
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        service_account: Option<String>,
+    },
     /// Serve /healthz (the check runbook, cached, single-flight), /healthz/<instance> and /metrics over HTTP
     Serve(ServeArgs),
     /// Print the JSON Schema of runbooks or of the inventory
@@ -455,6 +472,14 @@ impl Platform {
             Platform::Ecs => "ecs",
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PermissionsFormat {
+    /// Role, RoleBinding, and a ClusterRole and binding for cluster-wide reads (YAML)
+    Kubernetes,
+    /// An IAM policy document (JSON)
+    Aws,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

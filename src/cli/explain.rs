@@ -144,6 +144,13 @@ pub fn reference(name: &str) -> Result<Value, Error> {
         "effect": spec.effect,
         "effect_means": effect_text(spec.effect),
         "needs": needs(spec.name),
+        "permissions": spec.permissions.iter().map(|p| match p {
+            crate::vocab::Permission::Kube { group, resource, verbs, cluster } => {
+                let g = if group.is_empty() { "core" } else { group };
+                format!("kubernetes: {} {resource} ({g}){}", verbs.join(", "), if *cluster { ", cluster-wide" } else { "" })
+            }
+            crate::vocab::Permission::Aws { actions, on } => format!("aws: {} on {on:?}", actions.join(", ")),
+        }).collect::<Vec<_>>(),
         "parameters": params,
         "outputs": spec.outputs.iter().map(|o| json!({ "name": o.name, "type": o.ty, "description": o.help })).collect::<Vec<_>>(),
         "common_outputs": ["status", "failed", "message", "duration", "attempts"],
@@ -159,6 +166,13 @@ pub fn render(doc: &Value) -> String {
         out.push_str(&format!("\n{}\n", wrap(d, 96, "")));
     }
     out.push_str(&format!("\neffect: {}\nneeds: {}\n", s(&doc["effect_means"]), s(&doc["needs"])));
+    let perms = doc["permissions"].as_array().cloned().unwrap_or_default();
+    if !perms.is_empty() {
+        out.push_str("permissions (`opsctl permissions`):\n");
+        for p in &perms {
+            out.push_str(&format!("  {}\n", s(p)));
+        }
+    }
     let params = doc["parameters"].as_array().cloned().unwrap_or_default();
     out.push_str("\nparameters:");
     if params.is_empty() {

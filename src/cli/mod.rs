@@ -185,6 +185,7 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Exit, Error> {
         Command::Explain { kind } => explain::explain(g, ui, &kind),
         Command::History(h) => listing::history(g, ui, &h),
         Command::Serve(a) => serve::serve(g, ui, &a),
+        Command::Permissions { runbooks, routine, instance, format, service_account } => permissions(g, &runbooks, &routine, &instance, format, service_account.as_deref()),
         Command::Schema { what } => {
             let v = match what {
                 args::SchemaWhat::Runbook => crate::schema::runbook(),
@@ -500,6 +501,60 @@ fn fleet_json(command: &str, runs: Vec<(crate::report::RunStatus, serde_json::Va
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// `opsctl permissions`: what the runbooks (and the routines' runbooks) need on the instance.
+fn permissions(g: &Global, names: &[String], routines: &[String], instance: &str, format: Option<args::PermissionsFormat>, sa: Option<&str>) -> Result<Exit, Error> {
+    use crate::diagnostic::Diagnostic;
+    let inventory = Inventory::discover(g.config.as_deref())?;
+    let inst = inventory.instance(instance)?;
+    let mut wanted: Vec<String> = names.to_vec();
+    for r in routines {
+        wanted.extend(routine_entries(&inst, r)?.into_iter().map(|e| e.runbook));
+    }
+    if wanted.is_empty() {
+        return Err(Diagnostic::new("`permissions` needs runbooks or --routine NAME").help("e.g. opsctl permissions check --routine daily --instance team-a").into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    wanted.retain(|w| seen.insert(w.clone()));
+    let loaded = wanted.iter().map(|w| Runbook::load(catalog::find(w, &inventory)?).map_err(Error::Invalid)).collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&Runbook> = loaded.iter().collect();
+    let needs = procedures::permissions::compute(&refs, &inst);
+    let format = match format {
+        Some(f) => f,
+        None if inst.kubernetes.is_some() => args::PermissionsFormat::Kubernetes,
+        None if inst.aws.is_some() => args::PermissionsFormat::Aws,
+        None => {
+            return Err(Diagnostic::new(format!("instance {instance} has neither `kubernetes:` nor `aws:`: there is no access control to compute"))
+                .help("opsctl needs no permissions of its own for the other backends beyond their credentials")
+                .into());
+        }
+    };
+    let names: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+    let text = match format {
+        args::PermissionsFormat::Kubernetes => {
+            let Some(k) = &inst.kubernetes else {
+                return Err(Diagnostic::new(format!("instance {instance} has no `kubernetes:`")).help("use --format aws, or an instance with Kubernetes").into());
+            };
+            let namespace = k.namespace.clone().unwrap_or_else(|| "default".into());
+            let (sa_ns, sa_name) = match sa {
+                Some(s) => s.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| Diagnostic::new(format!("--service-account `{s}` is not NAMESPACE/NAME")))?,
+                None => (namespace.clone(), "opsctl".to_string()),
+            };
+            let header = format!("What {} need(s) on instance {instance} (namespace {namespace}): `opsctl permissions` {}", names.join(", "), env!("CARGO_PKG_VERSION"));
+            needs.kubernetes_yaml(&header, &namespace, (&sa_ns, &sa_name))
+        }
+        args::PermissionsFormat::Aws => {
+            if inst.aws.is_none() {
+                return Err(Diagnostic::new(format!("instance {instance} has no `aws:`")).help("use --format kubernetes, or an instance with AWS").into());
+            }
+            let mut t = serde_json::to_string_pretty(&needs.aws_policy(&inst)).unwrap_or_default();
+            t.push('\n');
+            t
+        }
+    };
+    Destination::Stdout.write(&text)?;
+    Ok(Exit::Passed)
 }
 
 /// Answers confirmations on the terminal.

@@ -38,6 +38,9 @@ pub trait StepKind: DeserializeOwned + JsonSchema + Send + Sync + 'static {
     /// memory, load): a command on several instances runs it once per set of parameters
     /// and gives every instance that result.
     const MACHINE: bool = false;
+    /// What it needs of the backends' access control — Kubernetes verbs on resources, AWS
+    /// IAM actions — for `opsctl permissions` (least privilege, computed from runbooks).
+    const PERMISSIONS: &'static [crate::vocab::Permission] = &[];
 
     /// The effect of this particular step; only kinds whose author declares it override.
     fn effect(&self) -> Effect {

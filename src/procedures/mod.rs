@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod fleet;
 pub mod lock;
+pub mod permissions;
 
 use std::path::Path;
 use std::sync::Arc;

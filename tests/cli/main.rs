@@ -20,6 +20,7 @@ mod k8s;
 mod logs;
 mod http;
 mod outputs;
+mod permissions;
 mod port_forward;
 mod postgres;
 mod procedures;

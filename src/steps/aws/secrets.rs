@@ -162,6 +162,10 @@ fn short(version: &str) -> &str {
 
 impl StepKind for Rotate {
     const NAME: &'static str = "secrets.rotate";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"], AwsOn::Secrets)]
+    };
     const SUMMARY: &'static str = "rotate an AWS Secrets Manager secret: new value staged AWSPENDING → AWSCURRENT, previous kept; never printed";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -75,6 +75,10 @@ impl Fresh {
 
 impl StepKind for Fresh {
     const NAME: &'static str = "backup.fresh";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:GetObject", "s3:ListBucket"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str =
         "the newest backup of each kind the instance has is younger than max_age (default 26h), its checksums re-read with verify: true";
     const EFFECT: Effect = Effect::Read;

@@ -53,6 +53,10 @@ fn ids(ms: &[backup::Manifest]) -> String {
 
 impl StepKind for Prune {
     const NAME: &'static str = "backup.prune";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:ListBucket", "s3:DeleteObject"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "delete backups past retention (keep_last, keep_days); a dry run lists them";
     const EFFECT: Effect = Effect::Destroy;
     const OUTPUTS: &'static [Output] = &[

@@ -22,6 +22,10 @@ pub struct Verify {
 
 impl StepKind for Verify {
     const NAME: &'static str = "backup.verify";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:GetObject", "s3:ListBucket"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "check a backup's checksums and structure (pg_restore --list, or every exported item)";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -78,6 +78,10 @@ fn pod_requests(p: &Pod) -> (f64, f64) {
 
 impl StepKind for Capacity {
     const NAME: &'static str = "k8s.capacity";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube_cluster("", "nodes", &["list"]), kube_cluster("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str =
         "per node, the CPU and memory its pods request against allocatable (kubectl describe nodes' Allocated resources), against warn/fail ratios";
     const EFFECT: Effect = Effect::Read;

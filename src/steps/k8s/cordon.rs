@@ -17,6 +17,10 @@ pub struct Cordon {
 
 impl StepKind for Cordon {
     const NAME: &'static str = "k8s.cordon";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube_cluster("", "nodes", &["get", "patch"])]
+    };
     const SUMMARY: &'static str = "mark a node unschedulable, as kubectl cordon";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[Output { name: "was_cordoned", ty: "bool", help: "it was already unschedulable" }];

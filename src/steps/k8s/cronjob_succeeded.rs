@@ -26,6 +26,10 @@ pub struct CronjobSucceeded {
 
 impl StepKind for CronjobSucceeded {
     const NAME: &'static str = "k8s.cronjob_succeeded";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("batch", "cronjobs", &["get"]), kube("batch", "jobs", &["list"])]
+    };
     const SUMMARY: &'static str = "a CronJob's last successful Job within a window; failed Jobs since and a suspended schedule reported";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -20,6 +20,10 @@ pub struct DeploymentReady {
 
 impl StepKind for DeploymentReady {
     const NAME: &'static str = "k8s.deployment_ready";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get"]), kube("apps", "statefulsets", &["get"]), kube("apps", "replicasets", &["list"]), kube("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str = "a deployment fully rolled out: observedGeneration current, available = updated = desired";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -70,6 +70,10 @@ fn evict_params(grace: Option<Duration>, dry_run: bool) -> EvictParams {
 
 impl StepKind for Drain {
     const NAME: &'static str = "k8s.drain";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube_cluster("", "nodes", &["get", "patch"]), kube_cluster("", "pods", &["list"]), kube_cluster("", "pods/eviction", &["create"])]
+    };
     const SUMMARY: &'static str = "cordon a node and evict its pods through the eviction API, respecting PodDisruptionBudgets (DaemonSet pods stay)";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

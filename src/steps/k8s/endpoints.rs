@@ -43,6 +43,10 @@ fn addresses(ep: &Endpoints) -> (usize, usize) {
 
 impl StepKind for EndpointsCheck {
     const NAME: &'static str = "k8s.endpoints";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("", "services", &["list"]), kube("", "endpoints", &["get"]), kube("networking.k8s.io", "ingresses", &["list"])]
+    };
     const SUMMARY: &'static str = "every service (with a selector) has ready endpoint addresses; every ingress has a load balancer address";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

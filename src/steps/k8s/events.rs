@@ -51,6 +51,10 @@ fn event_time(e: &Event) -> Option<jiff::Timestamp> {
 
 impl StepKind for Events {
     const NAME: &'static str = "k8s.events";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("", "events", &["list"])]
+    };
     const SUMMARY: &'static str = "Warning events of the namespace in a window (reason and object filters), newest first; warn/fail above a count";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

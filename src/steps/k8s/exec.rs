@@ -78,6 +78,10 @@ pub fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status
 
 impl StepKind for Exec {
     const NAME: &'static str = "k8s.exec";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("", "pods", &["get", "list"]), kube("", "pods/exec", &["create"])]
+    };
     const SUMMARY: &'static str = "run argv in a pod's container (the exec subresource); check exit code and stdout";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

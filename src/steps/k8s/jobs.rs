@@ -67,6 +67,10 @@ pub struct Jobs {
 
 impl StepKind for Jobs {
     const NAME: &'static str = "k8s.jobs";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("batch", "jobs", &["list"])]
+    };
     const SUMMARY: &'static str = "Jobs of the namespace: failed ones within a window fail, long-running ones warn";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

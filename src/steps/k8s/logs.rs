@@ -132,6 +132,10 @@ async fn pods_of(kube: &Kube, target: Option<&str>, selector: Option<&str>) -> R
 
 impl StepKind for Logs {
     const NAME: &'static str = "k8s.logs";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("", "pods", &["get", "list"]), kube("", "pods/log", &["get"]), kube("apps", "deployments", &["get"]), kube("apps", "statefulsets", &["get"]), kube("batch", "cronjobs", &["get"]), kube("batch", "jobs", &["list"])]
+    };
     const SUMMARY: &'static str = "count log lines matching a regex across a deployment's, a pod's or a selector's pods (since/tail), warn/fail thresholds, samples, 401/403/429 counts";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

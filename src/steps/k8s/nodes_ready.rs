@@ -22,6 +22,10 @@ pub struct NodesReady {
 
 impl StepKind for NodesReady {
     const NAME: &'static str = "k8s.nodes_ready";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube_cluster("", "nodes", &["list"])]
+    };
     const SUMMARY: &'static str = "every node Ready; cordoned nodes and memory/disk/PID pressure warn";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -113,6 +113,10 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 
 impl StepKind for PatchStep {
     const NAME: &'static str = "k8s.patch";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get", "patch"]), kube("apps", "statefulsets", &["get", "patch"])]
+    };
     const SUMMARY: &'static str = "merge or strategic merge patch of a named object (ConfigMap keys, a Service, a CronJob…); plan and message list each changed field";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -39,6 +39,10 @@ pub struct PodsHealthy {
 
 impl StepKind for PodsHealthy {
     const NAME: &'static str = "k8s.pods_healthy";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str = "pods running and ready: no CrashLoopBackOff or failed pods, restarts under a limit, ready ratio";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -19,6 +19,10 @@ pub struct RolloutHistory {
 
 impl StepKind for RolloutHistory {
     const NAME: &'static str = "k8s.rollout_history";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get"]), kube("apps", "replicasets", &["list"])]
+    };
     const SUMMARY: &'static str = "a deployment's revisions with images and change cause, as kubectl rollout history";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

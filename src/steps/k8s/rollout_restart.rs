@@ -28,6 +28,10 @@ pub struct RolloutRestart {
 
 impl StepKind for RolloutRestart {
     const NAME: &'static str = "k8s.rollout_restart";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get", "patch"]), kube("apps", "statefulsets", &["get", "patch"]), kube("apps", "replicasets", &["list"]), kube("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str = "restart a deployment's or statefulset's pods through a rollout, as kubectl does";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[Output { name: "revision", ty: "string", help: "the rollout revision afterwards" }];

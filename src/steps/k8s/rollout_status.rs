@@ -26,6 +26,10 @@ pub struct RolloutStatus {
 
 impl StepKind for RolloutStatus {
     const NAME: &'static str = "k8s.rollout_status";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get"]), kube("apps", "statefulsets", &["get"]), kube("apps", "replicasets", &["list"]), kube("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str = "wait until a rollout completes or times out, saying how far it got";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

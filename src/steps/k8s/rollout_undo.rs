@@ -71,6 +71,10 @@ impl RolloutUndo {
 
 impl StepKind for RolloutUndo {
     const NAME: &'static str = "k8s.rollout_undo";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get", "update"]), kube("apps", "replicasets", &["list"])]
+    };
     const SUMMARY: &'static str = "roll a deployment back to the previous (or a given) revision through its ReplicaSets, as kubectl does";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -35,6 +35,10 @@ const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
 impl StepKind for Rollouts {
     const NAME: &'static str = "k8s.rollouts";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["list"]), kube("apps", "replicasets", &["list"])]
+    };
     const SUMMARY: &'static str = "the namespace's Deployment rollouts in a window (revision, images, change cause, when) and those still in progress";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -96,6 +96,10 @@ pub struct Scale {
 
 impl StepKind for Scale {
     const NAME: &'static str = "k8s.scale";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get"]), kube("apps", "statefulsets", &["get"]), kube("apps", "deployments/scale", &["get", "patch"]), kube("apps", "statefulsets/scale", &["get", "patch"]), kube("apps", "replicasets", &["list"]), kube("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str = "set a deployment's or statefulset's replicas (plan shows before → after), then wait until ready";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -97,6 +97,10 @@ impl ScaleAll {
 
 impl StepKind for ScaleAll {
     const NAME: &'static str = "k8s.scale_all";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get", "list", "patch"]), kube("apps", "statefulsets", &["get", "list", "patch"]), kube("apps", "deployments/scale", &["patch"]), kube("apps", "statefulsets/scale", &["patch"])]
+    };
     const SUMMARY: &'static str = "scale every deployment and statefulset of the namespace (e.g. to 0 for a restore), remembering the counts; `restore: true` scales back";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

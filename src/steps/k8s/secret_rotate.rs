@@ -112,6 +112,10 @@ impl SecretRotate {
 
 impl StepKind for SecretRotate {
     const NAME: &'static str = "k8s.secret_rotate";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("", "secrets", &["get", "create", "update"]), kube("apps", "deployments", &["get", "patch"]), kube("apps", "statefulsets", &["get", "patch"]), kube("apps", "replicasets", &["list"]), kube("", "pods", &["list"])]
+    };
     const SUMMARY: &'static str = "set keys of a Secret (generated or from a secret reference), the previous Secret kept for rollback, workloads restarted; values never printed";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

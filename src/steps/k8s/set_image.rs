@@ -33,6 +33,10 @@ pub struct SetImage {
 
 impl StepKind for SetImage {
     const NAME: &'static str = "k8s.set_image";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get", "patch"]), kube("apps", "statefulsets", &["get", "patch"])]
+    };
     const SUMMARY: &'static str = "set a container's image in a deployment or statefulset (plan shows old → new image)";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

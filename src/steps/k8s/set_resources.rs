@@ -90,6 +90,10 @@ impl SetResources {
 
 impl StepKind for SetResources {
     const NAME: &'static str = "k8s.set_resources";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["get", "patch"]), kube("apps", "statefulsets", &["get", "patch"])]
+    };
     const SUMMARY: &'static str = "set a container's CPU/memory requests and limits (plan shows before → after)";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -86,6 +86,10 @@ pub struct Top {
 
 impl StepKind for Top {
     const NAME: &'static str = "k8s.top";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("metrics.k8s.io", "pods", &["list"]), kube_cluster("metrics.k8s.io", "nodes", &["list"]), kube_cluster("", "nodes", &["list"])]
+    };
     const SUMMARY: &'static str = "CPU/memory in use per pod or node (metrics.k8s.io) against thresholds; a clear warning without metrics-server";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

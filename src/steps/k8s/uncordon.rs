@@ -17,6 +17,10 @@ pub struct Uncordon {
 
 impl StepKind for Uncordon {
     const NAME: &'static str = "k8s.uncordon";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube_cluster("", "nodes", &["get", "patch"])]
+    };
     const SUMMARY: &'static str = "mark a node schedulable again, as kubectl uncordon";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[Output { name: "was_cordoned", ty: "bool", help: "it was unschedulable" }];

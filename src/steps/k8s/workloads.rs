@@ -21,6 +21,10 @@ pub struct Workloads {
 
 impl StepKind for Workloads {
     const NAME: &'static str = "k8s.workloads";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[kube("apps", "deployments", &["list"]), kube("apps", "statefulsets", &["list"])]
+    };
     const SUMMARY: &'static str = "every Deployment and StatefulSet in the namespace fully rolled out";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -160,6 +160,10 @@ pub async fn open_local(path: &std::path::Path) -> Result<Box<dyn tokio::io::Asy
 
 impl StepKind for Backup {
     const NAME: &'static str = "postgres.backup";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:AbortMultipartUpload"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "pg_dump -Fc streamed into the backup store with a sha256 and a manifest (written last)";
     const EFFECT: Effect = Effect::Mutate;
     const LEASES: &'static [&'static str] = &[super::lease::NAME];

@@ -251,6 +251,10 @@ impl Restore {
 
 impl StepKind for Restore {
     const NAME: &'static str = "postgres.restore";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:GetObject", "s3:ListBucket"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "verify a backup, then restore it (into a new database swapped in, or in place) and check the tables";
     const EFFECT: Effect = Effect::Destroy;
     const LEASES: &'static [&'static str] = &[super::lease::NAME];
@@ -453,6 +457,10 @@ impl RestoreTest {
 
 impl StepKind for RestoreTest {
     const NAME: &'static str = "postgres.restore_test";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:GetObject", "s3:ListBucket"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "restore a backup (default the newest) into a scratch database, check its tables and rows, measure RTO and RPO, drop it; the instance's database is not touched";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

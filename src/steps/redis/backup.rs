@@ -62,6 +62,10 @@ enum Framing {
 
 impl StepKind for Backup {
     const NAME: &'static str = "redis.backup";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:AbortMultipartUpload"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "an RDB snapshot over the replication protocol (as redis-cli --rdb), streamed into the backup store with a sha256 and a manifest (written last)";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -24,6 +24,10 @@ pub struct Alarms {
 
 impl StepKind for Alarms {
     const NAME: &'static str = "cloudwatch.alarms";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["cloudwatch:DescribeAlarms"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "CloudWatch alarms in ALARM (matching a prefix) fail the step";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

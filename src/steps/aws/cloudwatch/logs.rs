@@ -66,6 +66,10 @@ fn millis(t: SystemTime) -> i64 {
 
 impl StepKind for Logs {
     const NAME: &'static str = "cloudwatch.logs";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["logs:FilterLogEvents"], AwsOn::LogGroups)]
+    };
     const SUMMARY: &'static str = "count CloudWatch Logs events (stream prefix, filter pattern, regex) in a window against thresholds, with samples";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

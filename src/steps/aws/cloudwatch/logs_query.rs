@@ -74,6 +74,10 @@ impl LogsQuery {
 
 impl StepKind for LogsQuery {
     const NAME: &'static str = "cloudwatch.logs_query";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["logs:StartQuery"], AwsOn::LogGroups), aws(&["logs:GetQueryResults", "logs:StopQuery"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "a CloudWatch Logs Insights query run to completion with a timeout; rows as output; a numeric field (or the row count) against thresholds";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

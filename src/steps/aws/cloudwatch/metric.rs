@@ -132,6 +132,10 @@ fn format_value(v: f64, unit: Option<&StandardUnit>) -> String {
 
 impl StepKind for Metric {
     const NAME: &'static str = "cloudwatch.metric";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["cloudwatch:GetMetricData"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "a CloudWatch metric (statistic or percentile over a window) held to warn/fail thresholds";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

@@ -57,6 +57,10 @@ impl PutMetrics {
 
 impl StepKind for PutMetrics {
     const NAME: &'static str = "cloudwatch.put_metrics";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["cloudwatch:PutMetricData"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "publish this run's results (failed and duration per step) to CloudWatch for alarms";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[Output { name: "published", ty: "int", help: "metric values sent" }];

@@ -38,6 +38,10 @@ impl Backup {
 
 impl StepKind for Backup {
     const NAME: &'static str = "dynamodb.backup";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["dynamodb:CreateBackup", "dynamodb:DescribeBackup"], AwsOn::Tables)]
+    };
     const SUMMARY: &'static str = "an on-demand DynamoDB backup, waited for until AVAILABLE; outputs its ARN";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

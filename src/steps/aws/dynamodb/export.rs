@@ -259,6 +259,10 @@ pub fn key_of(t: &aws_sdk_dynamodb::types::TableDescription) -> Vec<KeyAttribute
 
 impl StepKind for Export {
     const NAME: &'static str = "dynamodb.export";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["dynamodb:DescribeTable", "dynamodb:Scan"], AwsOn::Tables), aws(&["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:AbortMultipartUpload"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "parallel Scan segments into the backup store as JSON Lines, with item count and sha256 in a manifest";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -39,6 +39,10 @@ pub async fn pitr_state(client: &aws_sdk_dynamodb::Client, config: &aws_config::
 
 impl StepKind for Pitr {
     const NAME: &'static str = "dynamodb.pitr";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["dynamodb:DescribeContinuousBackups", "dynamodb:UpdateContinuousBackups"], AwsOn::Tables)]
+    };
     const SUMMARY: &'static str = "ensure point-in-time recovery is on; report the earliest restorable time";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -92,6 +92,10 @@ impl Restore {
 
 impl StepKind for Restore {
     const NAME: &'static str = "dynamodb.restore";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["dynamodb:DescribeTable", "dynamodb:BatchWriteItem", "dynamodb:Scan"], AwsOn::Tables), aws(&["s3:GetObject", "s3:ListBucket"], AwsOn::Bucket)]
+    };
     const SUMMARY: &'static str = "restore from an on-demand backup or a point in time (new table), or from an export/backup.json via BatchWriteItem; verifies item counts";
     const EFFECT: Effect = Effect::Destroy;
     const OUTPUTS: &'static [Output] = &[

@@ -64,6 +64,10 @@ impl SetCapacity {
 
 impl StepKind for SetCapacity {
     const NAME: &'static str = "dynamodb.set_capacity";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["dynamodb:DescribeTable", "dynamodb:UpdateTable"], AwsOn::Tables)]
+    };
     const SUMMARY: &'static str = "change RCU/WCU or the billing mode (plan: before → after), wait until ACTIVE";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

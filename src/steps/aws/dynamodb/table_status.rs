@@ -27,6 +27,10 @@ pub struct TableStatus {
 
 impl StepKind for TableStatus {
     const NAME: &'static str = "dynamodb.table_status";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["dynamodb:DescribeTable"], AwsOn::Tables)]
+    };
     const SUMMARY: &'static str = "a table's status, item count, size, billing mode, PITR and encryption";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

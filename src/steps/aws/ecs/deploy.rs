@@ -66,6 +66,10 @@ fn container_of<'a>(td: &'a aws_sdk_ecs::types::TaskDefinition, wanted: Option<&
 
 impl StepKind for Deploy {
     const NAME: &'static str = "ecs.deploy";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["ecs:DescribeServices", "ecs:UpdateService"], AwsOn::EcsServices), aws(&["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "iam:PassRole"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "point an ECS service at a task definition revision, or register one with a new image; wait until stable";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -91,6 +91,10 @@ impl Rollback {
 
 impl StepKind for Rollback {
     const NAME: &'static str = "ecs.rollback";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["ecs:DescribeServices", "ecs:UpdateService"], AwsOn::EcsServices), aws(&["ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "an ECS service back to the previous (or a given) task definition revision; wait until stable";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

@@ -37,6 +37,10 @@ fn five_seconds() -> Duration {
 
 impl StepKind for Scale {
     const NAME: &'static str = "ecs.scale";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["ecs:DescribeServices", "ecs:UpdateService"], AwsOn::EcsServices)]
+    };
     const SUMMARY: &'static str = "set an ECS service's desired count (plan: before → after), wait until stable";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[

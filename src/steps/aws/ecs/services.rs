@@ -62,6 +62,10 @@ fn three() -> usize {
 
 impl StepKind for Services {
     const NAME: &'static str = "ecs.services";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["ecs:DescribeServices"], AwsOn::EcsServices), aws(&["ecs:ListServices", "ecs:ListTasks", "ecs:DescribeTasks"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "ECS services: running = desired, the rollout (circuit breaker), tasks stopped in a window with reasons and exit codes";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

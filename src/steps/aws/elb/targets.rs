@@ -103,6 +103,10 @@ fn not_found(e: StepError, what: &str, config: &aws_config::SdkConfig) -> StepEr
 
 impl StepKind for Targets {
     const NAME: &'static str = "elb.targets";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"], AwsOn::Any)]
+    };
     const SUMMARY: &'static str = "ELBv2 target health: healthy targets per target group against min_healthy; every other target with its state, reason and description";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

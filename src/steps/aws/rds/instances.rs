@@ -57,6 +57,10 @@ const PASSING: &[&str] = &["backing-up", "modifying", "maintenance", "upgrading"
 
 impl StepKind for Instances {
     const NAME: &'static str = "rds.instances";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["rds:DescribeDBInstances"], AwsOn::DbInstances)]
+    };
     const SUMMARY: &'static str = "RDS DB instances: status available, free storage vs allocated, pending maintenance; Multi-AZ and backup retention as warnings";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

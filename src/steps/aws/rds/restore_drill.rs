@@ -91,6 +91,10 @@ impl RestoreDrill {
 
 impl StepKind for RestoreDrill {
     const NAME: &'static str = "rds.restore_drill";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["rds:DescribeDBSnapshots", "rds:DescribeDBInstances", "rds:RestoreDBInstanceFromDBSnapshot", "rds:AddTagsToResource"], AwsOn::DbInstances)]
+    };
     const SUMMARY: &'static str = "restore the newest (or a given) RDS snapshot into a scratch instance tagged as a drill; wait until available; RTO and RPO as outputs";
     const EFFECT: Effect = Effect::Mutate;
     const OUTPUTS: &'static [Output] = &[
@@ -225,6 +229,10 @@ impl DeleteDrill {
 
 impl StepKind for DeleteDrill {
     const NAME: &'static str = "rds.delete_drill";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["rds:DescribeDBInstances", "rds:DeleteDBInstance"], AwsOn::DbInstances)]
+    };
     const SUMMARY: &'static str = "delete a restore drill's scratch DB instance (refuses one not tagged as an opsctl drill)";
     const EFFECT: Effect = Effect::Destroy;
     const OUTPUTS: &'static [Output] = &[Output { name: "instance", ty: "string", help: "the instance deleted" }];

@@ -73,6 +73,10 @@ pub async fn newest(
 
 impl StepKind for Snapshots {
     const NAME: &'static str = "rds.snapshots";
+    const PERMISSIONS: &'static [crate::vocab::Permission] = {
+        use crate::vocab::*;
+        &[aws(&["rds:DescribeDBSnapshots"], AwsOn::DbInstances)]
+    };
     const SUMMARY: &'static str = "the newest available RDS snapshot of each DB instance is younger than max_age (the RPO now)";
     const EFFECT: Effect = Effect::Read;
     const OUTPUTS: &'static [Output] = &[

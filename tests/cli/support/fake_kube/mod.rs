@@ -10,7 +10,8 @@
 //! strategic merge patch (by merge key for containers, env, ports, volumes), `dryRun=All`,
 //! `Status` errors (401, 403, 404, 409, 422, 429), owner-reference garbage collection, and a
 //! simulated controller ([`controller`]). What it does not: watches, server-side apply,
-//! admission, RBAC beyond a list of forbidden verbs. Exec ([`exec`]) and port-forwarding
+//! admission. RBAC ([`rbac`]) is enforced when Roles are given to it (`Cluster::rbac`),
+//! else it refuses only a list of forbidden verbs. Exec ([`exec`]) and port-forwarding
 //! ([`portforward`]) speak the real WebSocket channel protocols, but their "containers" are
 //! this machine: the argv runs here, and a pod's port is a port on loopback.
 
@@ -18,6 +19,7 @@ pub mod controller;
 mod exec;
 pub mod patch;
 mod portforward;
+pub mod rbac;
 pub mod selector;
 mod server;
 pub mod store;

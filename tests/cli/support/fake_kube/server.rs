@@ -120,6 +120,13 @@ pub async fn handle(cluster: Arc<Mutex<Cluster>>, req: Request<Incoming>) -> Res
             && auth.as_deref() != Some(&format!("Bearer {token}")) {
                 return Ok(reply(401, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})));
             }
+        if let Some(rules) = &c.rbac
+            && let Some((verb, group, resource, ns)) = super::rbac::attributes(&method, &uri_path, &q, req.headers().contains_key("upgrade"))
+            && !super::rbac::allows(rules, &verb, &group, &resource, ns.as_deref())
+        {
+            c.denied.push(format!("{verb} {group}/{resource}"));
+            return Ok(error(ApiError::new(403, "Forbidden", super::rbac::forbidden(&verb, &group, &resource, ns.as_deref()))));
+        }
     }
     if uri_path.ends_with("/exec") && req.headers().contains_key("upgrade") {
         return Ok(super::exec::upgrade(&cluster, req, &uri_path, &q));

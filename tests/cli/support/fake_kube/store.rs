@@ -117,6 +117,10 @@ pub struct Cluster {
     pub token: Option<String>,
     /// (verb, plural) pairs refused with 403, e.g. ("patch", "deployments").
     pub forbidden: Vec<(String, String)>,
+    /// When set, RBAC is enforced with these rules (see `rbac`).
+    pub rbac: Option<Vec<super::rbac::Rule>>,
+    /// Requests RBAC refused: "verb group/resource".
+    pub denied: Vec<String>,
     /// Errors to answer once each: (verb, plural, code), e.g. ("update", "deployments", 409).
     pub fail_next: Vec<(String, String, u16)>,
     /// How long new pods take to become ready.
@@ -155,6 +159,8 @@ impl Default for Cluster {
             names: 0,
             token: None,
             forbidden: Vec::new(),
+            rbac: None,
+            denied: Vec::new(),
             fail_next: Vec::new(),
             ready_after: Duration::from_millis(300),
             crashing_images: Vec::new(),
