@@ -518,8 +518,22 @@ fn permissions(g: &Global, names: &[String], routines: &[String], instance: &str
     let mut seen = std::collections::HashSet::new();
     wanted.retain(|w| seen.insert(w.clone()));
     let loaded = wanted.iter().map(|w| Runbook::load(catalog::find(w, &inventory)?).map_err(Error::Invalid)).collect::<Result<Vec<_>, _>>()?;
-    let refs: Vec<&Runbook> = loaded.iter().collect();
-    let needs = procedures::permissions::compute(&refs, &inst);
+    // A runbook that does not apply to the instance (`requires:`) never runs there.
+    let mut skipped = Vec::new();
+    let refs: Vec<&Runbook> = loaded
+        .iter()
+        .filter(|rb| match procedures::prepare(rb, inst.clone(), &[]) {
+            Err(Error::Refused(_)) => {
+                skipped.push(rb.name.clone());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let mut needs = procedures::permissions::compute(&refs, &inst);
+    if !skipped.is_empty() {
+        needs.notes.insert(format!("left out, not applicable to {instance}: {}", skipped.join(", ")));
+    }
     let format = match format {
         Some(f) => f,
         None if inst.kubernetes.is_some() => args::PermissionsFormat::Kubernetes,

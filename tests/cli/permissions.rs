@@ -71,3 +71,102 @@ fn permissions_for_aws_are_a_policy_on_the_instances_resources() {
     s.opsctl().args(["permissions", "-i", "shop"]).run().code(2).stderr_has("needs runbooks or --routine NAME");
     s.opsctl().args(["permissions", "check", "-i", "shop", "--format", "kubernetes"]).run().code(2).stderr_has("has no `kubernetes:`");
 }
+
+/// The manifests of examples/kubernetes/, parsed with opsctl's YAML reader: (file, object).
+fn manifests() -> Vec<(String, serde_json::Value)> {
+    let dir = crate::support::repo().join("examples/kubernetes");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for doc in text.split("\n---\n") {
+            let file = opsctl::source::SourceFile::new(f.display().to_string(), doc);
+            let node = opsctl::yaml::parse(&file).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let v: serde_json::Value = opsctl::yaml::de::from_node(&node, opsctl::yaml::de::Mode::Strict).unwrap();
+            out.push((f.file_name().unwrap().to_string_lossy().into_owned(), v));
+        }
+    }
+    out
+}
+
+/// Every field of `want` is in `got` with the same value (the server dropped nothing).
+fn contains(got: &serde_json::Value, want: &serde_json::Value, at: &str) -> Result<(), String> {
+    match (got, want) {
+        (serde_json::Value::Object(g), serde_json::Value::Object(w)) => {
+            for (k, v) in w {
+                contains(g.get(k).unwrap_or(&serde_json::Value::Null), v, &format!("{at}.{k}"))?;
+            }
+            Ok(())
+        }
+        (serde_json::Value::Array(g), serde_json::Value::Array(w)) if g.len() == w.len() => {
+            g.iter().zip(w).enumerate().try_for_each(|(i, (g, w))| contains(g, w, &format!("{at}[{i}]")))
+        }
+        (g, w) if g == w => Ok(()),
+        (g, w) => Err(format!("{at}: sent {w}, the server kept {g}")),
+    }
+}
+
+#[test]
+fn the_kubernetes_examples_are_valid_objects_and_accepted_command_lines() {
+    let k = KubeEnv::new();
+    let docs = manifests();
+    let kinds: Vec<&str> = docs.iter().map(|(_, d)| d["kind"].as_str().unwrap()).collect();
+    for want in ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CronJob"] {
+        assert!(kinds.contains(&want), "examples/kubernetes has a {want}: {kinds:?}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    for (file, doc) in &docs {
+        let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
+            Some((g, v)) => (format!("apis/{g}"), v.to_string()),
+            None => ("api".to_string(), doc["apiVersion"].as_str().unwrap().to_string()),
+        };
+        let kind = doc["kind"].as_str().unwrap().to_ascii_lowercase();
+        let plural = format!("{kind}s");
+        let scope = match doc["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("namespaces/{ns}/"),
+            None => String::new(),
+        };
+        let url = format!("{}/{group}/{version}/{scope}{plural}", k.fake.url());
+        let created = rt.block_on(async {
+            let r = http.post(&url).bearer_auth(crate::support::fake_kube::TOKEN).header("content-type", "application/json").body(doc.to_string()).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap())
+        });
+        assert_eq!(created.0, 201, "{file}: {} {}", doc["kind"], created.1);
+        contains(&created.1, doc, &format!("{file} {}", doc["kind"])).unwrap();
+    }
+
+    // rbac.yaml is what the binary computes for configmap.yaml's inventory.
+    let cm = docs.iter().find(|(_, d)| d["kind"] == "ConfigMap").unwrap();
+    k.scratch.write("in-cluster.yaml", cm.1["data"]["opsctl.yaml"].as_str().unwrap());
+    let r = k.scratch.opsctl().args(["--config", "in-cluster.yaml", "permissions", "--routine", "daily", "--routine", "weekly", "-i", "team-a"]).run();
+    r.code(0);
+    let file = std::fs::read_to_string(crate::support::repo().join("examples/kubernetes/rbac.yaml")).unwrap();
+    let generated: String = file.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    assert_eq!(generated, r.stdout, "examples/kubernetes/rbac.yaml is stale: regenerate it (see its first line)");
+
+    // Every opsctl command line in the examples is one the binary accepts.
+    let mut lines: Vec<Vec<String>> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"] == "CronJob")
+        .map(|(_, d)| d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect())
+        .collect();
+    let dir = crate::support::repo().join("examples/kubernetes");
+    for f in ["systemd/opsctl-daily.service", "github-actions/deploy.yml"] {
+        for line in std::fs::read_to_string(dir.join(f)).unwrap().lines() {
+            let t = line.trim();
+            let Some(cmd) = t.strip_prefix("ExecStart=/usr/local/bin/opsctl ").or_else(|| t.strip_prefix("run: opsctl ")) else { continue };
+            let words: Vec<String> = cmd.split_whitespace().map(|w| w.trim_matches('"').to_string()).collect();
+            lines.push(words);
+        }
+    }
+    assert!(lines.len() >= 5, "{lines:?}");
+    for args in &lines {
+        let argv = std::iter::once("opsctl".to_string()).chain(args.iter().cloned());
+        if let Err(e) = <opsctl::cli::args::Cli as clap::Parser>::try_parse_from(argv) {
+            panic!("the binary refuses `opsctl {}`: {e}", args.join(" "));
+        }
+    }
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use k8s_openapi::api::{apps, batch, coordination, core, networking, policy};
+use k8s_openapi::api::{apps, batch, coordination, core, networking, policy, rbac};
 
 use super::selector::{FieldSelector, LabelSelector};
 
@@ -71,6 +71,11 @@ pub static TYPES: &[ResourceType] = &[
     rt!("coordination.k8s.io", "v1", "leases", "Lease", true, coordination::v1::Lease, false, false),
     rt!("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, policy::v1::PodDisruptionBudget, true, true),
     rt!("", "v1", "endpoints", "Endpoints", true, core::v1::Endpoints, false, false),
+    rt!("", "v1", "serviceaccounts", "ServiceAccount", true, core::v1::ServiceAccount, false, false),
+    rt!("rbac.authorization.k8s.io", "v1", "roles", "Role", true, rbac::v1::Role, false, false),
+    rt!("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, rbac::v1::RoleBinding, false, false),
+    rt!("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, rbac::v1::ClusterRole, false, false),
+    rt!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, rbac::v1::ClusterRoleBinding, false, false),
     // Custom resources the procedures look at, as their CRDs define them.
     ResourceType { group: "argoproj.io", version: "v1alpha1", plural: "applications", kind: "Application", namespaced: true, normalize: raw, status_subresource: false, generation: true },
     ResourceType { group: "velero.io", version: "v1", plural: "backups", kind: "Backup", namespaced: true, normalize: raw, status_subresource: true, generation: true },
