@@ -19,6 +19,7 @@ mod host;
 mod k8s;
 mod logs;
 mod http;
+mod incluster;
 mod outputs;
 mod permissions;
 mod port_forward;

@@ -119,7 +119,7 @@ pub fn certificates() -> (String, CertAndKey, CertAndKey) {
     (ca_cert.pem(), leaf(365), leaf(5))
 }
 
-fn tls_config((cert, key): CertAndKey) -> tokio_rustls::TlsAcceptor {
+pub fn tls_config((cert, key): CertAndKey) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes()).map(|c| c.unwrap()).collect();

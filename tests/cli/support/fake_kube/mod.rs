@@ -54,8 +54,23 @@ impl FakeKube {
         Self::serve(tokio::net::TcpListener::from_std(listener).expect("listener"))
     }
 
+    /// Starts a fake serving HTTPS on a free loopback port, with a certificate for 127.0.0.1
+    /// and localhost; returns it and its CA (PEM), as a cluster's `ca.crt` would be.
+    pub fn start_tls() -> (FakeKube, String) {
+        let _guard = runtime().enter();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (ca, leaf, _) = super::server::certificates();
+        let fake = Self::serve_with(tokio::net::TcpListener::from_std(listener).expect("listener"), Some(super::server::tls_config(leaf)));
+        (fake, ca)
+    }
+
     /// Serves on `listener` in the current runtime.
     pub fn serve(listener: tokio::net::TcpListener) -> FakeKube {
+        Self::serve_with(listener, None)
+    }
+
+    fn serve_with(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> FakeKube {
         let addr = listener.local_addr().expect("addr");
         let mut state = Cluster::default();
         state.token = Some(TOKEN.to_string());
@@ -65,9 +80,20 @@ impl FakeKube {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let c = c.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| server::handle(c.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades().await;
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(s), svc).with_upgrades().await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades().await;
+                        }
+                    }
                 });
             }
         });
