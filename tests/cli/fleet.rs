@@ -351,3 +351,38 @@ fn serve_refuses_a_mutating_check_and_a_port_in_use() {
     s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: fix\n    host.command: { argv: [\"true\"], effect: mutate }\n");
     opsctl(&s, &["serve", "--listen", "127.0.0.1:0"]).code(2).stderr_has("`serve` runs only read-only runbooks").stderr_has("fix (host.command)");
 }
+
+/// 40 instances, 20 of them failing, `--max-errors 5`: no instance starts after the sixth
+/// failure (runs already in flight finish), the rest are not started.
+#[test]
+fn with_max_errors_5_no_instance_is_launched_after_the_sixth_failure() {
+    let srv = servers();
+    let s = Scratch::new();
+    s.write("runbooks/check.yaml", "name: check\nsteps:\n  - id: http\n    for_each: \"{{ instance.http.health }}\"\n    http.check: { url: \"{{ instance.http.base_url }}{{ item.path }}\", expect_status: 200 }\n");
+    let key = format!("maxerr-{}", std::process::id());
+    let mut inv = String::from("runbooks_dir: runbooks\ninstances:\n");
+    for i in 0..40 {
+        // Every other instance fails at once; the others answer after 150 ms.
+        let path = if i % 2 == 1 { "/status/500".to_string() } else { format!("/concurrent/{key}/150") };
+        inv.push_str(&format!("  t{i:02}:\n    http: {{ base_url: \"{}\", health: [\"{path}\"] }}\n", srv.url("")));
+    }
+    s.write("opsctl.yaml", &inv);
+    let r = opsctl(&s, &["check", "--all", "--max-concurrency", "4", "--max-errors", "5", "-o", "json"]);
+    r.code(1);
+    let doc = r.json();
+    let runs = doc["runs"].as_array().unwrap();
+    let ts = |r: &serde_json::Value, f: &str| r[f].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let mut failed: Vec<jiff::Timestamp> = runs.iter().filter(|r| r["status"] == "failed").map(|r| ts(r, "finished_at")).collect();
+    failed.sort();
+    assert!(failed.len() >= 6, "{}", failed.len());
+    let sixth = failed[5];
+    let started: Vec<&serde_json::Value> = runs.iter().filter(|r| r["status"] != "not_started").collect();
+    for run in &started {
+        let late = ts(run, "started_at").duration_since(sixth);
+        assert!(late < jiff::SignedDuration::from_millis(50), "{} started {late:?} after the sixth failure", run["instance"]);
+    }
+    let not_started = runs.iter().filter(|r| r["status"] == "not_started").count();
+    assert!(not_started >= 20, "{not_started} not started of 40");
+    assert_eq!(started.len() + not_started, 40);
+    assert!(failed.len() < 20, "stopped launching: {} failed", failed.len());
+}
