@@ -413,6 +413,7 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
             resources: std::sync::Arc::new(crate::kind::Resources::default()),
             history: inventory.history,
             record: true,
+            recorder: Default::default(),
         };
         let ctx = &ctx;
         procedures::fleet::fan_out(
@@ -643,6 +644,7 @@ fn execute_counting(
             resources: std::sync::Arc::new(crate::kind::Resources::default()),
             history,
             record: true,
+            recorder: Default::default(),
         };
         procedures::Run { runbook, ctx: &ctx }.on(prepared, limits).await
     })?;

@@ -171,6 +171,7 @@ impl State {
             resources: Arc::new(crate::kind::Resources::default()),
             history: self.history,
             record: false,
+            recorder: Default::default(),
         };
         let reports = procedures::Run { runbook: &self.runbook, ctx: &ctx }.on(prepared, self.limits).await.map_err(|e| e.to_string())?;
         let reports = Arc::new(reports);

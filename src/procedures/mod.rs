@@ -124,6 +124,55 @@ pub struct Context<'a> {
     pub history: crate::inventory::HistorySettings,
     /// Whether the runs go into the history (`serve`'s frequent checks do not).
     pub record: bool,
+    /// Writes the runs' history records as they finish, in groups.
+    pub recorder: Recorder,
+}
+
+/// Group commit of history records: a finished run hands its record over; whoever is not
+/// waiting for another write writes every record handed over so far with one `fsync`, off
+/// the async threads. Runs finishing together (a fleet) share writes; none waits for the
+/// others' runs. [`Recorder::flush`] writes what is left when the command's runs are done.
+#[derive(Default)]
+pub struct Recorder {
+    pending: std::sync::Mutex<Vec<RunReport>>,
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Recorder {
+    async fn record(&self, state_dir: &Path, settings: crate::inventory::HistorySettings, report: RunReport) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+        self.write(state_dir, settings, false).await;
+    }
+
+    /// Writes every record handed over, waiting for a write in progress.
+    pub async fn flush(&self, state_dir: &Path, settings: crate::inventory::HistorySettings) {
+        self.write(state_dir, settings, true).await;
+    }
+
+    async fn write(&self, state_dir: &Path, settings: crate::inventory::HistorySettings, wait: bool) {
+        let _writer = if wait {
+            self.writing.lock().await
+        } else {
+            match self.writing.try_lock() {
+                Ok(g) => g,
+                // The writer in progress takes this record on its next round.
+                Err(_) => return,
+            }
+        };
+        loop {
+            let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            if batch.is_empty() {
+                return;
+            }
+            let dir = state_dir.to_path_buf();
+            let written = tokio::task::spawn_blocking(move || history::append_many(&dir, &batch, &settings)).await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("runs were not recorded in the history: {e}"),
+                Err(e) => tracing::warn!("runs were not recorded in the history: {e}"),
+            }
+        }
+    }
 }
 
 /// How to run a runbook on its instances.
@@ -146,6 +195,7 @@ impl Run<'_> {
             |p, n| Ok(Some(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::NotStarted, format!("not started: more than {n} instances failed (--max-errors {n})")))),
         )
         .await;
+        self.ctx.recorder.flush(self.ctx.state_dir, self.ctx.history).await;
         let mut reports = Vec::new();
         for r in results {
             if let Some(report) = r? {
@@ -196,10 +246,8 @@ impl Run<'_> {
             }
             drop(local);
         }
-        if self.ctx.record
-            && let Err(e) = history::append(self.ctx.state_dir, &report, &self.ctx.history)
-        {
-            tracing::warn!("the run was not recorded in the history: {e}");
+        if self.ctx.record {
+            self.ctx.recorder.record(self.ctx.state_dir, self.ctx.history, report.clone()).await;
         }
         Ok(Some(report))
     }

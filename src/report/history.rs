@@ -43,18 +43,30 @@ fn segment_bytes(settings: &HistorySettings) -> u64 {
 
 /// Appends a run, sealing the live segment and applying the retention when it is full.
 pub fn append(state_dir: &Path, report: &RunReport, settings: &HistorySettings) -> Result<(), Error> {
-    append_with(state_dir, report, settings, segment_bytes(settings))
+    append_many(state_dir, std::slice::from_ref(report), settings)
 }
 
-fn append_with(state_dir: &Path, report: &RunReport, settings: &HistorySettings, segment: u64) -> Result<(), Error> {
-    std::fs::create_dir_all(state_dir).map_err(|e| Error::io(format!("cannot create {}", state_dir.display()), &e))?;
-    let mut record = report.clone();
-    for step in &mut record.steps {
-        step.outputs.clear();
+/// Appends runs with one lock, one write and one `fsync` (a fleet's runs finishing
+/// together are committed as a group).
+pub fn append_many(state_dir: &Path, reports: &[RunReport], settings: &HistorySettings) -> Result<(), Error> {
+    append_with(state_dir, reports, settings, segment_bytes(settings))
+}
+
+fn append_with(state_dir: &Path, reports: &[RunReport], settings: &HistorySettings, segment: u64) -> Result<(), Error> {
+    if reports.is_empty() {
+        return Ok(());
     }
-    let mut line = serde_json::to_string(&record).map_err(|e| Error::Io { context: "cannot encode the history record".into(), reason: e.to_string() })?;
-    line = crate::secret::scrub(&line).into_owned();
-    line.push('\n');
+    std::fs::create_dir_all(state_dir).map_err(|e| Error::io(format!("cannot create {}", state_dir.display()), &e))?;
+    let mut text = String::new();
+    for report in reports {
+        let mut record = report.clone();
+        for step in &mut record.steps {
+            step.outputs.clear();
+        }
+        let line = serde_json::to_string(&record).map_err(|e| Error::Io { context: "cannot encode the history record".into(), reason: e.to_string() })?;
+        text.push_str(&crate::secret::scrub(&line));
+        text.push('\n');
+    }
     let p = path(state_dir);
     let io = |what: &str, e: &std::io::Error| Error::io(format!("cannot {what} history {}", p.display()), e);
     loop {
@@ -69,9 +81,9 @@ fn append_with(state_dir: &Path, report: &RunReport, settings: &HistorySettings,
                 continue;
             }
         }
-        let written = file.write_all(line.as_bytes()).and_then(|_| file.sync_data());
+        let written = file.write_all(text.as_bytes()).and_then(|_| file.sync_data());
         let result = written.map_err(|e| io("write", &e));
-        if result.is_ok() && opened.len() + line.len() as u64 >= segment {
+        if result.is_ok() && opened.len() + text.len() as u64 >= segment {
             if let Err(e) = seal(state_dir, &p) {
                 tracing::warn!("the history segment was not sealed: {e}");
             }
@@ -272,7 +284,7 @@ mod tests {
     fn full_segments_are_sealed_and_read_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..300 {
-            append_with(dir.path(), &report(i), &settings(1 << 30), 16 * 1024).unwrap();
+            append_with(dir.path(), &[report(i)], &settings(1 << 30), 16 * 1024).unwrap();
         }
         let sealed = sealed(dir.path());
         assert!(sealed.len() >= 5, "{sealed:?}");
@@ -288,7 +300,7 @@ mod tests {
                 let d = dir.path().to_path_buf();
                 std::thread::spawn(move || {
                     for i in 0..150 {
-                        append_with(&d, &report(t * 1000 + i), &settings(1 << 30), 8 * 1024).unwrap();
+                        append_with(&d, &[report(t * 1000 + i)], &settings(1 << 30), 8 * 1024).unwrap();
                     }
                 })
             })
@@ -308,7 +320,7 @@ mod tests {
     fn retention_deletes_old_and_oldest_sealed_segments_never_the_live_one() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..200 {
-            append_with(dir.path(), &report(i), &settings(1 << 30), 16 * 1024).unwrap();
+            append_with(dir.path(), &[report(i)], &settings(1 << 30), 16 * 1024).unwrap();
         }
         let before = sealed(dir.path());
         // The oldest segment's newest run is 100 days old: keep_days 90 deletes it.
