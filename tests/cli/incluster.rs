@@ -74,7 +74,10 @@ fn writable(p: &Path) {
 #[test]
 fn the_daily_cronjob_runs_in_a_container_with_the_service_account_and_the_generated_role() {
     let Some(image) = image() else { return };
-    let (fake, ca) = FakeKube::start_tls();
+    // The API server over TLS, with a certificate for 127.0.0.1 from a CA of its own (the
+    // pod's ca.crt).
+    let (ca, leaf, _) = crate::support::server::certificates();
+    let fake = FakeKube::start_tls(crate::support::server::tls_config(leaf));
     fake.with(|c| {
         c.seed("nodes", node("node-1", true));
         c.ready_after = std::time::Duration::from_millis(100);

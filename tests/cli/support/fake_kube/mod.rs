@@ -54,15 +54,12 @@ impl FakeKube {
         Self::serve(tokio::net::TcpListener::from_std(listener).expect("listener"))
     }
 
-    /// Starts a fake serving HTTPS on a free loopback port, with a certificate for 127.0.0.1
-    /// and localhost; returns it and its CA (PEM), as a cluster's `ca.crt` would be.
-    pub fn start_tls() -> (FakeKube, String) {
+    /// Starts a fake serving HTTPS with `tls` on a free loopback port.
+    pub fn start_tls(tls: tokio_rustls::TlsAcceptor) -> FakeKube {
         let _guard = runtime().enter();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
-        let (ca, leaf, _) = super::server::certificates();
-        let fake = Self::serve_with(tokio::net::TcpListener::from_std(listener).expect("listener"), Some(super::server::tls_config(leaf)));
-        (fake, ca)
+        Self::serve_with(tokio::net::TcpListener::from_std(listener).expect("listener"), Some(tls))
     }
 
     /// Serves on `listener` in the current runtime.
