@@ -4,7 +4,8 @@
 # summary of every figure against its target — met or missed.
 #
 #   scripts/bench.sh                 every benchmark (long: the PostgreSQL one makes 1 GB)
-#   scripts/bench.sh --quick         small sizes (PostgreSQL scale 7, 10,000 items/events/pods, 100,000 history records)
+#   scripts/bench.sh --quick         small sizes (PostgreSQL scale 7, 10,000 DynamoDB items and log events), the
+#                                    fleet (500 instances) and history (1,000,000 records) at full size
 #   scripts/bench.sh http fleet      only these (names below)
 #
 # Each script builds what it needs in release mode and installs its peer tools (hyperfine,
@@ -25,7 +26,7 @@ if $quick; then
   list=(
     "http|scripts/bench-http.sh|200 HTTP checks (--parallel 50, 20 ms each) vs a curl loop, curl -Z and xargs -P"
     "fleet|scripts/bench-fleet.sh 500 5|check --all over 500 instances vs one instance alone; peak RSS"
-    "history|scripts/bench-history.sh 100000|history --limit 20 over 100,000 records"
+    "history|scripts/bench-history.sh 1000000|history --limit 20 over 1,000,000 records"
     "validate|scripts/bench-validate.sh|validate every shipped runbook"
     "engine|cargo bench --bench engine|engine overhead per step"
     "postgres|scripts/bench-postgres.sh 7|backup/restore vs pg_dump/pg_restore (scale 7)"

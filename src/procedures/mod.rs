@@ -165,11 +165,12 @@ impl Recorder {
                 return;
             }
             let dir = state_dir.to_path_buf();
+            let what = if batch.len() == 1 { "the run was".to_string() } else { format!("{} runs were", batch.len()) };
             let written = tokio::task::spawn_blocking(move || history::append_many(&dir, &batch, &settings)).await;
             match written {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("runs were not recorded in the history: {e}"),
-                Err(e) => tracing::warn!("runs were not recorded in the history: {e}"),
+                Ok(Err(e)) => tracing::warn!("{what} not recorded in the history: {e}"),
+                Err(e) => tracing::warn!("{what} not recorded in the history: {e}"),
             }
         }
     }
