@@ -59,9 +59,14 @@ du -sh "$OPSCTL_STATE_DIR" | sed 's/^/history on disk: /'
 ls "$OPSCTL_STATE_DIR/history.d" | wc -l | sed 's/^/sealed segments: /'
 "$opsctl" history --limit 3
 
-hyperfine -N --warmup 3 --runs 30 --export-markdown "$work/history.md" \
+hyperfine -N --warmup 3 --runs 30 --export-markdown "$work/history.md" --export-json "$work/history.json" \
   "$opsctl history --limit 20" \
   "$opsctl history --limit 20 -o json" \
   "$opsctl history --limit 20 --instance team-0042"
 cat "$work/history.md"
+python3 - "$work/history.json" "$records" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print(f"history --limit 20 over {int(sys.argv[2]):,} records: median {r['median']*1000:.1f} ms (min {r['min']*1000:.1f}, max {r['max']*1000:.1f}) (target <= 50 ms: {'met' if r['median'] <= 0.050 else 'NOT met'})")
+PY
 /usr/bin/time -f "peak RSS of history --limit 20: %M KB" "$opsctl" history --limit 20 >/dev/null

@@ -93,6 +93,23 @@ pub fn condition(text: &str, ctx: &JValue) -> Result<bool, String> {
 
 /// The dotted paths a template or bare expression reads, e.g. `steps.api.status_code`.
 pub fn references(text: &str, bare_expression: bool) -> Result<Vec<String>, String> {
+    // A runbook is bound to each instance of a fleet: its templates are parsed once.
+    type Cache = std::collections::HashMap<(String, bool), Result<Vec<String>, String>>;
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<Cache>> = std::sync::LazyLock::new(Default::default);
+    let key = (text.to_string(), bare_expression);
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let found = references_uncached(text, bare_expression);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= 20_000 {
+        cache.clear();
+    }
+    cache.insert(key, found.clone());
+    found
+}
+
+fn references_uncached(text: &str, bare_expression: bool) -> Result<Vec<String>, String> {
     let mut refs: Vec<String> = if bare_expression && !is_template(text) {
         ENV.compile_expression(text)
             .map_err(|e| describe_error(&e))?
