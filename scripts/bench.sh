@@ -6,7 +6,7 @@
 #   scripts/bench.sh                 every benchmark (long: the PostgreSQL one makes 1 GB)
 #   scripts/bench.sh --quick         small sizes (PostgreSQL scale 7, 10,000 DynamoDB items and log events), the
 #                                    fleet (500 instances) and history (1,000,000 records) at full size
-#   scripts/bench.sh http fleet      only these (names below)
+#   scripts/bench.sh http fleet      only these (names below); the others' figures in BENCHMARKS.md are kept
 #
 # Each script builds what it needs in release mode and installs its peer tools (hyperfine,
 # curl, the AWS CLI in a venv of its own) when missing; moto comes from scripts/test.sh's venv.
@@ -103,6 +103,33 @@ done
   cat "$summary"
   echo
   cat "$details"
-} >BENCHMARKS.md
+} >"$logs/new.md"
+if [ ${#only[@]} -gt 0 ] && [ -f BENCHMARKS.md ]; then
+  # Some benchmarks only: theirs replace their rows and sections; the others' are kept.
+  python3 - BENCHMARKS.md "$logs/new.md" "${only[@]}" <<'PY'
+import re, sys
+old, new, names = open(sys.argv[1]).read(), open(sys.argv[2]).read(), set(sys.argv[3:])
+def parts(text):
+    head, _, rest = text.partition("## Summary\n")
+    summary, _, details = rest.partition("\n## ")
+    rows = [l for l in summary.splitlines() if l.startswith("| ") and not l.startswith("| benchmark") ]
+    sections = {}
+    for sec in ("## " + details).split("\n## "):
+        sec = sec if sec.startswith("## ") else "## " + sec
+        name = sec[3:].split(" ", 1)[0]
+        if name:
+            sections[name] = sec.rstrip() + "\n"
+    return head, summary, rows, sections
+_, _, old_rows, old_secs = parts(old)
+head, summary, new_rows, new_secs = parts(new)
+rows = [r for r in old_rows if r.split("|")[1].strip() not in names] + new_rows
+secs = {**{k: v for k, v in old_secs.items() if k not in names}, **new_secs}
+intro = summary.split("| benchmark")[0]
+out = head + "## Summary\n" + intro + "| benchmark | figure | target |\n|---|---|---|\n" + "\n".join(rows) + "\n\n" + "\n".join(secs.values())
+open(sys.argv[1], "w").write(out)
+PY
+else
+  cp "$logs/new.md" BENCHMARKS.md
+fi
 rm -rf "$logs"
 echo "wrote BENCHMARKS.md" >&2
