@@ -77,9 +77,9 @@ for entry in "${list[@]}"; do
   if bash -c "$cmd" >"$logs/$name.log" 2>&1; then status=ok; else status="FAILED (exit $?)"; fi
   took=$(( $(date +%s) - start ))
   # Every line that states a target is a figure of the summary.
-  grep -E 'target' "$logs/$name.log" | grep -vE '^\s*#|Compiling|Finished' | while IFS= read -r line; do
+  grep -E 'target [<>]=' "$logs/$name.log" | while IFS= read -r line; do
     verdict="stated"
-    if grep -q 'NOT met' <<<"$line"; then verdict="**missed**"; elif grep -q 'met' <<<"$line"; then verdict="met"; fi
+    if grep -qE 'NOT met' <<<"$line"; then verdict="**missed**"; elif grep -qE ': met\b' <<<"$line"; then verdict="met"; fi
     printf '| %s | %s | %s |\n' "$name" "$(sed 's/|/\\|/g' <<<"$line")" "$verdict" >>"$summary"
   done
   [ "$status" = ok ] || printf '| %s | the benchmark did not finish: %s | **missed** |\n' "$name" "$status" >>"$summary"
