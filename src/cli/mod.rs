@@ -293,6 +293,11 @@ fn sinks(g: &Global, ui: &Ui) -> impl Fn() -> Box<dyn Sink> + Sync + use<> {
     }
 }
 
+/// `--max-concurrency` and `--max-errors` for a command on `instances` instances.
+fn fleet_limits(g: &Global, instances: usize) -> procedures::fleet::Limits {
+    procedures::fleet::Limits { max_concurrency: g.max_concurrency.of(instances), max_errors: g.max_errors.map(|m| m.of(instances)) }
+}
+
 /// The command's async runtime.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Error::io("cannot start the async runtime", &e))
@@ -400,21 +405,11 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
     let outputs = check_outputs(g)?;
     let state_dir = sysinfo::state_dir();
     let sink = sinks(g, ui);
-    let limits = procedures::fleet::Limits { max_concurrency: g.max_concurrency.of(plans.len()), max_errors: g.max_errors.map(|m| m.of(plans.len())) };
+    let limits = fleet_limits(g, plans.len());
     let results = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let ctx = procedures::Context {
-            options,
-            confirm: &confirm,
-            interrupts,
-            state_dir: &state_dir,
-            sink: &sink,
-            resources: std::sync::Arc::new(crate::kind::Resources::default()),
-            history: inventory.history,
-            record: true,
-            recorder: Default::default(),
-        };
+        let ctx = procedures::Context::new(options, &confirm, interrupts, &state_dir, &sink, inventory.history);
         let ctx = &ctx;
         procedures::fleet::fan_out(
             plans,
@@ -631,21 +626,11 @@ fn execute_counting(
     procedures::refuse_unconfirmable(runbook, &options, confirm.interactive(), &prepared)?;
     let state_dir = sysinfo::state_dir();
     let sink = sinks(g, ui);
-    let limits = procedures::fleet::Limits { max_concurrency: g.max_concurrency.of(prepared.len()), max_errors: g.max_errors.map(|m| m.of(prepared.len())) };
+    let limits = fleet_limits(g, prepared.len());
     let mut reports: Vec<RunReport> = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
         spawn_signal_handler(interrupts.clone());
-        let ctx = procedures::Context {
-            options,
-            confirm: &confirm,
-            interrupts,
-            state_dir: &state_dir,
-            sink: &sink,
-            resources: std::sync::Arc::new(crate::kind::Resources::default()),
-            history,
-            record: true,
-            recorder: Default::default(),
-        };
+        let ctx = procedures::Context::new(options, &confirm, interrupts, &state_dir, &sink, history);
         procedures::Run { runbook, ctx: &ctx }.on(prepared, limits).await
     })?;
     reports.extend(not_applicable);

@@ -57,7 +57,7 @@ pub fn serve(g: &Global, _ui: &Ui, a: &ServeArgs) -> Result<Exit, Error> {
     listener.set_nonblocking(true).map_err(|e| Error::io("cannot set up the listener", &e))?;
     let cache = crate::duration::Duration::parse(&a.cache).map_err(|e| Diagnostic::new(format!("--cache `{}`: {e}", a.cache)))?.std();
     let local = listener.local_addr().map_err(|e| Error::io("cannot read the listening address", &e))?;
-    let limits = procedures::fleet::Limits { max_concurrency: g.max_concurrency.of(instances.len()), max_errors: None };
+    let limits = procedures::fleet::Limits { max_errors: None, ..super::fleet_limits(g, instances.len()) };
     let state = Arc::new(State {
         runbook,
         instances,
@@ -162,17 +162,9 @@ impl State {
         }
         let prepared = self.instances.iter().map(|i| procedures::prepare(&self.runbook, i.clone(), &[])).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
         let sink = || -> Box<dyn Sink> { Box::new(LogSink) };
-        let ctx = procedures::Context {
-            options: self.options.clone(),
-            confirm: &NoTty,
-            interrupts: Interrupts::default(),
-            state_dir: &self.state_dir,
-            sink: &sink,
-            resources: Arc::new(crate::kind::Resources::default()),
-            history: self.history,
-            record: false,
-            recorder: Default::default(),
-        };
+        // serve's frequent checks are not written to the history.
+        let mut ctx = procedures::Context::new(self.options.clone(), &NoTty, Interrupts::default(), &self.state_dir, &sink, self.history);
+        ctx.record = false;
         let reports = procedures::Run { runbook: &self.runbook, ctx: &ctx }.on(prepared, self.limits).await.map_err(|e| e.to_string())?;
         let reports = Arc::new(reports);
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), reports.clone()));

@@ -128,6 +128,20 @@ pub struct Context<'a> {
     pub recorder: Recorder,
 }
 
+impl<'a> Context<'a> {
+    /// A command's context: its runs recorded in the history, fresh shared resources.
+    pub fn new(
+        options: Options,
+        confirm: &'a dyn Confirm,
+        interrupts: Interrupts,
+        state_dir: &'a Path,
+        sink: &'a (dyn Fn() -> Box<dyn Sink> + Sync),
+        history: crate::inventory::HistorySettings,
+    ) -> Context<'a> {
+        Context { options, confirm, interrupts, state_dir, sink, resources: Arc::new(crate::kind::Resources::default()), history, record: true, recorder: Recorder::default() }
+    }
+}
+
 /// Group commit of history records: a finished run hands its record over; whoever is not
 /// waiting for another write writes every record handed over so far with one `fsync`, off
 /// the async threads. Runs finishing together (a fleet) share writes; none waits for the
