@@ -96,6 +96,32 @@ pub struct Instance {
     /// What the log review (`opsctl logs`, the daily routine) counts and how it judges it.
     #[serde(default)]
     pub logs: Option<LogSettings>,
+    /// What is worked out from the settings once: every run of a fleet asks.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub derived: Derived,
+}
+
+/// Worked out from an instance's settings on first use. Settings do not change once an
+/// instance is shared; a clone (which may be changed) works them out again.
+#[derive(Default)]
+pub struct Derived {
+    json: std::sync::OnceLock<std::sync::Arc<serde_json::Value>>,
+    template: std::sync::OnceLock<minijinja::Value>,
+    backends: std::sync::OnceLock<Vec<&'static str>>,
+    remote_refs: std::sync::OnceLock<Vec<crate::secret::SecretRef>>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 /// `logs: { since: 24h, pattern: "(?i)error", warn_above: 0, fail_above: 500 }`
@@ -290,9 +316,29 @@ impl Instance {
         v
     }
 
+    /// [`Instance::template_value`] as a template value, made once.
+    pub fn template(&self) -> minijinja::Value {
+        self.derived.template.get_or_init(|| minijinja::Value::from(minijinja::value::Serde(self.template_json().as_ref()))).clone()
+    }
+
+    /// [`Instance::template_value`], made once.
+    pub fn template_json(&self) -> std::sync::Arc<serde_json::Value> {
+        self.derived.json.get_or_init(|| std::sync::Arc::new(self.template_value())).clone()
+    }
+
+    /// The remote secret references (`aws_secret`, `k8s_secret`) in the instance's
+    /// settings, found once.
+    pub fn remote_secret_refs(&self) -> &[crate::secret::SecretRef] {
+        self.derived.remote_refs.get_or_init(|| {
+            let mut refs = Vec::new();
+            crate::secret::remote_refs(&serde_json::to_value(self).unwrap_or_default(), &mut refs);
+            refs
+        })
+    }
+
     /// Whether the instance has the backend `name` (one of [`BACKEND_NAMES`]).
     pub fn has(&self, name: &str) -> bool {
-        self.backends().contains(&name)
+        self.derived.backends.get_or_init(|| self.backends()).contains(&name)
     }
 
     /// The backends this instance declares, for `list instances`, a step's `needs:` and a

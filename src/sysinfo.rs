@@ -3,8 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-/// The login name: `$USER`, `$LOGNAME`, else the passwd entry of the uid.
+/// The login name: `$USER`, `$LOGNAME`, else the passwd entry of the uid (read once per
+/// process: a fleet's runs all ask).
 pub fn user() -> String {
+    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USER.get_or_init(user_uncached).clone()
+}
+
+fn user_uncached() -> String {
     for var in ["USER", "LOGNAME"] {
         if let Ok(u) = std::env::var(var)
             && !u.is_empty() {
@@ -23,8 +29,13 @@ pub fn user() -> String {
     }
 }
 
-/// This machine's host name.
+/// This machine's host name (read once per process).
 pub fn hostname() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(hostname_uncached).clone()
+}
+
+fn hostname_uncached() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its length.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -10,7 +10,7 @@
 //! strict: an undefined value or a `null` printed into text is an error, never an empty
 //! string in a URL.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use minijinja::value::Value as JValue;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
@@ -64,17 +64,58 @@ fn describe_error(e: &minijinja::Error) -> String {
 
 /// Renders a template into text.
 pub fn render_text(text: &str, ctx: &JValue) -> Result<String, String> {
-    ENV.render_str(text, ctx).map_err(|e| format!("template `{text}`: {}", describe_error(&e)))
+    let rendered = match compiled_template(text) {
+        Some(template) => template.render(ctx),
+        None => ENV.render_str(text, ctx),
+    };
+    rendered.map_err(|e| format!("template `{text}`: {}", describe_error(&e)))
+}
+
+/// Compiled templates by their text, like [`compiled_expression`]. A template borrows its
+/// text, so a cached one keeps its text for the life of the process (at most 10,000 texts,
+/// the runbooks' own; past the bound, and for a text that does not compile, `None`: render
+/// it the slow way, which reports the error).
+fn compiled_template(text: &str) -> Option<minijinja::Template<'static, 'static>> {
+    type Cache = std::collections::HashMap<&'static str, minijinja::Template<'static, 'static>>;
+    static CACHE: LazyLock<std::sync::Mutex<Cache>> = LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(hit) = cache.get(text) {
+        return Some(hit.clone());
+    }
+    if cache.len() >= 10_000 || ENV.template_from_str(text).is_err() {
+        return None;
+    }
+    let kept: &'static str = Box::leak(text.to_string().into_boxed_str());
+    let template = ENV.template_from_str(kept).ok()?;
+    cache.insert(kept, template.clone());
+    Some(template)
 }
 
 /// Evaluates an expression (without braces).
 pub fn eval(expr: &str, ctx: &JValue) -> Result<JValue, String> {
-    let compiled = ENV.compile_expression(expr).map_err(|e| format!("expression `{expr}`: {}", describe_error(&e)))?;
+    let compiled = compiled_expression(expr).map_err(|e| format!("expression `{expr}`: {}", describe_error(&e)))?;
     let value = compiled.eval(ctx).map_err(|e| format!("expression `{expr}`: {}", describe_error(&e)))?;
     if value.is_undefined() {
         return Err(format!("expression `{expr}`: undefined value"));
     }
     Ok(value)
+}
+
+/// Compiled expressions by their text: a runbook's expressions are evaluated for every
+/// instance of a fleet and every item of a `for_each`, and compiled once. Runbooks hold
+/// few distinct texts; past the bound, new ones are compiled each time.
+fn compiled_expression(expr: &str) -> Result<Arc<minijinja::Expression<'static, 'static>>, minijinja::Error> {
+    type Cache = std::collections::HashMap<String, Arc<minijinja::Expression<'static, 'static>>>;
+    static CACHE: LazyLock<std::sync::Mutex<Cache>> = LazyLock::new(Default::default);
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(expr) {
+        return Ok(hit.clone());
+    }
+    let compiled = Arc::new(ENV.compile_expression_owned(expr.to_string())?);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() < 10_000 {
+        cache.insert(expr.to_string(), compiled.clone());
+    }
+    Ok(compiled)
 }
 
 /// A `when:` or `assert.that` condition: `"{{ expr }}"`, or a bare expression.
@@ -92,20 +133,21 @@ pub fn condition(text: &str, ctx: &JValue) -> Result<bool, String> {
 }
 
 /// The dotted paths a template or bare expression reads, e.g. `steps.api.status_code`.
-pub fn references(text: &str, bare_expression: bool) -> Result<Vec<String>, String> {
-    // A runbook is bound to each instance of a fleet: its templates are parsed once.
-    type Cache = std::collections::HashMap<(String, bool), Result<Vec<String>, String>>;
-    static CACHE: std::sync::LazyLock<std::sync::Mutex<Cache>> = std::sync::LazyLock::new(Default::default);
-    let key = (text.to_string(), bare_expression);
-    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+pub fn references(text: &str, bare_expression: bool) -> Result<Arc<Vec<String>>, String> {
+    // A runbook is bound to each instance of a fleet: its templates are parsed once (one
+    // map per kind of text, so a lookup borrows the text).
+    type Cache = std::collections::HashMap<String, Result<Arc<Vec<String>>, String>>;
+    static CACHE: LazyLock<std::sync::Mutex<[Cache; 2]>> = LazyLock::new(Default::default);
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner())[bare_expression as usize].get(text) {
         return hit.clone();
     }
-    let found = references_uncached(text, bare_expression);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let found = references_uncached(text, bare_expression).map(Arc::new);
+    let mut caches = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = &mut caches[bare_expression as usize];
     if cache.len() >= 20_000 {
         cache.clear();
     }
-    cache.insert(key, found.clone());
+    cache.insert(text.to_string(), found.clone());
     found
 }
 
@@ -153,7 +195,17 @@ pub fn render_node(node: &Node, ctx: &JValue) -> Result<Node, (Span, String)> {
 
 /// True when any scalar under `node` is a template.
 pub fn has_templates(node: &Node) -> bool {
-    node.scalars().iter().any(|n| n.as_str().is_some_and(is_template))
+    // Asked for every step a run executes: walks without collecting, however deep.
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match &n.value {
+            Value::Scalar(s) if is_template(&s.text) => return true,
+            Value::Scalar(_) | Value::Null => {}
+            Value::Seq(items) => stack.extend(items.iter()),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| stack.extend([k, v])),
+        }
+    }
+    false
 }
 
 /// A template value as a node, keeping its type.
@@ -223,10 +275,10 @@ mod tests {
     #[test]
     fn references_are_dotted_paths() {
         assert_eq!(
-            references("{{ steps.bakup.id }}-{{ params.x | upper }}", false).unwrap(),
+            *references("{{ steps.bakup.id }}-{{ params.x | upper }}", false).unwrap(),
             vec!["params.x".to_string(), "steps.bakup.id".to_string()]
         );
-        assert_eq!(references("steps.a.failed or run.dry_run", true).unwrap(), vec!["run.dry_run", "steps.a.failed"]);
+        assert_eq!(*references("steps.a.failed or run.dry_run", true).unwrap(), vec!["run.dry_run", "steps.a.failed"]);
         assert!(references("{{ steps.a. }}", false).is_err());
     }
 }

@@ -142,6 +142,8 @@ struct State {
     not_configured: std::collections::BTreeSet<String>,
     /// Steps that have failed so far (`run.failed`, `run.failed_steps`).
     failed_steps: Vec<String>,
+    /// `run` as templates see it, and how many failed steps it was made with.
+    run_value: Option<(usize, JValue)>,
 }
 
 /// A step's reports and whether it failed (after `on_failure: warn`).
@@ -167,7 +169,7 @@ impl<'a> Engine<'a> {
         let base = Base {
             params: JValue::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.template_value()))),
             vars: JValue::from(minijinja::value::Serde(&instance.vars)),
-            instance: JValue::from(minijinja::value::Serde(instance.template_value())),
+            instance: instance.template(),
             run: serde_json::json!({
                 "id": meta.run_id,
                 "runbook": runbook.name,
@@ -236,9 +238,12 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Block::Parallel(p) => {
-                    let results = join_all(p.steps.iter().map(|s| self.entry(s))).await;
+                    // Steps the instance has no backend for are settled first: no future is
+                    // made for them (a check is mostly such steps, on each instance of a fleet).
+                    let running: Vec<&Step> = p.steps.iter().filter(|s| !self.not_configured(s)).collect();
+                    let results = join_all(running.iter().map(|s| self.entry(s))).await;
                     let mut failed = Vec::new();
-                    for (step, result) in p.steps.iter().zip(results) {
+                    for (step, result) in running.into_iter().zip(results) {
                         reports.extend(result.reports);
                         if result.failed {
                             failed.push(step);
@@ -312,11 +317,20 @@ impl<'a> Engine<'a> {
             ("instance", self.base.instance.clone()),
             ("steps", self.steps_value.clone()),
             ("run", {
-                let failed = self.state().failed_steps.clone();
-                let mut run = self.base.run.clone();
-                run["failed"] = (!failed.is_empty()).into();
-                run["failed_steps"] = failed.into();
-                JValue::from(minijinja::value::Serde(run))
+                // Rebuilt only when a step has failed since: a context is made per step.
+                let mut state = self.state();
+                let failed = state.failed_steps.len();
+                match &state.run_value {
+                    Some((n, v)) if *n == failed => v.clone(),
+                    _ => {
+                        let mut run = self.base.run.clone();
+                        run["failed"] = (failed > 0).into();
+                        run["failed_steps"] = state.failed_steps.clone().into();
+                        let v = JValue::from(minijinja::value::Serde(run));
+                        state.run_value = Some((failed, v.clone()));
+                        v
+                    }
+                }
             }),
         ];
         if let Some((i, v)) = item {
@@ -327,14 +341,7 @@ impl<'a> Engine<'a> {
     }
 
     fn skipped(&self, step: &Step, id: String, name: String, message: impl Into<String>) -> StepReport {
-        let report = self.skipped_quietly(step, id, name, message);
-        self.sink.event(&Event::StepFinished(&report));
-        report
-    }
-
-    /// A skipped step's report, not announced to the sink.
-    fn skipped_quietly(&self, step: &Step, id: String, name: String, message: impl Into<String>) -> StepReport {
-        StepReport {
+        let report = StepReport {
             id,
             name,
             kind: step.kind.name.into(),
@@ -348,25 +355,39 @@ impl<'a> Engine<'a> {
             started_at: None,
             duration_ms: 0.0,
             outputs: serde_json::Map::new(),
-        }
+        };
+        self.sink.event(&Event::StepFinished(&report));
+        report
     }
 
     /// One entry of the plan: a step, or all items of a `for_each` step.
+    /// A step that `needs` a backend the instance does not have: recorded as skipped
+    /// (readable as `steps.ID`) but not run and not a row of the report. True when the step
+    /// is settled so (or had already started).
+    fn not_configured(&self, step: &Step) -> bool {
+        let missing: Vec<&String> = step.controls.needs.iter().filter(|n| !self.instance.has(n)).collect();
+        if missing.is_empty() {
+            return false;
+        }
+        let mut state = self.state();
+        if !state.started.insert(step.id.clone()) {
+            return true;
+        }
+        state.not_configured.extend(missing.iter().map(|n| n.to_string()));
+        drop(state);
+        let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+        self.steps.insert_skipped(&step.id, format!("not configured: {}", names.join(", ")));
+        true
+    }
+
     async fn entry(&self, step: &Step) -> EntryResult {
+        if self.not_configured(step) {
+            return EntryResult { reports: Vec::new(), failed: false };
+        }
         let label = step.label().to_string();
         {
             let mut state = self.state();
             if !state.started.insert(step.id.clone()) {
-                return EntryResult { reports: Vec::new(), failed: false };
-            }
-            let missing: Vec<&String> = step.controls.needs.iter().filter(|n| !self.instance.has(n)).collect();
-            if !missing.is_empty() {
-                state.not_configured.extend(missing.iter().map(|n| n.to_string()));
-                drop(state);
-                // Readable as `steps.ID` (skipped), but not a row of the report.
-                let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
-                let report = self.skipped_quietly(step, step.id.clone(), label, format!("not configured: {}", names.join(", ")));
-                self.steps.insert(&step.id, &report);
                 return EntryResult { reports: Vec::new(), failed: false };
             }
             let reason = if self.cancel.is_cancelled() && !step.controls.always {
@@ -382,6 +403,10 @@ impl<'a> Engine<'a> {
                 drop(state);
                 return self.single(step, self.skipped(step, step.id.clone(), label, reason));
             }
+        }
+        if step.controls.when.is_none() && step.controls.for_each.is_none() {
+            let r = self.execute(step, None).await;
+            return self.single(step, r);
         }
         let ctx = self.context(None);
         if let Some(when) = &step.controls.when {
@@ -462,11 +487,13 @@ impl<'a> Engine<'a> {
             p = self.semaphore.acquire() => p.ok(),
             _ = token.cancelled() => None,
         };
-        let ctx = self.context(item);
+        // Made when a template needs it: most steps of a check have none.
+        let ctx_once = std::sync::OnceLock::new();
+        let ctx = || ctx_once.get_or_init(|| self.context(item));
         let name = match &step.name {
             Some(n) => {
                 let text = n.as_str().unwrap_or_default();
-                if crate::yaml::de::is_template(text) { template::render_text(text, &ctx).unwrap_or_else(|_| text.to_string()) } else { text.to_string() }
+                if crate::yaml::de::is_template(text) { template::render_text(text, ctx()).unwrap_or_else(|_| text.to_string()) } else { text.to_string() }
             }
             None => id.clone(),
         };
@@ -478,7 +505,7 @@ impl<'a> Engine<'a> {
 
         let rendered_owned;
         let rendered: &Node = if template::has_templates(&step.params) {
-            match template::render_node(&step.params, &ctx) {
+            match template::render_node(&step.params, ctx()) {
                 Ok(n) => {
                     rendered_owned = n;
                     &rendered_owned
@@ -529,7 +556,7 @@ impl<'a> Engine<'a> {
             let question = match &step.controls.confirm {
                 Some(n) => {
                     let text = n.as_str().unwrap_or_default();
-                    template::render_text(text, &ctx).unwrap_or_else(|_| text.to_string())
+                    template::render_text(text, ctx()).unwrap_or_else(|_| text.to_string())
                 }
                 None => format!("Step `{name}` ({}) is destructive.", step.kind.name),
             };

@@ -1,12 +1,14 @@
 //! `steps` in templates: the results of the steps that have finished, read by id.
 //!
 //! A shared map behind a minijinja object, so building a template context is O(1) however
-//! many steps have run (10,000-step runbooks stay linear).
+//! many steps have run (10,000-step runbooks stay linear). Each step's result is an object
+//! too, read field by field when a template asks: recording a step (a fleet records every
+//! step of every instance, most of them never read) converts nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use minijinja::value::{Enumerator, Object, Value};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 
 use crate::kind::FinishedSteps;
 use crate::report::{Status, StepReport};
@@ -14,31 +16,104 @@ use crate::vocab::StepSummary;
 
 #[derive(Debug, Default)]
 pub struct StepsObject {
-    results: Mutex<HashMap<String, Value>>,
+    results: Mutex<HashMap<String, Arc<Record>>>,
+}
+
+/// The fields every step has, before its kind's outputs.
+const COMMON: [&str; 5] = ["status", "failed", "message", "duration", "attempts"];
+
+/// One step's result as templates read it: `status`, `failed`, `message`, `duration`
+/// (seconds), `attempts`, its kind's outputs (which win over the common fields of the same
+/// name), and for a `for_each` step `items`, one result per item.
+#[derive(Debug)]
+struct Record {
+    status: Status,
+    failed: bool,
+    message: String,
+    duration: f64,
+    attempts: u32,
+    outputs: serde_json::Map<String, serde_json::Value>,
+    items: Option<Vec<Arc<Record>>>,
+}
+
+impl Record {
+    fn of(report: &StepReport) -> Record {
+        Record {
+            status: report.status,
+            failed: report.status == Status::Failed,
+            message: report.message.clone(),
+            duration: report.duration_ms / 1000.0,
+            attempts: report.attempts,
+            outputs: report.outputs.clone(),
+            items: None,
+        }
+    }
+
+    fn field(&self, key: &str) -> Option<Value> {
+        if let Some(v) = self.outputs.get(key) {
+            return Some(Value::from(minijinja::value::Serde(v)));
+        }
+        Some(match key {
+            "status" => Value::from(self.status.as_str()),
+            "failed" => Value::from(self.failed),
+            "message" => Value::from(self.message.as_str()),
+            "duration" => Value::from(self.duration),
+            "attempts" => Value::from(self.attempts),
+            "items" => Value::from(self.items.as_ref()?.iter().map(|r| Value::from_dyn_object(r.clone())).collect::<Vec<_>>()),
+            _ => return None,
+        })
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = COMMON.to_vec();
+        if self.items.is_some() {
+            keys.push("items");
+        }
+        keys.extend(self.outputs.keys().map(String::as_str).filter(|k| !COMMON.contains(k) && *k != "items"));
+        keys
+    }
+
+    /// The list output `name` of this step, or of each of its items.
+    fn list(&self, name: &str, out: &mut Vec<serde_json::Value>) {
+        match &self.items {
+            Some(items) => items.iter().for_each(|i| i.list(name, out)),
+            None => {
+                if let Some(list) = self.outputs.get(name).and_then(|l| l.as_array()) {
+                    out.extend(list.iter().cloned());
+                }
+            }
+        }
+    }
+}
+
+impl Object for Record {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.field(key.as_str()?)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.keys().into_iter().map(Value::from).collect())
+    }
 }
 
 impl StepsObject {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Value>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Record>>> {
         self.results.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn common(report: &StepReport) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("status".into(), report.status.as_str().into());
-        m.insert("failed".into(), (report.status == Status::Failed).into());
-        m.insert("message".into(), report.message.clone().into());
-        m.insert("duration".into(), (report.duration_ms / 1000.0).into());
-        m.insert("attempts".into(), report.attempts.into());
-        m
     }
 
     /// Records a step: the common outputs plus its kind's.
     pub fn insert(&self, id: &str, report: &StepReport) {
-        let mut m = Self::common(report);
-        for (k, v) in &report.outputs {
-            m.insert(k.clone(), v.clone());
-        }
-        self.map().insert(id.to_string(), Value::from(minijinja::value::Serde(m)));
+        self.map().insert(id.to_string(), Arc::new(Record::of(report)));
+    }
+
+    /// Records a step that did not run, with why.
+    pub fn insert_skipped(&self, id: &str, message: String) {
+        let record = Record { status: Status::Skipped, failed: false, message, duration: 0.0, attempts: 0, outputs: serde_json::Map::new(), items: None };
+        self.map().insert(id.to_string(), Arc::new(record));
     }
 
     /// Records a `for_each` step: the worst status, and each item's outputs under `items`.
@@ -55,23 +130,16 @@ impl StepsObject {
             })
             .unwrap_or(Status::Skipped);
         let failed = reports.iter().filter(|r| r.status == Status::Failed).count();
-        let items: Vec<serde_json::Value> = reports
-            .iter()
-            .map(|r| {
-                let mut m = Self::common(r);
-                m.extend(r.outputs.clone());
-                serde_json::Value::Object(m)
-            })
-            .collect();
-        let m = serde_json::json!({
-            "status": worst.as_str(),
-            "failed": failed > 0,
-            "message": format!("{} items, {failed} failed", reports.len()),
-            "duration": reports.iter().map(|r| r.duration_ms).fold(0.0, f64::max) / 1000.0,
-            "attempts": reports.iter().map(|r| r.attempts).max().unwrap_or(0),
-            "items": items,
-        });
-        self.map().insert(id.to_string(), Value::from(minijinja::value::Serde(m)));
+        let record = Record {
+            status: worst,
+            failed: failed > 0,
+            message: format!("{} items, {failed} failed", reports.len()),
+            duration: reports.iter().map(|r| r.duration_ms).fold(0.0, f64::max) / 1000.0,
+            attempts: reports.iter().map(|r| r.attempts).max().unwrap_or(0),
+            outputs: serde_json::Map::new(),
+            items: Some(reports.iter().map(|r| Arc::new(Record::of(r))).collect()),
+        };
+        self.map().insert(id.to_string(), Arc::new(record));
     }
 }
 
@@ -82,16 +150,7 @@ impl FinishedSteps for StepsObject {
         ids.sort();
         let mut out = Vec::new();
         for id in ids {
-            let v = serde_json::to_value(&map[id]).unwrap_or_default();
-            let sources: Vec<&serde_json::Value> = match v.get("items").and_then(|i| i.as_array()) {
-                Some(items) => items.iter().collect(),
-                None => vec![&v],
-            };
-            for s in sources {
-                if let Some(list) = s.get(name).and_then(|l| l.as_array()) {
-                    out.extend(list.iter().cloned());
-                }
-            }
+            map[id].list(name, &mut out);
         }
         out
     }
@@ -100,11 +159,7 @@ impl FinishedSteps for StepsObject {
         let mut out: Vec<StepSummary> = self
             .map()
             .iter()
-            .map(|(id, v)| StepSummary {
-                id: id.clone(),
-                status: v.get_attr("status").ok().and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default(),
-                duration_secs: v.get_attr("duration").ok().and_then(|d| f64::try_from(d).ok()).unwrap_or(0.0),
-            })
+            .map(|(id, r)| StepSummary { id: id.clone(), status: r.status.as_str().to_string(), duration_secs: r.duration })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
@@ -113,7 +168,7 @@ impl FinishedSteps for StepsObject {
 
 impl Object for StepsObject {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.map().get(key.as_str()?).cloned()
+        self.map().get(key.as_str()?).map(|r| Value::from_dyn_object(r.clone()))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {

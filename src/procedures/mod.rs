@@ -52,7 +52,7 @@ pub fn check_requirements(runbook: &Runbook, instance: &Instance, params: &Index
     let ctx = JValue::from_pairs(vec![
         ("params", JValue::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.template_value())))),
         ("vars", JValue::from(minijinja::value::Serde(&instance.vars))),
-        ("instance", JValue::from(minijinja::value::Serde(instance.template_value()))),
+        ("instance", instance.template()),
     ]);
     let has = instance.backends();
     let mut lacks = Vec::new();
@@ -148,12 +148,12 @@ impl<'a> Context<'a> {
 /// others' runs. [`Recorder::flush`] writes what is left when the command's runs are done.
 #[derive(Default)]
 pub struct Recorder {
-    pending: std::sync::Mutex<Vec<RunReport>>,
+    pending: std::sync::Mutex<Vec<Arc<RunReport>>>,
     writing: tokio::sync::Mutex<()>,
 }
 
 impl Recorder {
-    async fn record(&self, state_dir: &Path, settings: crate::inventory::HistorySettings, report: RunReport) {
+    async fn record(&self, state_dir: &Path, settings: crate::inventory::HistorySettings, report: Arc<RunReport>) {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(report);
         self.write(state_dir, settings, false).await;
     }
@@ -207,21 +207,22 @@ impl Run<'_> {
             limits,
             |p| self.one(p),
             |r| matches!(r, Ok(Some(rep)) if rep.status == crate::report::RunStatus::Failed) || r.is_err(),
-            |p, n| Ok(Some(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::NotStarted, format!("not started: more than {n} instances failed (--max-errors {n})")))),
+            |p, n| Ok(Some(Arc::new(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::NotStarted, format!("not started: more than {n} instances failed (--max-errors {n})"))))),
         )
         .await;
         self.ctx.recorder.flush(self.ctx.state_dir, self.ctx.history).await;
         let mut reports = Vec::new();
         for r in results {
             if let Some(report) = r? {
-                reports.push(report);
+                // The history has written its share: the report is ours alone again.
+                reports.push(Arc::try_unwrap(report).unwrap_or_else(|shared| (*shared).clone()));
             }
         }
         Ok(reports)
     }
 
     /// One instance's run; `None` when an interrupt came before it started.
-    async fn one(&self, p: Prepared) -> Result<Option<RunReport>, Error> {
+    async fn one(&self, p: Prepared) -> Result<Option<Arc<RunReport>>, Error> {
         if self.ctx.interrupts.stop.is_cancelled() {
             return Ok(None);
         }
@@ -242,7 +243,7 @@ impl Run<'_> {
             match taken {
                 Ok(held) => Some(held),
                 Err(Error::Locked { holder, .. }) => {
-                    return Ok(Some(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::Locked, format!("locked by {holder}"))));
+                    return Ok(Some(Arc::new(not_run(self.runbook, &p.instance.name, self.ctx.options.dry_run, crate::report::RunStatus::Locked, format!("locked by {holder}")))));
                 }
                 Err(e) => return Err(e),
             }
@@ -253,7 +254,7 @@ impl Run<'_> {
         let sink = (self.ctx.sink)();
         let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.ctx.options.clone(), meta, sink.as_ref(), self.ctx.confirm, self.ctx.interrupts.clone())
             .with_resources(self.ctx.resources.clone());
-        let report = engine.run().await;
+        let report = Arc::new(engine.run().await);
         drop(sink);
         if let Some((local, leases)) = locks {
             for lease in leases {
@@ -363,8 +364,7 @@ async fn take_leases(runbook: &Runbook, instance: &Instance, holder: &Holder) ->
 /// are registered with the scrubber, failures kept for the step that reads the reference
 /// (a reference only a skipped step holds does not stop the run).
 pub async fn fetch_secrets(runbook: &Runbook, instance: &Arc<Instance>) {
-    let mut refs = Vec::new();
-    crate::secret::remote_refs(&serde_json::to_value(instance.as_ref()).unwrap_or_default(), &mut refs);
+    let mut refs = instance.remote_secret_refs().to_vec();
     for step in runbook.steps() {
         node_refs(&step.params, &mut refs);
     }

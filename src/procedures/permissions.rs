@@ -57,9 +57,7 @@ pub fn compute(runbooks: &[&Runbook], instance: &Instance) -> Needs {
         }
     }
     // Secret references in the instance's settings are read before the steps run.
-    let mut refs = Vec::new();
-    crate::secret::remote_refs(&serde_json::to_value(instance).unwrap_or_default(), &mut refs);
-    for r in &refs {
+    for r in instance.remote_secret_refs() {
         match r {
             crate::secret::SecretRef::K8sSecret(_) => n.add(crate::vocab::kube("", "secrets", &["get"])),
             crate::secret::SecretRef::AwsSecret(_) => {
@@ -156,9 +154,7 @@ impl Needs {
                 }
                 AwsOn::Secrets => {
                     let mut names = BTreeSet::new();
-                    let mut refs = Vec::new();
-                    crate::secret::remote_refs(&serde_json::to_value(instance).unwrap_or_default(), &mut refs);
-                    for r in refs {
+                    for r in instance.remote_secret_refs() {
                         if let crate::secret::SecretRef::AwsSecret(spec) = r {
                             names.insert(spec.split(['#', ':']).next().unwrap_or_default().to_string());
                         }

@@ -48,18 +48,18 @@ pub fn append(state_dir: &Path, report: &RunReport, settings: &HistorySettings) 
 
 /// Appends runs with one lock, one write and one `fsync` (a fleet's runs finishing
 /// together are committed as a group).
-pub fn append_many(state_dir: &Path, reports: &[RunReport], settings: &HistorySettings) -> Result<(), Error> {
+pub fn append_many<R: std::borrow::Borrow<RunReport>>(state_dir: &Path, reports: &[R], settings: &HistorySettings) -> Result<(), Error> {
     append_with(state_dir, reports, settings, segment_bytes(settings))
 }
 
-fn append_with(state_dir: &Path, reports: &[RunReport], settings: &HistorySettings, segment: u64) -> Result<(), Error> {
+fn append_with<R: std::borrow::Borrow<RunReport>>(state_dir: &Path, reports: &[R], settings: &HistorySettings, segment: u64) -> Result<(), Error> {
     if reports.is_empty() {
         return Ok(());
     }
     std::fs::create_dir_all(state_dir).map_err(|e| Error::io(format!("cannot create {}", state_dir.display()), &e))?;
     let mut text = String::new();
     for report in reports {
-        let mut record = report.clone();
+        let mut record = report.borrow().clone();
         for step in &mut record.steps {
             step.outputs.clear();
         }

@@ -50,7 +50,7 @@ pub fn references(runbook: &Runbook, instance: Option<&Instance>) -> Vec<Diagnos
             }
         }
     }
-    let instance_value = instance.map(Instance::template_value);
+    let instance_value = instance.map(Instance::template_json);
     let mut checker = Checker { runbook, places, instance, instance_value, errors: Vec::new() };
     for (block, b) in runbook.blocks.iter().enumerate() {
         let steps = match b {
@@ -68,7 +68,7 @@ struct Checker<'a> {
     runbook: &'a Runbook,
     places: HashMap<&'a str, Place>,
     instance: Option<&'a Instance>,
-    instance_value: Option<serde_json::Value>,
+    instance_value: Option<std::sync::Arc<serde_json::Value>>,
     errors: Vec<Diagnostic>,
 }
 
@@ -103,8 +103,8 @@ impl Checker<'_> {
                     Diagnostic::new(format!("invalid template: {e}")).at(&self.runbook.file, node.span).label("this template does not parse"),
                 ),
                 Ok(refs) => {
-                    for path in refs {
-                        self.reference(step, block, node, &path, item);
+                    for path in refs.iter() {
+                        self.reference(step, block, node, path, item);
                     }
                 }
             }
@@ -242,7 +242,7 @@ impl Checker<'_> {
     fn instance_path(&mut self, node: &Node, path: &str, parts: &[&str]) {
         let default_value;
         let (value, name) = match (&self.instance_value, self.instance) {
-            (Some(v), Some(i)) => (v, Some(i.name.as_str())),
+            (Some(v), Some(i)) => (v.as_ref(), Some(i.name.as_str())),
             _ => {
                 // No instance: only the first level (the setting names) can be checked.
                 default_value = Instance::default().template_value();
