@@ -66,8 +66,9 @@ echo "== $(prometheus --version 2>&1 | head -1); $(redis-server --version)"
 
 # AWS: moto in a venv (pinned: the tests know what this version emulates and what not).
 export OPSCTL_TEST_VENV="${OPSCTL_TEST_VENV:-$HOME/.cache/opsctl-venv}"
-MOTO_PINS=("moto[server,dynamodb,cloudwatch,s3,secretsmanager,ecs,elbv2,rds,logs]==5.2.5" "cbor2==6.3.0")
-if ! "$OPSCTL_TEST_VENV/bin/python" -c 'import moto.server, cbor2, botocore; assert moto.__version__ == "5.2.5"' 2>/dev/null; then
+# jsonschema and PyYAML: the schema tests validate the shipped files with a validator not ours.
+MOTO_PINS=("moto[server,dynamodb,cloudwatch,s3,secretsmanager,ecs,elbv2,rds,logs]==5.2.5" "cbor2==6.3.0" "jsonschema==4.26.0" "PyYAML==6.0.4")
+if ! "$OPSCTL_TEST_VENV/bin/python" -c 'import moto.server, cbor2, botocore, jsonschema, yaml; assert moto.__version__ == "5.2.5"' 2>/dev/null; then
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
   echo "== creating $OPSCTL_TEST_VENV (moto for the AWS tests)"
   rm -rf "$OPSCTL_TEST_VENV"

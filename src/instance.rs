@@ -157,7 +157,7 @@ fn default_log_warn() -> Option<u64> {
 
 /// One runbook of a routine: `backup`, or `{ runbook: backup, params: { what: postgres },
 /// stop_on_failure: true }`.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RoutineEntry {
     pub runbook: String,
     /// Parameters, as `-p NAME=VALUE` would give them.
@@ -175,17 +175,35 @@ impl RoutineEntry {
     }
 }
 
+/// A routine's runbook written as a mapping.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RoutineEntryMap {
+    /// The runbook's name.
+    runbook: String,
+    /// Parameters, as `-p NAME=VALUE` would give them.
+    #[serde(default)]
+    params: BTreeMap<String, serde_json::Value>,
+    /// When this runbook fails, the routine's later runbooks do not run (default false).
+    #[serde(default)]
+    stop_on_failure: bool,
+}
+
+/// As the loader reads it: a runbook name, or a mapping.
+impl JsonSchema for RoutineEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RoutineEntry".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{ "type": "string", "description": "A runbook name, e.g. backup" }, g.subschema_for::<RoutineEntryMap>()],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for RoutineEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            runbook: String,
-            #[serde(default)]
-            params: BTreeMap<String, serde_json::Value>,
-            #[serde(default)]
-            stop_on_failure: bool,
-        }
+        use RoutineEntryMap as Full;
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RoutineEntry;

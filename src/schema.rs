@@ -22,7 +22,7 @@ pub fn runbook() -> Value {
     let mut defs = g.take_definitions(true);
     for (name, def) in defs.iter_mut() {
         if name != "Retry" && name != "OnFailure" && name != "ParamDecl" && name != "ParamType" && name != "ErrorClass" {
-            allow_templates(def);
+            allow_templates(def, true);
         }
     }
     defs.insert("Template".into(), json!({ "type": "string", "pattern": "\\{\\{|\\{%", "description": "A minijinja template" }));
@@ -98,29 +98,41 @@ pub fn inventory() -> Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("title".into(), json!("opsctl inventory"));
         o.insert("$id".into(), json!("https://opsctl.dev/schema/inventory.json"));
+        // Top-level `x-…` keys are the file's own (anchors the instances share); the loader skips them.
+        o.insert("patternProperties".into(), json!({ "^x-": {} }));
     }
     v
 }
 
-/// Lets every typed scalar also be a template.
-fn allow_templates(v: &mut Value) {
+/// Lets every typed value of a step's parameters also be a template, as the loader does: a
+/// number, boolean, enum or patterned string, and — below a definition's top, where a value
+/// is one `{{ expression }}` rendering a mapping or a list (`headers: "{{ instance.http.headers
+/// }}"`) — a mapping, a list or a reference to a defined type. A definition itself (a kind's
+/// parameters) stays a mapping.
+fn allow_templates(v: &mut Value, top: bool) {
     match v {
         Value::Object(o) => {
             for (_, child) in o.iter_mut() {
-                allow_templates(child);
+                allow_templates(child, false);
+            }
+            let is = |t: &Value, names: &[&str]| t.as_str().is_some_and(|t| names.contains(&t));
+            let mut kinds: Vec<&str> = vec!["integer", "number", "boolean"];
+            if !top {
+                kinds.extend(["object", "array"]);
             }
             let typed = match o.get("type") {
-                Some(Value::String(t)) => matches!(t.as_str(), "integer" | "number" | "boolean"),
-                Some(Value::Array(ts)) => ts.iter().any(|t| matches!(t.as_str(), Some("integer" | "number" | "boolean"))),
+                Some(t @ Value::String(_)) => is(t, &kinds),
+                Some(Value::Array(ts)) => ts.iter().any(|t| is(t, &kinds)),
                 _ => false,
             };
             let constrained_string = o.get("type") == Some(&json!("string")) && (o.contains_key("pattern") || o.contains_key("enum"));
-            if typed || constrained_string {
+            let reference = !top && o.len() == 1 && o.get("$ref").is_some_and(|r| r != "#/$defs/Template");
+            if typed || constrained_string || reference {
                 let original = Value::Object(std::mem::take(o));
                 o.insert("anyOf".into(), json!([original, { "$ref": "#/$defs/Template" }]));
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(allow_templates),
+        Value::Array(a) => a.iter_mut().for_each(|c| allow_templates(c, false)),
         _ => {}
     }
 }
@@ -141,8 +153,14 @@ mod tests {
     #[test]
     fn typed_values_accept_templates() {
         let mut v = json!({ "type": "integer", "minimum": 0 });
-        allow_templates(&mut v);
+        allow_templates(&mut v, true);
         assert_eq!(v, json!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "$ref": "#/$defs/Template" }] }));
+        // A kind's parameters stay a mapping; a mapping, a list or a defined type inside may be one template.
+        let mut v = json!({ "type": "object", "properties": { "headers": { "type": "object" }, "expect": { "$ref": "#/$defs/Expect" } } });
+        allow_templates(&mut v, true);
+        assert_eq!(v["type"], "object");
+        assert_eq!(v["properties"]["headers"], json!({ "anyOf": [{ "type": "object" }, { "$ref": "#/$defs/Template" }] }));
+        assert_eq!(v["properties"]["expect"], json!({ "anyOf": [{ "$ref": "#/$defs/Expect" }, { "$ref": "#/$defs/Template" }] }));
     }
 
     #[test]

@@ -21,9 +21,18 @@ pub struct Assert {
 }
 
 /// A rendered condition.
-#[derive(Clone, Copy, Debug, JsonSchema)]
-#[schemars(with = "String")]
+#[derive(Clone, Copy, Debug)]
 pub struct Condition(pub bool);
+
+/// As the loader reads it: a `{{ }}` condition, or a boolean.
+impl JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Condition".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "boolean"], "description": "A {{ }} condition, or true/false" })
+    }
+}
 
 impl<'de> Deserialize<'de> for Condition {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Condition, D::Error> {

@@ -28,5 +28,6 @@ mod procedures;
 mod prometheus;
 mod rds;
 mod redis;
+mod schema;
 mod secrets;
 mod tty;

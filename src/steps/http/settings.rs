@@ -22,7 +22,7 @@ pub struct HttpSettings {
 }
 
 /// A health endpoint: a path, or a path with expectations.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HealthEndpoint {
     pub path: String,
     pub expect_status: Option<u16>,
@@ -32,23 +32,44 @@ pub struct HealthEndpoint {
     pub fail_latency: Option<crate::duration::Duration>,
 }
 
+/// A health endpoint written as a mapping.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct HealthEndpointMap {
+    /// The path under `base_url`, e.g. `/ready`.
+    path: String,
+    /// The status it must answer (default: any 2xx).
+    #[serde(default)]
+    expect_status: Option<u16>,
+    /// Fields the JSON body must have, e.g. `{ status: ready }`.
+    #[serde(default)]
+    expect_json: Option<IndexMap<String, serde_json::Value>>,
+    /// Text the body must contain.
+    #[serde(default)]
+    expect_body: Option<String>,
+    /// Warn when it answers slower.
+    #[serde(default)]
+    warn_latency: Option<crate::duration::Duration>,
+    /// Fail when it answers slower.
+    #[serde(default)]
+    fail_latency: Option<crate::duration::Duration>,
+}
+
+/// As the loader reads it: a path, or a mapping.
+impl JsonSchema for HealthEndpoint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HealthEndpoint".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{ "type": "string", "description": "A path under base_url, e.g. /health" }, g.subschema_for::<HealthEndpointMap>()],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for HealthEndpoint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            path: String,
-            #[serde(default)]
-            expect_status: Option<u16>,
-            #[serde(default)]
-            expect_json: Option<IndexMap<String, serde_json::Value>>,
-            #[serde(default)]
-            expect_body: Option<String>,
-            #[serde(default)]
-            warn_latency: Option<crate::duration::Duration>,
-            #[serde(default)]
-            fail_latency: Option<crate::duration::Duration>,
-        }
+        use HealthEndpointMap as Full;
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = HealthEndpoint;
