@@ -111,15 +111,22 @@ impl Checker<'_> {
         }
         if let super::OnFailure::Run(ids) = &step.controls.on_failure {
             for id in ids {
+                // At the name in `on_failure: { run: [...] }`, not at the step.
+                let at = step
+                    .controls
+                    .on_failure_node
+                    .as_ref()
+                    .and_then(|n| n.scalars().into_iter().find(|s| s.as_str() == Some(id.as_str())).map(|s| s.span))
+                    .unwrap_or(step.span);
                 match self.places.get(id.as_str()) {
                     Some(p) if p.block > block => {}
                     Some(_) => self.errors.push(
                         Diagnostic::new(format!("on_failure of `{}` runs `{id}`, which does not come after it", step.id))
-                            .at(&self.runbook.file, step.span)
+                            .at(&self.runbook.file, at)
                             .help("on_failure can run steps later in the runbook (e.g. a rollback)"),
                     ),
                     None => {
-                        let mut d = Diagnostic::new(format!("on_failure runs unknown step `{id}`")).at(&self.runbook.file, step.span);
+                        let mut d = Diagnostic::new(format!("on_failure runs unknown step `{id}`")).at(&self.runbook.file, at);
                         if let Some(s) = did_you_mean(id, self.places.keys().copied()) {
                             d = d.label(format!("did you mean `{s}`?"));
                         }

@@ -148,6 +148,8 @@ pub struct Controls {
     pub retry: Option<Retry>,
     pub timeout: Option<Duration>,
     pub on_failure: OnFailure,
+    /// Where `on_failure` was written, so an error about a step it names points at the name.
+    pub on_failure_node: Option<Node>,
     /// Ask before running; the text is shown (templated).
     pub confirm: Option<Node>,
     /// Run even when an earlier step failed or the run was interrupted (cleanup).
@@ -600,6 +602,7 @@ impl Loader<'_> {
         if let Some(n) = fields.take("on_failure") {
             let help = "on_failure is `abort`, `continue`, `warn` or `{ run: [step ids] }`";
             controls.on_failure = self.typed::<OnFailure>(n, Some(help)).unwrap_or_default();
+            controls.on_failure_node = Some(n.clone());
         }
         if let Some(n) = fields.take("confirm")
             && self.string(n, "confirm").is_some() {
