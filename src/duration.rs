@@ -157,6 +157,11 @@ impl Serialize for Duration {
     }
 }
 
+impl Duration {
+    /// Why a zero `timeout` is refused.
+    pub const ZERO_TIMEOUT: &'static str = "`timeout` must be longer than 0s";
+}
+
 impl JsonSchema for Duration {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()

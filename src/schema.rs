@@ -21,7 +21,9 @@ pub fn runbook() -> Value {
     let kinds: Vec<(&str, &str, Value)> = KINDS.iter().map(|k| (k.name, k.summary, (k.schema)(&mut g).to_value())).collect();
     let mut defs = g.take_definitions(true);
     for (name, def) in defs.iter_mut() {
-        if name != "Retry" && name != "OnFailure" && name != "ParamDecl" && name != "ParamType" && name != "ErrorClass" {
+        // `retry` and `timeout` take templates (rendered per run); `on_failure`, parameter
+        // declarations and error classes do not.
+        if name != "OnFailure" && name != "ParamDecl" && name != "ParamType" && name != "ErrorClass" {
             allow_templates(def, true);
         }
     }

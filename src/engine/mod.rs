@@ -568,7 +568,36 @@ impl<'a> Engine<'a> {
             }
         }
 
-        let attempts_allowed = step.controls.retry.as_ref().map_or(1, |r| r.attempts.max(1));
+        // `retry` and `timeout` written as templates: rendered for this run and checked as
+        // the loader checks values written plainly.
+        let retry_now;
+        let retry = match &step.controls.templated_retry {
+            None => step.controls.retry.as_ref(),
+            Some(node) => match self.control::<crate::runbook::Retry>(node, ctx(), "retry") {
+                Ok(r) => match r.problem() {
+                    Some((field, why)) => {
+                        let at = node.get(field).map_or(node.span, |n| n.span);
+                        return self.finish(step, id, name, Err(StepError::invalid(self.positioned(why, at))), 0, started);
+                    }
+                    None => {
+                        retry_now = r;
+                        Some(&retry_now)
+                    }
+                },
+                Err((true, e)) if self.options.dry_run => return self.skipped(step, id, name, format!("cannot render in a dry run (an earlier step only planned): {e}")),
+                Err((_, e)) => return self.finish(step, id, name, Err(StepError::invalid(e)), 0, started),
+            },
+        };
+        let timeout = match &step.controls.templated_timeout {
+            None => step.controls.timeout,
+            Some(node) => match self.control::<crate::duration::Duration>(node, ctx(), "timeout") {
+                Ok(t) if t.std().is_zero() => return self.finish(step, id, name, Err(StepError::invalid(self.positioned(crate::duration::Duration::ZERO_TIMEOUT, node.span))), 0, started),
+                Ok(t) => Some(t),
+                Err((true, e)) if self.options.dry_run => return self.skipped(step, id, name, format!("cannot render in a dry run (an earlier step only planned): {e}")),
+                Err((_, e)) => return self.finish(step, id, name, Err(StepError::invalid(e)), 0, started),
+            },
+        };
+        let attempts_allowed = retry.map_or(1, |r| r.attempts.max(1));
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
@@ -594,7 +623,7 @@ impl<'a> Engine<'a> {
                 }
             };
             let timed = async {
-                match step.controls.timeout {
+                match timeout {
                     Some(t) => tokio::time::timeout(t.std(), once)
                         .await
                         .unwrap_or_else(|_| Err(StepError::new(ErrorClass::Timeout, format!("timed out after {t}")))),
@@ -613,7 +642,7 @@ impl<'a> Engine<'a> {
                 Ok(_) => break result,
                 Err(e) => e.class,
             };
-            let Some(retry) = step.controls.retry.as_ref().filter(|r| attempt < attempts_allowed && r.covers(class)) else {
+            let Some(retry) = retry.filter(|r| attempt < attempts_allowed && r.covers(class)) else {
                 break result;
             };
             let base = retry.delay_after(attempt);
@@ -630,6 +659,21 @@ impl<'a> Engine<'a> {
         };
         drop(permit);
         self.finish(step, id, name, result, attempt, started)
+    }
+
+    /// A control written as a template (`retry`, `timeout`), rendered and read as its type;
+    /// the error says where it was written, and whether rendering (true) or the rendered
+    /// value failed.
+    fn control<T: serde::de::DeserializeOwned>(&self, node: &Node, ctx: &JValue, what: &str) -> Result<T, (bool, String)> {
+        let rendered = template::render_node(node, ctx).map_err(|(span, e)| (true, self.positioned(&format!("{what}: {e}"), span)))?;
+        crate::yaml::de::from_node::<T>(&rendered, crate::yaml::de::Mode::Strict)
+            .map_err(|e| (false, self.positioned(&format!("{what} renders a value it cannot use: {}", e.message), e.span.unwrap_or(node.span))))
+    }
+
+    /// `message (file:line:column)`.
+    fn positioned(&self, message: &str, span: crate::source::Span) -> String {
+        let (l, c) = self.runbook.file.line_col(span.start);
+        format!("{message} ({}:{l}:{c})", self.runbook.file.name)
     }
 
     /// A report for a step that ran (or was planned), to be filled in.

@@ -93,6 +93,11 @@ impl Checker<'_> {
         for s in step.params.scalars() {
             texts.push((s, false, has_item));
         }
+        for n in [&step.controls.templated_retry, &step.controls.templated_timeout].into_iter().flatten() {
+            for s in n.scalars() {
+                texts.push((s, false, has_item));
+            }
+        }
         for (node, bare, item) in texts {
             let Some(text) = node.as_str() else { continue };
             if !bare && !is_template(text) {

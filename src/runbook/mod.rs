@@ -147,6 +147,11 @@ pub struct Controls {
     pub when: Option<Node>,
     pub retry: Option<Retry>,
     pub timeout: Option<Duration>,
+    /// `retry` written with templates (`attempts: "{{ params.attempts }}"`): rendered and
+    /// checked when the step runs; `retry` is then `None`.
+    pub templated_retry: Option<Node>,
+    /// `timeout` written as a template: rendered and checked when the step runs.
+    pub templated_timeout: Option<Node>,
     pub on_failure: OnFailure,
     /// Where `on_failure` was written, so an error about a step it names points at the name.
     pub on_failure_node: Option<Node>,
@@ -192,6 +197,20 @@ fn default_on() -> Vec<ErrorClass> {
 }
 
 impl Retry {
+    /// Its fields, as written.
+    pub const FIELDS: &'static [&'static str] = &["attempts", "delay", "backoff", "max_delay", "on"];
+
+    /// What is wrong with values that parse: the field and why.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.attempts == 0 {
+            return Some(("attempts", "`attempts` counts every try, the first included; it must be at least 1"));
+        }
+        if !(self.backoff >= 1.0 && self.backoff.is_finite()) {
+            return Some(("backoff", "`backoff` multiplies each wait; it must be at least 1"));
+        }
+        None
+    }
+
     /// Whether a failure of `class` is retried.
     pub fn covers(&self, class: ErrorClass) -> bool {
         class != ErrorClass::Invalid && self.on.iter().any(|c| *c == ErrorClass::Any || *c == class)
@@ -585,18 +604,39 @@ impl Loader<'_> {
             controls.when = self.condition_node(n, "when");
         }
         if let Some(n) = fields.take("retry") {
-            match self.typed::<Retry>(n, None) {
-                Some(r) if r.attempts == 0 => self.error(self.at("`attempts` counts every try, the first included; it must be at least 1", n.get("attempts").map_or(n.span, |a| a.span))),
-                Some(r) if !(r.backoff >= 1.0 && r.backoff.is_finite()) => {
-                    self.error(self.at("`backoff` multiplies each wait; it must be at least 1", n.get("backoff").map_or(n.span, |a| a.span)))
+            if crate::template::has_templates(n) {
+                // Rendered when the step runs; what can be known now is which fields it has.
+                match &n.value {
+                    crate::yaml::Value::Map(entries) => {
+                        for (k, _) in entries {
+                            let key = k.as_str().unwrap_or_default();
+                            if !Retry::FIELDS.contains(&key) {
+                                let d = self.at(format!("`retry` has no field `{key}`"), k.span).help(format!("its fields: {}", Retry::FIELDS.join(", ")));
+                                self.error(d);
+                            }
+                        }
+                        controls.templated_retry = Some(n.clone());
+                    }
+                    _ => self.error(self.at("`retry` is a mapping, e.g. `{ attempts: 3, delay: 2s }`; templates go in its values", n.span)),
                 }
-                r => controls.retry = r,
+            } else {
+                match self.typed::<Retry>(n, None) {
+                    Some(r) => match r.problem() {
+                        Some((field, why)) => self.error(self.at(why, n.get(field).map_or(n.span, |a| a.span))),
+                        None => controls.retry = Some(r),
+                    },
+                    None => {}
+                }
             }
         }
         if let Some(n) = fields.take("timeout") {
-            match self.typed::<Duration>(n, None) {
-                Some(d) if d.std().is_zero() => self.error(self.at("`timeout` must be longer than 0s", n.span)),
-                d => controls.timeout = d,
+            if n.as_str().is_some_and(crate::yaml::de::is_template) {
+                controls.templated_timeout = Some(n.clone());
+            } else {
+                match self.typed::<Duration>(n, None) {
+                    Some(d) if d.std().is_zero() => self.error(self.at(Duration::ZERO_TIMEOUT, n.span)),
+                    d => controls.timeout = d,
+                }
             }
         }
         if let Some(n) = fields.take("on_failure") {

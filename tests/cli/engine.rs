@@ -279,3 +279,39 @@ fn a_second_mutating_run_on_the_same_instance_exits_3_naming_the_holder() {
     assert_eq!(first.wait().unwrap().code(), Some(0));
     s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "localhost"]).run().code(0);
 }
+
+/// `retry` and `timeout` written as templates are rendered per run and checked as plain
+/// values are; a bad rendered value fails the step with where it was written.
+#[test]
+fn templated_retry_and_timeout_are_rendered_per_run_and_checked() {
+    let s = Scratch::new();
+    let text = "name: t\nparams:\n  attempts: { type: int, default: 3 }\n  wait: { type: string, default: 10ms }\n  limit: { type: string, default: 5s }\nsteps:\n  - id: flaky\n    retry: { attempts: \"{{ params.attempts }}\", delay: \"{{ params.wait }}\" }\n    on_failure: continue\n    assert: { that: false }\n  - id: slow\n    timeout: \"{{ params.limit }}\"\n    sleep: { duration: 300ms }\n";
+    let run = run_rb(&s, text, &[]);
+    run.code(1);
+    assert_eq!(run.step("flaky")["attempts"], 3, "{}", run.stdout);
+    assert_eq!(run.step("flaky")["status"], "failed");
+    assert_eq!(run.step("slow")["status"], "passed");
+    // The rendered timeout applies: 50ms cuts the 300ms sleep.
+    let run = run_rb(&s, text, &["-p", "attempts=1", "-p", "limit=50ms"]);
+    assert_eq!(run.step("flaky")["attempts"], 1);
+    assert_eq!(run.step("slow")["error_class"], "timeout", "{}", run.stdout);
+    assert!(run.step("slow")["message"].as_str().unwrap().contains("timed out after 50ms"), "{}", run.stdout);
+    // Values the loader would refuse, refused when rendered, at their place in the file.
+    let run = run_rb(&s, text, &["-p", "attempts=0"]);
+    let msg = run.step("flaky")["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("`attempts` counts every try") && msg.ends_with("rb.yaml:8:24)"), "{msg}");
+    assert_eq!(run.step("flaky")["error_class"], "invalid");
+    let run = run_rb(&s, text, &["-p", "wait=soon"]);
+    let msg = run.step("flaky")["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("invalid duration `soon`") && msg.ends_with("rb.yaml:8:56)"), "{msg}");
+    let run = run_rb(&s, text, &["-p", "limit=0s"]);
+    let msg = run.step("slow")["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("`timeout` must be longer than 0s") && msg.ends_with("rb.yaml:12:14)"), "{msg}");
+    // In a dry run, a retry that reads a step which was only planned cannot be rendered: the
+    // step is skipped and says why, as a templated parameter is.
+    let text = "name: t\nsteps:\n  - id: change\n    host.command: { argv: [\"true\"], effect: mutate }\n  - id: after\n    retry: { attempts: \"{{ steps.change.exit_code + 1 }}\" }\n    assert: { that: true }\n";
+    let run = run_rb(&s, text, &["--dry-run"]);
+    run.code(0);
+    assert_eq!(run.step("after")["status"], "skipped");
+    assert!(run.step("after")["message"].as_str().unwrap().starts_with("cannot render in a dry run"), "{}", run.stdout);
+}

@@ -88,10 +88,13 @@ fn files_opsctl_refuses_are_refused_by_the_schemas_too() {
 }
 
 #[test]
-fn a_templated_mapping_is_valid_where_a_kind_takes_a_mapping() {
+fn templated_mappings_and_controls_are_valid_where_opsctl_takes_them() {
     let Some(py) = python() else { return };
     let s = Scratch::new();
-    let file = s.write("templated.yaml", "name: ok\nsteps:\n  - http.check:\n      url: \"http://127.0.0.1:1/\"\n      headers: \"{{ vars.headers }}\"\n      expect_json: \"{{ vars.expect }}\"\n");
+    let file = s.write(
+        "templated.yaml",
+        "name: ok\nsteps:\n  - retry: { attempts: \"{{ vars.n }}\", delay: 2s }\n    timeout: \"{{ vars.t }}\"\n    http.check:\n      url: \"http://127.0.0.1:1/\"\n      headers: \"{{ vars.headers }}\"\n      expect_json: \"{{ vars.expect }}\"\n",
+    );
     let (ok, out) = validate(&s, &py, std::slice::from_ref(&file));
     assert!(ok, "{out}");
 }
