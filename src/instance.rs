@@ -195,41 +195,26 @@ impl JsonSchema for RoutineEntry {
         "RoutineEntry".into()
     }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "anyOf": [{ "type": "string", "description": "A runbook name, e.g. backup" }, g.subschema_for::<RoutineEntryMap>()],
-        })
+        crate::yaml::de::string_or_map_schema::<RoutineEntryMap>(g, "A runbook name, e.g. backup")
     }
 }
 
 impl<'de> Deserialize<'de> for RoutineEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use RoutineEntryMap as Full;
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RoutineEntry;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a runbook name such as `backup`, or a mapping with `runbook`")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RoutineEntry, E> {
-                Ok(RoutineEntry::named(s))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RoutineEntry, A::Error> {
-                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                let params = f
-                    .params
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let text = match v {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        };
-                        (k, text)
-                    })
-                    .collect();
-                Ok(RoutineEntry { runbook: f.runbook, params, stop_on_failure: f.stop_on_failure })
-            }
-        }
-        d.deserialize_any(V)
+        crate::yaml::de::string_or_map(d, "a runbook name such as `backup`, or a mapping with `runbook`", RoutineEntry::named, |f: RoutineEntryMap| {
+            let params = f
+                .params
+                .into_iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, text)
+                })
+                .collect();
+            RoutineEntry { runbook: f.runbook, params, stop_on_failure: f.stop_on_failure }
+        })
     }
 }
 

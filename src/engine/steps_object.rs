@@ -28,7 +28,6 @@ const COMMON: [&str; 5] = ["status", "failed", "message", "duration", "attempts"
 #[derive(Debug)]
 struct Record {
     status: Status,
-    failed: bool,
     message: String,
     duration: f64,
     attempts: u32,
@@ -40,7 +39,6 @@ impl Record {
     fn of(report: &StepReport) -> Record {
         Record {
             status: report.status,
-            failed: report.status == Status::Failed,
             message: report.message.clone(),
             duration: report.duration_ms / 1000.0,
             attempts: report.attempts,
@@ -55,7 +53,7 @@ impl Record {
         }
         Some(match key {
             "status" => Value::from(self.status.as_str()),
-            "failed" => Value::from(self.failed),
+            "failed" => Value::from(self.status == Status::Failed),
             "message" => Value::from(self.message.as_str()),
             "duration" => Value::from(self.duration),
             "attempts" => Value::from(self.attempts),
@@ -69,7 +67,11 @@ impl Record {
         if self.items.is_some() {
             keys.push("items");
         }
-        keys.extend(self.outputs.keys().map(String::as_str).filter(|k| !COMMON.contains(k) && *k != "items"));
+        for k in self.outputs.keys() {
+            if !keys.contains(&k.as_str()) {
+                keys.push(k);
+            }
+        }
         keys
     }
 
@@ -112,7 +114,7 @@ impl StepsObject {
 
     /// Records a step that did not run, with why.
     pub fn insert_skipped(&self, id: &str, message: String) {
-        let record = Record { status: Status::Skipped, failed: false, message, duration: 0.0, attempts: 0, outputs: serde_json::Map::new(), items: None };
+        let record = Record { status: Status::Skipped, message, duration: 0.0, attempts: 0, outputs: serde_json::Map::new(), items: None };
         self.map().insert(id.to_string(), Arc::new(record));
     }
 
@@ -132,7 +134,6 @@ impl StepsObject {
         let failed = reports.iter().filter(|r| r.status == Status::Failed).count();
         let record = Record {
             status: worst,
-            failed: failed > 0,
             message: format!("{} items, {failed} failed", reports.len()),
             duration: reports.iter().map(|r| r.duration_ms).fold(0.0, f64::max) / 1000.0,
             attempts: reports.iter().map(|r| r.attempts).max().unwrap_or(0),

@@ -168,6 +168,39 @@ fn unexpected_text(u: &Unexpected<'_>) -> String {
     }
 }
 
+/// A value written as a string (its shorthand) or as the mapping `M`: `/health` or
+/// `{ path: /ready, … }`; `backup` or `{ runbook: backup, … }`. `expecting` is what the
+/// error says it wanted.
+pub fn string_or_map<'de, D, M, T>(d: D, expecting: &'static str, short: fn(&str) -> T, full: fn(M) -> T) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    M: serde::Deserialize<'de>,
+{
+    struct V<M, T> {
+        expecting: &'static str,
+        short: fn(&str) -> T,
+        full: fn(M) -> T,
+    }
+    impl<'de, M: serde::Deserialize<'de>, T> Visitor<'de> for V<M, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+            Ok((self.short)(s))
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            M::deserialize(de::value::MapAccessDeserializer::new(map)).map(self.full)
+        }
+    }
+    d.deserialize_any(V { expecting, short, full })
+}
+
+/// The JSON Schema of a [`string_or_map`] value: a string (`string` describes it) or `M`.
+pub fn string_or_map_schema<M: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator, string: &str) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "string", "description": string }, g.subschema_for::<M>()] })
+}
+
 /// Deserializes a node into `T`.
 pub fn from_node<T: DeserializeOwned>(node: &Node, mode: Mode) -> Result<T, DeError> {
     T::deserialize(NodeDe { node, mode })

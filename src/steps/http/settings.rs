@@ -61,43 +61,24 @@ impl JsonSchema for HealthEndpoint {
         "HealthEndpoint".into()
     }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "anyOf": [{ "type": "string", "description": "A path under base_url, e.g. /health" }, g.subschema_for::<HealthEndpointMap>()],
-        })
+        crate::yaml::de::string_or_map_schema::<HealthEndpointMap>(g, "A path under base_url, e.g. /health")
     }
 }
 
 impl<'de> Deserialize<'de> for HealthEndpoint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use HealthEndpointMap as Full;
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = HealthEndpoint;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a path such as `/health`, or a mapping with `path`")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HealthEndpoint, E> {
-                Ok(HealthEndpoint {
-                    path: s.to_string(),
-                    expect_status: None,
-                    expect_json: None,
-                    expect_body: None,
-                    warn_latency: None,
-                    fail_latency: None,
-                })
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<HealthEndpoint, A::Error> {
-                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(HealthEndpoint {
-                    path: f.path,
-                    expect_status: f.expect_status,
-                    expect_json: f.expect_json,
-                    expect_body: f.expect_body,
-                    warn_latency: f.warn_latency,
-                    fail_latency: f.fail_latency,
-                })
-            }
-        }
-        d.deserialize_any(V)
+        crate::yaml::de::string_or_map(
+            d,
+            "a path such as `/health`, or a mapping with `path`",
+            |path| HealthEndpoint { path: path.to_string(), expect_status: None, expect_json: None, expect_body: None, warn_latency: None, fail_latency: None },
+            |f: HealthEndpointMap| HealthEndpoint {
+                path: f.path,
+                expect_status: f.expect_status,
+                expect_json: f.expect_json,
+                expect_body: f.expect_body,
+                warn_latency: f.warn_latency,
+                fail_latency: f.fail_latency,
+            },
+        )
     }
 }
