@@ -100,6 +100,28 @@ pub struct Instance {
     #[serde(skip)]
     #[schemars(skip)]
     pub derived: Derived,
+    /// Where the instance is written (none for the built-in `localhost`): its local secret
+    /// references are resolved before a run, and one that cannot be read is reported there.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub origin: Option<std::sync::Arc<Origin>>,
+}
+
+/// Where an instance's `{ env: … }` and `{ file: … }` references are written.
+#[derive(Debug)]
+pub struct Origin {
+    pub file: std::sync::Arc<crate::source::SourceFile>,
+    pub local_refs: Vec<LocalRef>,
+}
+
+/// A local secret reference in an instance's settings.
+#[derive(Debug)]
+pub struct LocalRef {
+    /// The section it is under (`postgres`, `http`): the backend that reads it.
+    pub section: String,
+    pub reference: crate::secret::SecretRef,
+    /// The variable's name or the file's path, as written.
+    pub span: crate::source::Span,
 }
 
 /// Worked out from an instance's settings on first use. Settings do not change once an

@@ -216,6 +216,14 @@ impl Inventory {
                             }
                         }
                     }
+                    let node = instances_node.and_then(|n| n.get(&name));
+                    let local_refs = node.and_then(Node::as_map).unwrap_or_default().iter().flat_map(|(section, v)| {
+                        let mut found = Vec::new();
+                        crate::yaml::local_secret_refs(v, &mut found);
+                        let section = section.as_str().unwrap_or_default().to_string();
+                        found.into_iter().map(move |(reference, span)| crate::instance::LocalRef { section: section.clone(), reference, span })
+                    });
+                    i.origin = Some(Arc::new(crate::instance::Origin { file: file.clone(), local_refs: local_refs.collect() }));
                     (name, Arc::new(i))
                 })
                 .collect(),

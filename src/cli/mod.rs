@@ -225,6 +225,7 @@ fn run_counting(g: &Global, ui: &Ui, runbook: &str, targets: &Targets, params: V
     let order: std::collections::HashMap<String, usize> = instances.iter().enumerate().map(|(i, inst)| (inst.name.clone(), i)).collect();
     let mut prepared = Vec::new();
     let mut not_applicable = Vec::new();
+    let mut invalid = Vec::new();
     for instance in instances {
         let name = instance.name.clone();
         match procedures::prepare(&runbook, instance, &params) {
@@ -234,8 +235,13 @@ fn run_counting(g: &Global, ui: &Ui, runbook: &str, targets: &Targets, params: V
                 let reason = why.split_once(": ").map_or(why.as_str(), |(_, r)| r).to_string();
                 not_applicable.push(procedures::not_run(&runbook, &name, dry_run, crate::report::RunStatus::NotApplicable, format!("does not apply: {reason}")));
             }
+            // Every instance's problems are told at once, before any runs.
+            Err(Error::Invalid(found)) if fleet => gather(&mut invalid, found),
             Err(e) => return Err(e),
         }
+    }
+    if !invalid.is_empty() {
+        return Err(Error::Invalid(invalid));
     }
     if prepared.is_empty() && !not_applicable.is_empty() {
         return Err(Error::Refused(format!(
@@ -246,6 +252,16 @@ fn run_counting(g: &Global, ui: &Ui, runbook: &str, targets: &Targets, params: V
         )));
     }
     execute_counting(g, ui, &runbook, prepared, not_applicable, dry_run, fleet, &|name| order.get(name).copied().unwrap_or(usize::MAX), inventory.history)
+}
+
+/// Adds problems found on one instance of several to those found before, each once (a
+/// problem in the runbook is found on every instance).
+fn gather(all: &mut Vec<crate::diagnostic::Diagnostic>, found: Vec<crate::diagnostic::Diagnostic>) {
+    for d in found {
+        if !all.iter().any(|a| a.message == d.message && a.position() == d.position()) {
+            all.push(d);
+        }
+    }
 }
 
 /// The instances a command runs on: `--instance a,b,c` (those, in that order, each once),
@@ -374,6 +390,7 @@ fn routine_entries(inst: &crate::instance::Instance, name: &str) -> Result<Vec<E
 fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(std::sync::Arc<crate::instance::Instance>, Vec<Entry>)>, fleet: bool) -> Result<Exit, Error> {
     let mut loaded: std::collections::HashMap<String, std::sync::Arc<Runbook>> = std::collections::HashMap::new();
     let mut plans = Vec::new();
+    let mut invalid = Vec::new();
     let confirm = tty_confirm(ui);
     let options = Options { dry_run: g.dry_run, yes: g.yes, parallel: g.parallel as usize };
     for (inst, entries) in work {
@@ -394,6 +411,7 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
                     let reason = why.split_once(": ").map_or(why.as_str(), |(_, r)| r).to_string();
                     not_run.push(crate::report::NotRun { runbook: e.runbook.clone(), reason: format!("does not apply: {reason}") });
                 }
+                Err(Error::Invalid(found)) => gather(&mut invalid, found),
                 Err(err) => return Err(err),
             }
         }
@@ -401,6 +419,9 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
             procedures::refuse_unconfirmable(&q.runbook, &options, confirm.interactive(), std::slice::from_ref(&q.prepared))?;
         }
         plans.push((inst, queue, not_run));
+    }
+    if !invalid.is_empty() {
+        return Err(Error::Invalid(invalid));
     }
     let outputs = check_outputs(g)?;
     let state_dir = sysinfo::state_dir();

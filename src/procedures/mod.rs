@@ -39,7 +39,83 @@ pub fn prepare(runbook: &Runbook, instance: Arc<Instance>, given: &[(String, Str
     fetch_param_defaults(runbook, &instance)?;
     let params = runbook::check::bind_params(runbook, given).map_err(Error::Invalid)?;
     check_requirements(runbook, &instance, &params)?;
+    check_local_secrets(runbook, &instance)?;
     Ok(Prepared { instance, params })
+}
+
+/// Reads, before anything runs, every `{ env: … }` and `{ file: … }` reference the run
+/// would read, and refuses the run (exit 2) naming each one that cannot be read where it is
+/// written: those in the instance's sections its steps use — a `postgres.*` step reads
+/// `postgres:`, a template naming `instance.http` reads `http:` — and those written in its
+/// steps. Steps whose `needs:` the instance lacks do not count: they will not run.
+pub fn check_local_secrets(runbook: &Runbook, instance: &Instance) -> Result<(), Error> {
+    use crate::diagnostic::Diagnostic;
+    let runnable: Vec<&runbook::Step> = runbook.steps().filter(|s| s.controls.needs.iter().all(|n| instance.has(n))).collect();
+    let mut errors = Vec::new();
+    if let Some(origin) = instance.origin.as_ref().filter(|o| !o.local_refs.is_empty()) {
+        // The sections each step reads, by its kind's family and its templates.
+        let mut readers: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+        for s in &runnable {
+            let mut sections = vec![s.kind.name.split('.').next().unwrap_or_default()];
+            let mut texts = Vec::new();
+            template_texts(&s.params, &mut texts);
+            for t in texts {
+                for r in crate::template::references(t, false).map(|r| r.to_vec()).unwrap_or_default() {
+                    if let Some(section) = r.strip_prefix("instance.").map(|rest| rest.split('.').next().unwrap_or(rest)) {
+                        sections.push(origin.local_refs.iter().find(|l| l.section == section).map_or("", |l| l.section.as_str()));
+                    }
+                }
+            }
+            for section in sections.into_iter().filter(|s| !s.is_empty()) {
+                let ids = readers.entry(section).or_default();
+                if !ids.contains(&s.id.as_str()) {
+                    ids.push(&s.id);
+                }
+            }
+        }
+        for l in &origin.local_refs {
+            let Some(ids) = readers.get(l.section.as_str()) else { continue };
+            if let Err(why) = l.reference.resolve() {
+                let shown: Vec<String> = ids.iter().take(3).map(|id| format!("`{id}`")).collect();
+                let more = if ids.len() > 3 { format!(" and {} more", ids.len() - 3) } else { String::new() };
+                errors.push(
+                    Diagnostic::new(format!("instance {}: {why}", instance.name))
+                        .at(&origin.file, l.span)
+                        .label(format!("`{}` reads `{}:`: step {}{more}", runbook.name, l.section, shown.join(", ")))
+                        .help(secret_help(&l.reference)),
+                );
+            }
+        }
+    }
+    for s in &runnable {
+        let mut found = Vec::new();
+        crate::yaml::local_secret_refs(&s.params, &mut found);
+        for (reference, span) in found {
+            if let Err(why) = reference.resolve() {
+                errors.push(Diagnostic::new(why).at(&runbook.file, span).label(format!("step `{}` reads it", s.id)).help(secret_help(&reference)));
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+}
+
+/// What to do about a secret reference that cannot be read.
+fn secret_help(reference: &crate::secret::SecretRef) -> &'static str {
+    match reference {
+        crate::secret::SecretRef::Env(_) => "set it in the environment opsctl runs in (a cron or CI job starts with almost none), or point the reference at another variable",
+        _ => "make the file readable by the user opsctl runs as (a relative path is taken from the directory opsctl runs in), or point the reference at another file",
+    }
+}
+
+/// Every templated text under `node`.
+fn template_texts<'a>(node: &'a crate::yaml::Node, out: &mut Vec<&'a str>) {
+    use crate::yaml::Value;
+    match &node.value {
+        Value::Scalar(s) if crate::yaml::de::is_template(&s.text) => out.push(&s.text),
+        Value::Scalar(_) | Value::Null => {}
+        Value::Seq(items) => items.iter().for_each(|i| template_texts(i, out)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| template_texts(v, out)),
+    }
 }
 
 /// Refuses a runbook whose `requires:` the instance does not meet, naming what it lacks and

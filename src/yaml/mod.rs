@@ -454,6 +454,31 @@ impl<'f> Builder<'f> {
     }
 }
 
+/// The `{ env: VAR }` and `{ file: PATH }` references below `node`, with where the variable
+/// or path is written. A templated name is left for the run to resolve.
+pub fn local_secret_refs(node: &Node, out: &mut Vec<(crate::secret::SecretRef, Span)>) {
+    use crate::secret::SecretRef;
+    match &node.value {
+        Value::Map(entries) => {
+            if let [(k, v)] = entries.as_slice()
+                && let (Some(key), Some(text)) = (k.as_str(), v.as_str())
+                && !de::is_template(text)
+            {
+                match key {
+                    "env" => out.push((SecretRef::Env(text.to_string()), v.span)),
+                    "file" => out.push((SecretRef::File(std::path::PathBuf::from(text)), v.span)),
+                    _ => {}
+                }
+            }
+            for (_, v) in entries {
+                local_secret_refs(v, out);
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|v| local_secret_refs(v, out)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

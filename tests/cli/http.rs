@@ -174,9 +174,12 @@ fn headers_are_sent_including_secret_ones() {
 }
 
 #[test]
-fn a_missing_secret_env_var_is_a_clear_failure() {
+fn a_missing_secret_env_var_is_a_clear_error_before_the_run() {
     let url = servers().url("/echo");
     let (_s, run) = run_one(&format!("    http.check: {{ url: \"{url}\", headers: {{ Authorization: {{ env: OPSCTL_TEST_UNSET_VAR }} }} }}\n"));
+    run.code(2).stderr_has("environment variable OPSCTL_TEST_UNSET_VAR is not set").stderr_has("step `s` reads it");
+    // A templated name is read when the step runs.
+    let (_s, run) = run_one(&format!("    http.check: {{ url: \"{url}\", headers: {{ Authorization: {{ env: \"{{{{ 'OPSCTL_TEST_' ~ 'UNSET_VAR' }}}}\" }} }} }}\n"));
     run.code(1);
     assert_eq!(run.step("s")["message"], "header Authorization: environment variable OPSCTL_TEST_UNSET_VAR is not set");
 }

@@ -170,3 +170,58 @@ fn rotate_secret_on_secrets_manager_puts_the_previous_version_back_when_health_f
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(!all.contains(&rotated), "a value was printed");
 }
+
+/// An unset `{ env: … }` or unreadable `{ file: … }` the run would read is one exit-2 error
+/// at the place it is written, before any step runs; one only an unused section holds does
+/// not stop the run.
+#[test]
+fn unreadable_secret_references_stop_the_run_before_it_starts() {
+    let s = Scratch::new();
+    s.write(
+        "opsctl.yaml",
+        "instances:\n  a:\n    postgres: { url: { env: OPSCTL_TEST_UNSET_PG } }\n    http:\n      base_url: http://127.0.0.1:1\n      headers: { Authorization: { file: missing-token.txt } }\n  b:\n    postgres: { url: { env: OPSCTL_TEST_UNSET_PG } }\n",
+    );
+    let pg = s.write("pg.yaml", "name: pg\nsteps:\n  - id: ping\n    postgres.ping: {}\n  - id: again\n    postgres.ping: {}\n");
+    let r = s.opsctl().args(["run", pg.to_str().unwrap(), "-i", "a"]).run();
+    r.code(2)
+        .stderr_has("instance a: environment variable OPSCTL_TEST_UNSET_PG is not set")
+        .stderr_has("opsctl.yaml:3:29")
+        .stderr_has("`pg` reads `postgres:`: step `ping`, `again`")
+        .stderr_has("set it in the environment opsctl runs in");
+    assert!(!r.stderr.contains("missing-token"), "the http section is not read by this run: {}", r.stderr);
+    assert!(s.history().is_empty(), "nothing ran: {:?}", s.history());
+
+    // A template naming `instance.http` reads the http section.
+    let h = s.write("h.yaml", "name: h\nsteps:\n  - id: url\n    host.command: { argv: [echo, \"{{ instance.http.base_url }}\"], effect: read }\n");
+    s.opsctl()
+        .args(["run", h.to_str().unwrap(), "-i", "a"])
+        .run()
+        .code(2)
+        .stderr_has("instance a: cannot read secret file missing-token.txt: no such file")
+        .stderr_has("opsctl.yaml:6:41")
+        .stderr_has("`h` reads `http:`: step `url`")
+        .stderr_has("make the file readable");
+    std::fs::write(s.path().join("missing-token.txt"), "Bearer t\n").unwrap();
+    s.opsctl().args(["run", h.to_str().unwrap(), "-i", "a"]).run().code(0);
+
+    // Neither section read, or only by a step the instance has no backend for: the run goes on.
+    let plain = s.write("plain.yaml", "name: plain\nsteps:\n  - id: t\n    host.command: { argv: [\"true\"], effect: read }\n  - id: cache\n    needs: redis\n    postgres.ping: {}\n");
+    s.opsctl().args(["run", plain.to_str().unwrap(), "-i", "a"]).run().code(0);
+
+    // Several instances: every problem is told at once, and none runs.
+    let ran = s.history().len();
+    s.opsctl()
+        .args(["run", pg.to_str().unwrap(), "-i", "a,b"])
+        .run()
+        .code(2)
+        .stderr_has("instance a: environment variable OPSCTL_TEST_UNSET_PG is not set")
+        .stderr_has("instance b: environment variable OPSCTL_TEST_UNSET_PG is not set")
+        .stderr_has("opsctl.yaml:8:29");
+    // The shipped check, the case: one error, not three failed steps.
+    let r = s.opsctl().args(["check", "-i", "b"]).run();
+    r.code(2).stderr_has("instance b: environment variable OPSCTL_TEST_UNSET_PG is not set").stderr_has("opsctl.yaml:8:29");
+    assert_eq!(r.stderr.matches("is not set").count(), 1, "{}", r.stderr);
+    assert_eq!(s.history().len(), ran, "nothing ran");
+    // Set, the same run goes to its steps (which fail: nothing listens there).
+    s.opsctl().args(["run", pg.to_str().unwrap(), "-i", "b"]).env("OPSCTL_TEST_UNSET_PG", "postgres://u@127.0.0.1:1/db").run().code(1);
+}
