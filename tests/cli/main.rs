@@ -8,6 +8,7 @@ mod architecture;
 mod aws;
 mod compose;
 mod demo;
+mod dryrun;
 mod ecs;
 mod elb;
 mod engine;
