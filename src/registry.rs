@@ -82,6 +82,7 @@ const fn kind<T: StepKind>() -> KindInfo {
             leases: T::LEASES,
             machine: T::MACHINE,
             permissions: T::PERMISSIONS,
+            argv: T::ARGV,
             validate: validate_erased::<T>,
             schema: schema_erased::<T>,
         },

@@ -83,6 +83,11 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
+/// Whether `text` holds a known secret value.
+pub fn holds_secret(text: &str) -> bool {
+    matches!(scrub(text), Cow::Owned(_))
+}
+
 /// Masks every known secret value in `text`.
 pub fn scrub(text: &str) -> Cow<'_, str> {
     let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());

@@ -234,6 +234,8 @@ pub struct KindSpec {
     pub machine: bool,
     /// What it needs of the backends' access control (`kind::StepKind::PERMISSIONS`).
     pub permissions: &'static [Permission],
+    /// Parameters that become a program's command line (`kind::StepKind::ARGV`).
+    pub argv: &'static [&'static str],
     /// Parses parameters with templates as wildcards; returns the step's effect.
     pub validate: fn(&Node) -> Result<Effect, DeError>,
     /// The JSON Schema of the parameters.

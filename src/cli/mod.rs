@@ -24,6 +24,7 @@ pub fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (reqwest, and later kube and the AWS
     // SDK, would otherwise disagree and panic).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    std::panic::set_hook(Box::new(panic_hook));
     let cli = Cli::parse();
     let ui = Ui::new(&cli.global);
     init_logging(&cli.global, ui.color_err);
@@ -36,6 +37,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit().code())
         }
     }
+}
+
+/// Says a panic is a bug, with its message and (under `RUST_BACKTRACE`) backtrace scrubbed
+/// of every secret value: a panic's message may hold whatever the code had in hand.
+fn panic_hook(info: &std::panic::PanicHookInfo) {
+    let message = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+    let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    let backtrace = std::backtrace::Backtrace::capture();
+    let trace = match backtrace.status() {
+        std::backtrace::BacktraceStatus::Captured => format!("\n{backtrace}"),
+        _ => String::new(),
+    };
+    let text = format!(
+        "opsctl panicked (thread {thread}){at}: {message}{trace}\nthis is a bug in opsctl: please report it with the command you ran (secrets in this message are masked)\n"
+    );
+    let _ = std::io::stderr().lock().write_all(secret::scrub(&text).as_bytes());
 }
 
 /// Terminal facts, decided once.

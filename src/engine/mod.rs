@@ -522,6 +522,12 @@ impl<'a> Engine<'a> {
         } else {
             &step.params
         };
+        // Debug builds only: the test of the panic hook (tests/cli/secrets.rs) panics here,
+        // with the rendered parameters (secrets and all) in the message.
+        #[cfg(debug_assertions)]
+        if std::env::var("OPSCTL_DEBUG_PANIC_IN_STEP").is_ok_and(|s| s == id) {
+            panic!("a panic asked for in step {id}, with {:?}", rendered.scalars().iter().filter_map(|s| s.as_str()).collect::<Vec<_>>());
+        }
         // The loader found every kind in the registry; this cannot miss, but never panics.
         let Some(kind) = crate::registry::of(step.kind) else {
             return self.finish(step, id, name, Err(StepError::invalid(format!("unknown step kind `{}`", step.kind.name))), 0, started);

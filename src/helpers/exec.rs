@@ -84,6 +84,22 @@ pub struct Captured {
 
 /// Runs a command to the end, stdin closed, capturing (at most 64 KiB of) its output. It
 /// runs in its own process group, killed whole if the step is dropped (timeout, Ctrl-C).
+/// Refuses a command line that holds a secret value, before the program starts: anyone on
+/// the host reads command lines (`ps`, `/proc/PID/cmdline`). `field` names the parameter,
+/// `hint` says how to hand the secret over instead.
+pub fn refuse_secrets_on_command_line<'a>(field: &str, args: impl IntoIterator<Item = &'a String>, hint: &str) -> Result<(), StepError> {
+    match args.into_iter().position(|a| crate::secret::holds_secret(a)) {
+        None => Ok(()),
+        Some(i) => Err(StepError::invalid(format!(
+            "`{field}` holds a secret value (item {}); a command line can be read by anyone on the host, so opsctl does not start it: {hint}",
+            i + 1
+        ))),
+    }
+}
+
+/// How a program started on this host gets a secret instead of on its command line.
+pub const PASS_THROUGH_ENV: &str = "pass the secret through `env:` (`env: { TOKEN: \"{{ params.token }}\" }`) and read $TOKEN in the program";
+
 pub async fn capture(mut cmd: tokio::process::Command, program: &str) -> Result<Captured, StepError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
     let mut child = cmd

@@ -41,6 +41,11 @@ pub trait StepKind: DeserializeOwned + JsonSchema + Send + Sync + 'static {
     /// What it needs of the backends' access control — Kubernetes verbs on resources, AWS
     /// IAM actions — for `opsctl permissions` (least privilege, computed from runbooks).
     const PERMISSIONS: &'static [crate::vocab::Permission] = &[];
+    /// Parameters that become a program's command line (`argv`, `shell`). Anyone on the host
+    /// can read a command line (`/proc/PID/cmdline`, `ps`), so a secret is refused there —
+    /// where a template shows it when the runbook is loaded, and in the rendered values when
+    /// the step runs — and passed through the environment instead.
+    const ARGV: &'static [&'static str] = &[];
 
     /// The effect of this particular step; only kinds whose author declares it override.
     fn effect(&self) -> Effect {

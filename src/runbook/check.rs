@@ -73,6 +73,33 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// A secret parameter rendered into a parameter that becomes a program's command line
+    /// (`KindSpec::argv`) is refused where the template names it.
+    fn secrets_on_command_line(&mut self, step: &Step) {
+        for field in step.kind.argv {
+            let Some(node) = step.params.get(field) else { continue };
+            for s in node.scalars() {
+                let Some(text) = s.as_str().filter(|t| is_template(t)) else { continue };
+                let Ok(refs) = template::references(text, false) else { continue };
+                for path in refs.iter() {
+                    let Some(name) = path.strip_prefix("params.").map(|r| r.split('.').next().unwrap_or(r)) else { continue };
+                    if self.runbook.params.iter().any(|p| p.name == name && p.decl.ty == super::ParamType::Secret) {
+                        self.errors.push(
+                            Diagnostic::new(format!("secret parameter `{name}` would be on the command line (`{field}`) of step `{}`", step.id))
+                                .at(&self.runbook.file, s.span)
+                                .label("anyone on the host can read a command line (ps, /proc/PID/cmdline)")
+                                .help(format!(
+                                    "pass it through the program's environment instead: `env: {{ {}: \"{{{{ params.{name} }}}}\" }}` and ${} in the command (in a pod, from a Kubernetes Secret)",
+                                    name.to_uppercase(),
+                                    name.to_uppercase()
+                                )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn step(&mut self, step: &Step, block: usize) {
         let has_item = step.controls.for_each.is_some();
         let mut texts: Vec<(&Node, bool, bool)> = Vec::new(); // (node, bare expression allowed, item in scope)
@@ -114,6 +141,7 @@ impl Checker<'_> {
                 }
             }
         }
+        self.secrets_on_command_line(step);
         if let super::OnFailure::Run(ids) = &step.controls.on_failure {
             for id in ids {
                 // At the name in `on_failure: { run: [...] }`, not at the step.

@@ -42,7 +42,7 @@ steps:
     let run = s
         .opsctl()
         .args(["run", rb.to_str().unwrap(), "-i", "localhost", "-p", &format!("token=param-{CANARY}"), "-vv"])
-        .args(["--output", "table", "--output", "json=run.json", "--output", "junit=run.xml"])
+        .args(["--output", "table", "--output", "json=run.json", "--output", "junit=run.xml", "--output", "prometheus=run.prom"])
         .env("CANARY_ENV", &format!("env-{CANARY}"))
         .env("HOOK", &hook)
         .env("BAD_HOOK", &format!("http://127.0.0.1:{}/{CANARY}", crate::support::server::closed_port()))
@@ -56,7 +56,11 @@ steps:
     let json = std::fs::read_to_string(s.path().join("run.json")).unwrap();
     let junit = std::fs::read_to_string(s.path().join("run.xml")).unwrap();
     let history = std::fs::read_to_string(s.state_dir().join("history.jsonl")).unwrap();
-    for (sink, text) in [("stdout", &run.stdout), ("stderr (-vv logs)", &run.stderr), ("json", &json), ("junit", &junit), ("history", &history)] {
+    let prom = std::fs::read_to_string(s.path().join("run.prom")).unwrap();
+    assert!(prom.contains("opsctl_step_status"), "{prom}");
+    for (sink, text) in
+        [("stdout", &run.stdout), ("stderr (-vv logs)", &run.stderr), ("json", &json), ("junit", &junit), ("history", &history), ("prometheus", &prom)]
+    {
         assert!(!text.contains(CANARY), "the canary leaked into {sink}:\n{text}");
     }
     // …and was masked, not dropped: the masks show where it would have been.
@@ -107,21 +111,23 @@ fn aws_and_kubernetes_secret_references() {
         "name: refs\nparams:\n  db_password: { type: secret, default: { aws_secret: \"refs/db#password\" } }\nsteps:\n\
          \x20 - id: both\n\
          \x20   host.command:\n\
-         \x20     shell: 'echo \"got $A and $B\"; test \"$A\" = canary-aws-7f3e9b21d4 && test \"$B\" = canary-k8s-19c4d8e2a6'\n\
-         \x20     env: { A: { aws_secret: \"refs/db#password\" }, B: { k8s_secret: \"team-a/db-credentials#password\" } }\n\
+         \x20     shell: 'echo \"got $A and $B\"; test \"$A\" = \"$WANT_A\" && test \"$B\" = \"$WANT_B\"'\n\
+         \x20     env: { A: { aws_secret: \"refs/db#password\" }, B: { k8s_secret: \"team-a/db-credentials#password\" }, WANT_A: canary-aws-7f3e9b21d4, WANT_B: canary-k8s-19c4d8e2a6 }\n\
          \x20     effect: read\n\
          \x20 - id: nokey\n\
          \x20   host.command: { argv: [\"true\"], env: { C: { aws_secret: \"refs/db#nokey\" } }, effect: read }\n\
          \x20   on_failure: continue\n\
          \x20 - id: param\n\
-         \x20   host.command: { shell: 'test \"$P\" = canary-aws-7f3e9b21d4', env: { P: \"{{ params.db_password }}\" }, effect: read }\n\
+         \x20   host.command: { shell: 'test \"$P\" = \"$WANT\"', env: { P: \"{{ params.db_password }}\", WANT: canary-aws-7f3e9b21d4 }, effect: read }\n\
          \x20 - id: stage\n\
-         \x20   host.command: { shell: 'test \"$O\" = old-stage-canary-51 && test \"$N\" = new-stage-canary-62', env: { O: { aws_secret: \"refs/rotated:AWSPREVIOUS#password\" }, N: { aws_secret: \"refs/rotated#password\" } }, effect: read }\n\
+         \x20   host.command: { shell: 'test \"$O\" = \"$WANT_O\" && test \"$N\" = \"$WANT_N\"', env: { O: { aws_secret: \"refs/rotated:AWSPREVIOUS#password\" }, N: { aws_secret: \"refs/rotated#password\" }, WANT_O: old-stage-canary-51, WANT_N: new-stage-canary-62 }, effect: read }\n\
          \x20 - id: nosecret\n\
          \x20   host.command: { argv: [\"true\"], env: { D: { k8s_secret: \"team-a/missing#password\" } }, effect: read }\n\
          \x20   on_failure: continue\n",
     );
-    let r = crate::aws::creds(k.scratch.opsctl()).args(["run", rb.to_str().unwrap(), "-i", "team-a", "-o", "json"]).run();
+    let r = crate::aws::creds(k.scratch.opsctl())
+        .args(["run", rb.to_str().unwrap(), "-i", "team-a", "-o", "json", "-vv", "--output", "junit=run.xml", "--output", "prometheus=run.prom"])
+        .run();
     r.code(1);
     assert_eq!(r.step("both")["status"], "passed", "{}", r.stdout);
     assert_eq!(r.step("both")["outputs"]["stdout"], "got *** and ***\n");
@@ -130,7 +136,10 @@ fn aws_and_kubernetes_secret_references() {
     assert_eq!(r.step("nokey")["message"], "env C: aws_secret:refs/db#nokey: secret refs/db has no key nokey; its keys: password, user");
     let m = r.step("nosecret")["message"].as_str().unwrap().to_string();
     assert!(m.starts_with("env D: k8s_secret:team-a/missing#password: Secret missing not found in namespace team-a"), "{m}");
-    for text in [&r.stdout, &r.stderr] {
+    let junit = std::fs::read_to_string(k.scratch.path().join("run.xml")).unwrap();
+    let prom = std::fs::read_to_string(k.scratch.path().join("run.prom")).unwrap();
+    assert!(r.stderr.contains("DEBUG") && junit.contains("<testcase") && prom.contains("opsctl_run_success"));
+    for text in [&r.stdout, &r.stderr, &junit, &prom] {
         assert!(!text.contains(AWS_CANARY) && !text.contains(K8S_CANARY), "a canary leaked: {text}");
     }
     let history = serde_json::to_string(&k.scratch.history()).unwrap();
@@ -224,4 +233,128 @@ fn unreadable_secret_references_stop_the_run_before_it_starts() {
     assert_eq!(s.history().len(), ran, "nothing ran");
     // Set, the same run goes to its steps (which fail: nothing listens there).
     s.opsctl().args(["run", pg.to_str().unwrap(), "-i", "b"]).env("OPSCTL_TEST_UNSET_PG", "postgres://u@127.0.0.1:1/db").run().code(1);
+}
+
+/// A panic's message may hold whatever the code had in hand: the hook masks secrets in it
+/// and says it is a bug. (Debug builds panic on request in a step, with its rendered
+/// parameters in the message.)
+#[test]
+fn a_panic_message_is_scrubbed() {
+    let s = Scratch::new();
+    let rb = s.write(
+        "rb.yaml",
+        "name: p\nparams:\n  token: { type: secret, default: { env: CANARY_ENV } }\nsteps:\n  - id: boom\n    http.check: { url: \"http://127.0.0.1:1/{{ params.token }}\" }\n",
+    );
+    let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "localhost"]).env("CANARY_ENV", &format!("env-{CANARY}")).env("OPSCTL_DEBUG_PANIC_IN_STEP", "boom").run();
+    assert_eq!(r.code, 101, "{}", r.stderr);
+    r.stderr_has("opsctl panicked").stderr_has("a panic asked for in step boom, with [\"url\", \"http://127.0.0.1:1/***\"]").stderr_has("this is a bug in opsctl");
+    assert!(!r.stderr.contains(CANARY) && !r.stdout.contains(CANARY), "{}", r.stderr);
+}
+
+/// A secret on a program's command line is refused: where the template shows a secret
+/// parameter, when the runbook loads; otherwise when the rendered value holds one.
+#[test]
+fn secrets_are_refused_on_command_lines() {
+    let s = Scratch::new();
+    let rb = s.write(
+        "rb.yaml",
+        "name: t\nparams:\n  token: { type: secret }\nsteps:\n  - id: call\n    host.command: { argv: [curl, -H, \"Authorization: {{ params.token }}\"], effect: read }\n  - id: sh\n    host.command: { shell: \"echo {{ params.token }}\", effect: read }\n",
+    );
+    s.opsctl()
+        .args(["validate", rb.to_str().unwrap()])
+        .run()
+        .code(2)
+        .stderr_has("secret parameter `token` would be on the command line (`argv`) of step `call`")
+        .stderr_has("rb.yaml:6:38")
+        .stderr_has("anyone on the host can read a command line")
+        .stderr_has("`env: { TOKEN: \"{{ params.token }}\" }`")
+        .stderr_has("secret parameter `token` would be on the command line (`shell`) of step `sh`");
+    // Through a step's output, only the run sees it: refused before the program starts.
+    let rb = s.write(
+        "rb2.yaml",
+        "name: t\nsteps:\n  - id: read\n    host.command: { shell: 'echo \"$T\"', env: { T: { env: CANARY_ENV } }, effect: read }\n  - id: use\n    host.command: { argv: [touch, \"{{ steps.read.stdout | trim }}\"], effect: mutate }\n",
+    );
+    let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "localhost", "-o", "json"]).env("CANARY_ENV", &format!("env-{CANARY}")).run();
+    r.code(1);
+    assert_eq!(r.step("read")["status"], "passed");
+    assert_eq!(r.step("use")["status"], "failed");
+    let m = r.step("use")["message"].as_str().unwrap().to_string();
+    assert!(m.starts_with("`argv` holds a secret value (item 2); a command line can be read by anyone on the host, so opsctl does not start it: pass the secret through `env:`"), "{m}");
+    assert!(!s.path().join(format!("env-{CANARY}")).exists(), "the program ran");
+    // The same in a pod.
+    let k = crate::support::kube::KubeEnv::new();
+    k.deployment("api", 1, "registry/api:v1");
+    let r = k.run(
+        "  - id: read\n    host.command: { shell: 'echo \"$T\"', env: { T: { env: CANARY_ENV } }, effect: read }\n  - id: use\n    k8s.exec: { target: deployment/api, argv: [echo, \"{{ steps.read.stdout | trim }}\"], effect: read }\n",
+        &[],
+    );
+    let _ = r;
+    let r = k.scratch.opsctl().args(["run", k.scratch.path().join("rb.yaml").to_str().unwrap(), "-i", "team-a", "-o", "json"]).env("CANARY_ENV", &format!("env-{CANARY}")).run();
+    r.code(1);
+    let m = r.step("use")["message"].as_str().unwrap().to_string();
+    assert!(m.starts_with("`argv` holds a secret value (item 2)") && m.ends_with("from a Kubernetes Secret (a mounted file or an environment variable of the container) and read it there"), "{m}");
+    assert!(k.fake.with(|c| c.requests.iter().all(|r| !r.contains("/exec"))), "the exec was sent");
+}
+
+/// Every program opsctl starts — a host command, pg_dump, docker exec — is sampled from
+/// /proc while it runs: the canary is on none of their command lines.
+#[test]
+fn no_child_command_line_holds_a_secret() {
+    let Some(pg) = crate::support::postgres::shared() else { return };
+    let s = Scratch::new();
+    let password = format!("pw-{CANARY}");
+    pg.psql("postgres", "DROP DATABASE IF EXISTS t_canary WITH (FORCE)");
+    pg.psql("postgres", &format!("DROP ROLE IF EXISTS canary_owner; CREATE ROLE canary_owner LOGIN PASSWORD '{password}'"));
+    pg.psql("postgres", "CREATE DATABASE t_canary OWNER canary_owner");
+    let url = pg.url("t_canary").replace("postgres:opsctl-test-pw@", &format!("canary_owner:{password}@"));
+    assert!(url.contains(&password), "{url}");
+    let Some(p) = crate::support::compose::Project::new(&s, "canary", "services:\n  web: { image: {image}, command: [sleep, \"3600\"], stop_signal: SIGKILL }\n") else {
+        return;
+    };
+    p.compose(&["up", "-d"]);
+    s.write(
+        "opsctl.yaml",
+        &format!(
+            "instances:\n  c:\n    postgres: {{ url: {{ env: PG_URL }} }}\n    backups: {{ dir: backups }}\n    compose: {{ files: [docker-compose.yml], project: {} }}\n",
+            p.name
+        ),
+    );
+    std::fs::write(s.path().join("token.txt"), format!("file-{CANARY}\n")).unwrap();
+    let rb = s.write(
+        "rb.yaml",
+        "name: children\nparams:\n  token: { type: secret, default: { file: token.txt } }\nsteps:\n\
+         \x20 - id: host\n    host.command: { argv: [sleep, \"0.4\"], env: { A: { env: CANARY_ENV }, B: \"{{ params.token }}\" }, effect: read }\n\
+         \x20 - id: exec\n    compose.exec: { service: web, argv: [sh, -c, 'sleep 0.4; test -n \"$A\"'], env: { A: { env: CANARY_ENV } }, effect: read }\n\
+         \x20 - id: dump\n    postgres.backup: {}\n",
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut seen, mut leaked) = (std::collections::BTreeSet::new(), Vec::new());
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                    let Ok(raw) = std::fs::read(e.path().join("cmdline")) else { continue };
+                    let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+                    if line.contains(CANARY) {
+                        leaked.push(line.clone());
+                    }
+                    for program in ["sleep 0.4", "docker exec", "pg_dump"] {
+                        if line.contains(program) {
+                            seen.insert(program);
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            (seen, leaked)
+        })
+    };
+    let r = s.opsctl().args(["run", rb.to_str().unwrap(), "-i", "c", "-o", "json"]).env("CANARY_ENV", &format!("env-{CANARY}")).env("PG_URL", &url).run();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, leaked) = sampler.join().unwrap();
+    r.code(0);
+    assert!(leaked.is_empty(), "the canary on a command line: {leaked:?}");
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["docker exec", "pg_dump", "sleep 0.4"], "the sampler saw every program opsctl started");
+    assert!(!r.stdout.contains(CANARY) && !r.stderr.contains(CANARY));
 }

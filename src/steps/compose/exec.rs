@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{by_service, project};
-use crate::helpers::exec::{ExitCodes, capture, judge};
+use crate::helpers::exec::{ExitCodes, capture, judge, refuse_secrets_on_command_line};
 use crate::kind::{StepContext, StepKind};
 use crate::pattern::Pattern;
 use crate::secret::HeaderValue;
@@ -43,6 +43,7 @@ impl StepKind for Exec {
     const NAME: &'static str = "compose.exec";
     const SUMMARY: &'static str = "run argv in a service's container (docker exec); check exit code and stdout";
     const EFFECT: Effect = Effect::Mutate;
+    const ARGV: &'static [&'static str] = &["argv"];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "exit_code", ty: "int", help: "the exit code" },
         Output { name: "stdout", ty: "string", help: "standard output (first 64 KiB)" },
@@ -62,6 +63,7 @@ impl StepKind for Exec {
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
+        refuse_secrets_on_command_line("argv", &self.argv, crate::helpers::exec::PASS_THROUGH_ENV)?;
         let (project, docker) = project(ctx)?;
         project.check_services(std::slice::from_ref(&self.service))?;
         let containers = docker.project_containers(&project.name).await?;

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::helpers::exec::{ExitCodes, capture, judge};
+use crate::helpers::exec::{ExitCodes, PASS_THROUGH_ENV, capture, judge, refuse_secrets_on_command_line};
 use crate::kind::{StepContext, StepKind};
 use crate::pattern::Pattern;
 use crate::secret::HeaderValue;
@@ -49,6 +49,7 @@ impl StepKind for Command {
     const SUMMARY: &'static str = "run a program (argv, or an explicit shell line); check exit code and stdout";
     const EFFECT: Effect = Effect::Mutate;
     const LITERAL: &'static [&'static str] = &["effect"];
+    const ARGV: &'static [&'static str] = &["argv", "shell"];
     const OUTPUTS: &'static [Output] = &[
         Output { name: "exit_code", ty: "int", help: "the exit code, or null when killed by a signal" },
         Output { name: "stdout", ty: "string", help: "standard output (first 64 KiB)" },
@@ -69,6 +70,8 @@ impl StepKind for Command {
     }
 
     async fn run(&self, _ctx: &StepContext) -> Result<Outcome, StepError> {
+        let field = if self.argv.is_some() { "argv" } else { "shell" };
+        refuse_secrets_on_command_line(field, self.argv.iter().flatten().chain(&self.shell), PASS_THROUGH_ENV)?;
         let (program, args): (&str, Vec<&str>) = match (&self.argv, &self.shell) {
             (Some(argv), _) => (&argv[0], argv[1..].iter().map(String::as_str).collect()),
             (None, Some(line)) => ("/bin/sh", vec!["-c", line.as_str()]),

@@ -76,8 +76,12 @@ pub fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status
     Err(status.message.clone().filter(|m| !m.is_empty()).or_else(|| status.reason.clone()).unwrap_or_else(|| "the exec failed".into()))
 }
 
+/// How a program in a pod gets a secret instead of on its command line.
+pub const K8S_SECRET_HINT: &str = "give the pod the secret from a Kubernetes Secret (a mounted file or an environment variable of the container) and read it there";
+
 impl StepKind for Exec {
     const NAME: &'static str = "k8s.exec";
+    const ARGV: &'static [&'static str] = &["argv"];
     const PERMISSIONS: &'static [crate::vocab::Permission] = {
         use crate::vocab::*;
         &[kube("", "pods", &["get", "list"]), kube("", "pods/exec", &["create"])]
@@ -107,6 +111,7 @@ impl StepKind for Exec {
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<Outcome, StepError> {
+        crate::helpers::exec::refuse_secrets_on_command_line("argv", &self.argv, K8S_SECRET_HINT)?;
         let kube = client(ctx).await?;
         let pod = pod_for(&kube, &self.target).await?;
         let name = pod.metadata.name.clone().unwrap_or_default();
