@@ -6,7 +6,8 @@
 //! | 1    | a step or check failed |
 //! | 2    | invalid usage, runbook, inventory or parameter; or refused (destroy without `--yes`) |
 //! | 3    | the instance is locked by another run |
-//! | 130  | interrupted (Ctrl-C, SIGTERM) |
+//! | 130  | interrupted by Ctrl-C (SIGINT) |
+//! | 143  | interrupted by SIGTERM (a CronJob or CI job cancelled, a pod evicted) |
 
 use crate::diagnostic::Diagnostic;
 
@@ -43,9 +44,17 @@ impl Exit {
             Exit::Failed => 1,
             Exit::Invalid => 2,
             Exit::Locked => 3,
-            Exit::Interrupted => 130,
+            Exit::Interrupted => INTERRUPTED_BY.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
+}
+
+/// The exit code of an interrupted command: 128 + the signal that came first.
+static INTERRUPTED_BY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(130);
+
+/// Records that the interrupt was SIGTERM (exit 143) rather than SIGINT (130).
+pub fn interrupted_by_sigterm() {
+    INTERRUPTED_BY.store(143, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// What stops a command before or instead of a normal report.

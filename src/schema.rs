@@ -9,13 +9,14 @@ use serde_json::{Value, json};
 
 use crate::inventory::InventoryFile;
 use crate::registry::{KINDS, generator};
-use crate::runbook::{CONTROLS, OnFailure, ParamDecl, Retry};
+use crate::runbook::{CONTROLS, OnCancel, OnFailure, ParamDecl, Retry};
 
 /// The runbook schema.
 pub fn runbook() -> Value {
     let mut g = generator();
     let retry = g.subschema_for::<Retry>().to_value();
     let on_failure = g.subschema_for::<OnFailure>().to_value();
+    let on_cancel = g.subschema_for::<OnCancel>().to_value();
     let param = g.subschema_for::<ParamDecl>().to_value();
     let duration = g.subschema_for::<crate::duration::Duration>().to_value();
     let kinds: Vec<(&str, &str, Value)> = KINDS.iter().map(|k| (k.name, k.summary, (k.schema)(&mut g).to_value())).collect();
@@ -23,7 +24,7 @@ pub fn runbook() -> Value {
     for (name, def) in defs.iter_mut() {
         // `retry` and `timeout` take templates (rendered per run); `on_failure`, parameter
         // declarations and error classes do not.
-        if name != "OnFailure" && name != "ParamDecl" && name != "ParamType" && name != "ErrorClass" {
+        if name != "OnFailure" && name != "OnCancel" && name != "ParamDecl" && name != "ParamType" && name != "ErrorClass" {
             allow_templates(def, true);
         }
     }
@@ -44,6 +45,7 @@ pub fn runbook() -> Value {
         "retry": retry,
         "timeout": duration,
         "on_failure": on_failure,
+        "on_cancel": on_cancel,
         "confirm": { "type": "string", "description": "Ask before running (or require --yes)" },
         "always": { "type": "boolean", "description": "Run even after a failure or an interrupt (cleanup)" },
         "for_each": { "type": ["string", "array"], "description": "Run once per item; `item` and `item_index` are in scope" },

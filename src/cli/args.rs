@@ -13,7 +13,8 @@ use crate::report::Destination;
     about = "Typed operational runbooks: health checks, backups, restores, scaling, rollbacks",
     long_about = "opsctl runs operational procedures written as YAML runbooks of typed steps against an instance's \
                   backends, and reports what it did.\n\nExit codes: 0 passed (warnings allowed), 1 a step failed, \
-                  2 invalid input or refused, 3 instance locked by another run, 130 interrupted.",
+                  2 invalid input or refused, 3 instance locked by another run, 130 interrupted (SIGINT), 143 terminated \
+                  (SIGTERM).",
     max_term_width = 110
 )]
 pub struct Cli {
@@ -40,6 +41,9 @@ pub struct Global {
     /// Steps run at once, at most, in parallel blocks and for_each
     #[arg(long, global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub parallel: u16,
+    /// After an interrupt, how long `always` and `on_cancel` steps may run before they are stopped too (a second interrupt stops them at once)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::Duration::parse)]
+    pub grace: crate::duration::Duration,
     /// Instances run at once, at most, or P% of them (--all, a,b,c)
     #[arg(long, global = true, value_name = "N|P%", default_value = "16", value_parser = parse_concurrency)]
     pub max_concurrency: Concurrency,

@@ -447,7 +447,7 @@ fn sequences(g: &Global, ui: &Ui, inventory: &Inventory, name: &str, work: Vec<(
     let limits = fleet_limits(g, plans.len());
     let results = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
-        spawn_signal_handler(interrupts.clone());
+        spawn_signal_handler(interrupts.clone(), g.grace);
         let ctx = procedures::Context::new(options, &confirm, interrupts, &state_dir, &sink, inventory.history);
         let ctx = &ctx;
         procedures::fleet::fan_out(
@@ -668,7 +668,7 @@ fn execute_counting(
     let limits = fleet_limits(g, prepared.len());
     let mut reports: Vec<RunReport> = runtime()?.block_on(async {
         let interrupts = Interrupts::default();
-        spawn_signal_handler(interrupts.clone());
+        spawn_signal_handler(interrupts.clone(), g.grace);
         let ctx = procedures::Context::new(options, &confirm, interrupts, &state_dir, &sink, history);
         procedures::Run { runbook, ctx: &ctx }.on(prepared, limits).await
     })?;
@@ -720,7 +720,7 @@ fn render(g: &Global, ui: &Ui, outputs: &[OutputSpec], reports: &[RunReport], fl
     Ok(())
 }
 
-fn spawn_signal_handler(interrupts: Interrupts) {
+fn spawn_signal_handler(interrupts: Interrupts, grace: crate::duration::Duration) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -728,22 +728,37 @@ fn spawn_signal_handler(interrupts: Interrupts) {
         };
         let mut count = 0;
         loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+            let terminated = tokio::select! {
+                _ = int.recv() => false,
+                _ = term.recv() => true,
+            };
             count += 1;
             let mut err = std::io::stderr().lock();
             match count {
                 1 => {
-                    let _ = writeln!(err, "\r\x1b[Kinterrupted: stopping; `always` steps still run (interrupt again to stop them)");
+                    if terminated {
+                        crate::error::interrupted_by_sigterm();
+                    }
+                    let what = if terminated { "terminated" } else { "interrupted" };
+                    let short = grace.to_string();
+                    let _ = writeln!(err, "\r\x1b[K{what}: stopping; `always` and `on_cancel` steps still run, for {short} at most (--grace; interrupt again to stop them)");
                     interrupts.stop.cancel();
+                    let hard = interrupts.stop_always.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = tokio::time::sleep(grace.std()) => {
+                                let _ = writeln!(std::io::stderr().lock(), "the grace period ({short}) is over: stopping `always` and `on_cancel` steps");
+                                hard.cancel();
+                            }
+                            _ = hard.cancelled() => {}
+                        }
+                    });
                 }
                 2 => {
-                    let _ = writeln!(err, "interrupted again: stopping `always` steps");
+                    let _ = writeln!(err, "interrupted again: stopping `always` and `on_cancel` steps");
                     interrupts.stop_always.cancel();
                 }
-                _ => std::process::exit(130),
+                _ => std::process::exit(Exit::Interrupted.code().into()),
             }
         }
     });

@@ -10,7 +10,8 @@
 //! - a dry run executes `read` steps (they are safe and later conditions need their
 //!   outputs) and asks every other step only what it *would* do;
 //! - cancellation: the first signal stops launching steps and cancels the ones in flight;
-//!   `always` steps still run and only a second signal stops them.
+//!   `always` steps, and the `on_cancel` steps of a step it caught in flight, still run, and
+//!   only a second signal (or the end of the grace period) stops them.
 //!
 //! The engine never writes output; it emits [`Event`]s to a [`Sink`] and returns a
 //! [`RunReport`].
@@ -144,6 +145,8 @@ struct State {
     failed_steps: Vec<String>,
     /// `run` as templates see it, and how many failed steps it was made with.
     run_value: Option<(usize, JValue)>,
+    /// Steps to run as cleanup: named by `on_cancel` of a step the interrupt caught in flight.
+    cancel_cleanup: HashSet<String>,
 }
 
 /// A step's reports and whether it failed (after `on_failure: warn`).
@@ -390,12 +393,15 @@ impl<'a> Engine<'a> {
             if !state.started.insert(step.id.clone()) {
                 return EntryResult { reports: Vec::new(), failed: false };
             }
-            let reason = if self.cancel.is_cancelled() && !step.controls.always {
-                Some("not run: the run was interrupted")
-            } else if state.refused && !step.controls.always {
-                Some("not run: a confirmation was refused")
-            } else if state.aborted && !step.controls.always {
-                Some("not run: an earlier step failed")
+            let cleanup = step.controls.always || state.cancel_cleanup.contains(&step.id);
+            let reason = if self.cancel.is_cancelled() && !cleanup {
+                Some("not run: the run was interrupted".to_string())
+            } else if state.refused && !cleanup {
+                Some("not run: a confirmation was refused".to_string())
+            } else if state.aborted && !cleanup {
+                Some("not run: an earlier step failed".to_string())
+            } else if let Some(of) = self.runbook.steps().find(|s| s.controls.on_cancel.contains(&step.id)).filter(|_| !cleanup) {
+                Some(format!("runs only when the run is interrupted while `{}` runs (on_cancel)", of.id))
             } else {
                 None
             };
@@ -404,6 +410,25 @@ impl<'a> Engine<'a> {
                 return self.single(step, self.skipped(step, step.id.clone(), label, reason));
             }
         }
+        if !step.controls.on_cancel.is_empty() {
+            let r = Box::pin(self.entry_body(step, label)).await;
+            // Caught in flight by the interrupt: what undoes it runs, as cleanup.
+            if self.cancel.is_cancelled() {
+                self.state().cancel_cleanup.extend(step.controls.on_cancel.iter().cloned());
+            }
+            return r;
+        }
+        self.entry_body(step, label).await
+    }
+
+    /// Whether a step runs after an interrupt, under the second signal or the grace period
+    /// only: an `always` step, or one an interrupted step's `on_cancel` names.
+    fn is_cleanup(&self, step: &Step) -> bool {
+        step.controls.always || self.state().cancel_cleanup.contains(&step.id)
+    }
+
+    /// A step's `when`, `for_each` and execution, once it is known to run.
+    async fn entry_body(&self, step: &Step, label: String) -> EntryResult {
         if step.controls.when.is_none() && step.controls.for_each.is_none() {
             let r = self.execute(step, None).await;
             return self.single(step, r);
@@ -482,7 +507,8 @@ impl<'a> Engine<'a> {
             Some((i, _)) => format!("{}[{i}]", step.id),
             None => step.id.clone(),
         };
-        let token = if step.controls.always { &self.hard_cancel } else { &self.cancel };
+        let cleanup = self.is_cleanup(step);
+        let token = if cleanup { &self.hard_cancel } else { &self.cancel };
         let permit = tokio::select! {
             p = self.semaphore.acquire() => p.ok(),
             _ = token.cancelled() => None,
@@ -497,7 +523,7 @@ impl<'a> Engine<'a> {
             }
             None => id.clone(),
         };
-        if permit.is_none() || (self.cancel.is_cancelled() && !step.controls.always) {
+        if permit.is_none() || (self.cancel.is_cancelled() && !cleanup) {
             return self.skipped(step, id, name, "not run: the run was interrupted");
         }
         self.sink.event(&Event::StepStarted { id: &id, name: &name, kind: step.kind.name });

@@ -143,28 +143,28 @@ impl Checker<'_> {
         }
         self.secrets_on_command_line(step);
         if let super::OnFailure::Run(ids) = &step.controls.on_failure {
-            for id in ids {
-                // At the name in `on_failure: { run: [...] }`, not at the step.
-                let at = step
-                    .controls
-                    .on_failure_node
-                    .as_ref()
-                    .and_then(|n| n.scalars().into_iter().find(|s| s.as_str() == Some(id.as_str())).map(|s| s.span))
-                    .unwrap_or(step.span);
-                match self.places.get(id.as_str()) {
-                    Some(p) if p.block > block => {}
-                    Some(_) => self.errors.push(
-                        Diagnostic::new(format!("on_failure of `{}` runs `{id}`, which does not come after it", step.id))
-                            .at(&self.runbook.file, at)
-                            .help("on_failure can run steps later in the runbook (e.g. a rollback)"),
-                    ),
-                    None => {
-                        let mut d = Diagnostic::new(format!("on_failure runs unknown step `{id}`")).at(&self.runbook.file, at);
-                        if let Some(s) = did_you_mean(id, self.places.keys().copied()) {
-                            d = d.label(format!("did you mean `{s}`?"));
-                        }
-                        self.errors.push(d);
+            self.later_steps(step, block, "on_failure", ids, step.controls.on_failure_node.as_ref(), "on_failure can run steps later in the runbook (e.g. a rollback)");
+        }
+        let help = "on_cancel runs steps later in the runbook (what undoes this one)";
+        self.later_steps(step, block, "on_cancel", &step.controls.on_cancel, step.controls.on_cancel_node.as_ref(), help);
+    }
+
+    /// The steps a control of `step` runs (`on_failure`, `on_cancel`) exist and come after it;
+    /// an error points at the name in the control, not at the step.
+    fn later_steps(&mut self, step: &Step, block: usize, control: &str, ids: &[String], node: Option<&Node>, help: &str) {
+        for id in ids {
+            let at = node.and_then(|n| n.scalars().into_iter().find(|s| s.as_str() == Some(id.as_str())).map(|s| s.span)).unwrap_or(step.span);
+            match self.places.get(id.as_str()) {
+                Some(p) if p.block > block => {}
+                Some(_) => self.errors.push(
+                    Diagnostic::new(format!("{control} of `{}` runs `{id}`, which does not come after it", step.id)).at(&self.runbook.file, at).help(help),
+                ),
+                None => {
+                    let mut d = Diagnostic::new(format!("{control} runs unknown step `{id}`")).at(&self.runbook.file, at);
+                    if let Some(s) = did_you_mean(id, self.places.keys().copied()) {
+                        d = d.label(format!("did you mean `{s}`?"));
                     }
+                    self.errors.push(d);
                 }
             }
         }

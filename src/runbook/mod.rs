@@ -40,7 +40,7 @@ use crate::yaml::{self, Node};
 pub use param::{Param, ParamDecl, ParamType, ParamValue};
 
 /// Keys of a step that are controls, not its action.
-pub const CONTROLS: &[&str] = &["id", "name", "needs", "when", "retry", "timeout", "on_failure", "confirm", "always", "for_each"];
+pub const CONTROLS: &[&str] = &["id", "name", "needs", "when", "retry", "timeout", "on_failure", "on_cancel", "confirm", "always", "for_each"];
 const TOP_LEVEL: &[&str] = &["name", "summary", "description", "requires", "params", "steps"];
 
 /// A loaded, checked runbook.
@@ -155,6 +155,11 @@ pub struct Controls {
     pub on_failure: OnFailure,
     /// Where `on_failure` was written, so an error about a step it names points at the name.
     pub on_failure_node: Option<Node>,
+    /// Later steps to run when the run is interrupted while this step is in flight
+    /// (cleanup, within the grace period); they run only then.
+    pub on_cancel: Vec<String>,
+    /// Where `on_cancel` was written.
+    pub on_cancel_node: Option<Node>,
     /// Ask before running; the text is shown (templated).
     pub confirm: Option<Node>,
     /// Run even when an earlier step failed or the run was interrupted (cleanup).
@@ -236,6 +241,16 @@ pub enum OnFailure {
     Warn,
     /// Run these later steps now (e.g. a rollback), then stop.
     Run(Vec<String>),
+}
+
+/// `on_cancel: { run: [release, restore_traffic] }`: later steps that undo a step when the
+/// run is interrupted while it is in flight (AWS Systems Manager's `onCancel`). They run
+/// after it stops, bounded by the grace period (`--grace`), and only then.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OnCancel {
+    /// Step ids, each after this step.
+    pub run: Vec<String>,
 }
 
 impl Step {
@@ -643,6 +658,11 @@ impl Loader<'_> {
             let help = "on_failure is `abort`, `continue`, `warn` or `{ run: [step ids] }`";
             controls.on_failure = self.typed::<OnFailure>(n, Some(help)).unwrap_or_default();
             controls.on_failure_node = Some(n.clone());
+        }
+        if let Some(n) = fields.take("on_cancel") {
+            let help = "on_cancel is `{ run: [step ids] }`: later steps that undo this one when the run is interrupted while it runs";
+            controls.on_cancel = self.typed::<OnCancel>(n, Some(help)).map(|c| c.run).unwrap_or_default();
+            controls.on_cancel_node = Some(n.clone());
         }
         if let Some(n) = fields.take("confirm")
             && self.string(n, "confirm").is_some() {

@@ -345,8 +345,8 @@ fn compose_kinds_change_nothing_in_a_dry_run() {
 fn aws_kinds_change_nothing_in_a_dry_run() {
     let Some((s, aws)) = crate::aws::setup() else { return };
     aws.table("dry-users", 20);
-    aws.ecs_cluster("dry-c", &[("dapi", 2)]);
-    aws.ecs("RegisterTaskDefinition", json!({ "family": "dapi", "containerDefinitions": [{ "name": "dapi", "image": "dapi:2", "memory": 128 }] }));
+    aws.ecs_cluster("dry-c", &[("dryapi", 2)]);
+    aws.ecs("RegisterTaskDefinition", json!({ "family": "dryapi", "containerDefinitions": [{ "name": "dryapi", "image": "dryapi:2", "memory": 128 }] }));
     aws.db_instance("dry-db", 7, false);
     aws.secrets("CreateSecret", json!({ "Name": "dry/db", "SecretString": "{\"password\": \"dry-run-original\"}" }));
     crate::aws::inventory(&s, aws, "    ecs: { cluster: dry-c }\n    rds: { instances: [dry-db] }\n");
@@ -368,7 +368,7 @@ fn aws_kinds_change_nothing_in_a_dry_run() {
         let backups: Vec<Value> =
             aws.dynamodb("ListBackups", json!({}))["BackupSummaries"].as_array().unwrap().iter().map(|b| b["BackupName"].clone()).collect();
         let pitr = aws.dynamodb("DescribeContinuousBackups", json!({ "TableName": "dry-users" }))["ContinuousBackupsDescription"].clone();
-        let services = aws.ecs("DescribeServices", json!({"cluster": "dry-c", "services": ["dapi"]}));
+        let services = aws.ecs("DescribeServices", json!({"cluster": "dry-c", "services": ["dryapi"]}));
         let svc = &services["services"][0];
         let dbs = aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]);
         let mut db_ids: Vec<&str> = dbs.split("<DBInstanceIdentifier>").skip(1).filter_map(|p| p.split('<').next()).collect();
@@ -393,9 +393,9 @@ fn aws_kinds_change_nothing_in_a_dry_run() {
         ("dynamodb.set_capacity", "{ table: dry-users, read: 10, write: 7 }".to_string()),
         ("dynamodb.restore", format!("{{ from_backup: \"{arn}\", table: dry-users-restored }}")),
         ("dynamodb.restore", "{ from_file: items.json, table: dry-users }".to_string()),
-        ("ecs.scale", "{ service: dapi, desired: 4 }".to_string()),
-        ("ecs.deploy", "{ service: dapi, task_definition: \"dapi:2\" }".to_string()),
-        ("ecs.rollback", "{ service: dapi, to: \"dapi:1\" }".to_string()),
+        ("ecs.scale", "{ service: dryapi, desired: 4 }".to_string()),
+        ("ecs.deploy", "{ service: dryapi, task_definition: \"dryapi:2\" }".to_string()),
+        ("ecs.rollback", "{ service: dryapi, to: \"dryapi:1\" }".to_string()),
         ("rds.restore_drill", "{}".to_string()),
         ("rds.delete_drill", format!("{{ instance: \"{drill}\" }}")),
         ("secrets.rotate", "{ secret_id: dry/db, json_key: password }".to_string()),

@@ -315,3 +315,72 @@ fn templated_retry_and_timeout_are_rendered_per_run_and_checked() {
     assert_eq!(run.step("after")["status"], "skipped");
     assert!(run.step("after")["message"].as_str().unwrap().starts_with("cannot render in a dry run"), "{}", run.stdout);
 }
+
+/// `on_cancel`: the steps that undo a step the interrupt caught in flight run (and only
+/// then), with `always` steps, for `--grace` at most; SIGTERM exits 143; the history says
+/// interrupted.
+#[test]
+fn on_cancel_undoes_the_step_in_flight_within_the_grace_period() {
+    let s = Scratch::new();
+    let started = s.path().join("started");
+    let undone = s.path().join("undone");
+    let text = format!(
+        "name: t\nsteps:\n\
+         \x20 - id: work\n    host.command: {{ shell: 'touch {started} && sleep 30', effect: mutate }}\n    on_cancel: {{ run: [undo] }}\n\
+         \x20 - id: later\n    sleep: {{ duration: 0s }}\n\
+         \x20 - id: undo\n    host.command: {{ argv: [touch, \"{undone}\"], effect: mutate }}\n\
+         \x20 - id: slow_cleanup\n    always: true\n    host.command: {{ argv: [sleep, \"30\"], effect: read }}\n",
+        started = started.display(),
+        undone = undone.display()
+    );
+    let rb = s.write("rb.yaml", &text);
+    let child = s
+        .opsctl()
+        .args(["run", rb.to_str().unwrap(), "-i", "localhost", "-o", "json", "--grace", "1s"])
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the long step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(t0.elapsed() < Duration::from_secs(8), "the grace period did not stop the slow cleanup: {stderr}");
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("terminated: stopping; `always` and `on_cancel` steps still run, for 1s at most"), "{stderr}");
+    assert!(stderr.contains("the grace period (1s) is over"), "{stderr}");
+    assert!(undone.exists(), "the on_cancel step did not run");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "interrupted");
+    assert_eq!(doc["exit_code"], 143);
+    let st: Vec<(&str, &str)> = doc["steps"].as_array().unwrap().iter().map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap())).collect();
+    assert_eq!(st, [("work", "failed"), ("later", "skipped"), ("undo", "passed"), ("slow_cleanup", "failed")]);
+    assert!(doc["steps"][3]["message"].as_str().unwrap().starts_with("interrupted after"), "{}", doc["steps"][3]);
+    assert_eq!(s.history()[0]["status"], "interrupted");
+
+    // Not interrupted: the undo step does not run, and says why.
+    let quick = s.write("quick.yaml", &text.replace("&& sleep 30", "&& true").replace("[sleep, \"30\"]", "[\"true\"]"));
+    let r = s.opsctl().args(["run", quick.to_str().unwrap(), "-i", "localhost", "-o", "json"]).run();
+    r.code(0);
+    assert_eq!(r.step("undo")["status"], "skipped");
+    assert_eq!(r.step("undo")["message"], "runs only when the run is interrupted while `work` runs (on_cancel)");
+    assert_eq!(r.step("slow_cleanup")["status"], "passed");
+
+    // It names later steps that exist, and says where it does not.
+    let bad = s.write("bad.yaml", "name: t\nsteps:\n  - id: a\n    sleep: { duration: 0s }\n  - id: b\n    sleep: { duration: 0s }\n    on_cancel: { run: [a, udno] }\n  - id: undo\n    sleep: { duration: 0s }\n");
+    s.opsctl()
+        .args(["validate", bad.to_str().unwrap()])
+        .run()
+        .code(2)
+        .stderr_has("on_cancel of `b` runs `a`, which does not come after it")
+        .stderr_has("bad.yaml:7:24")
+        .stderr_has("on_cancel runs unknown step `udno`")
+        .stderr_has("did you mean `undo`?");
+}
