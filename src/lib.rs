@@ -11,7 +11,7 @@
 //!
 //! | layer | modules | holds |
 //! |---|---|---|
-//! | cli | [`cli`] | argument parsing, dispatch, terminal, rendering choice |
+//! | cli | [`cli`], [`fuzz`] | argument parsing, dispatch, terminal, rendering choice; the fuzz targets' entry points |
 //! | procedures | [`procedures`] | what a command does with runbooks: find, bind, lock and lease, run, record |
 //! | engine | [`engine`], [`report`] | one runbook on one instance: plan, execute, events to sinks; the report, its renderers and the history |
 //! | model | [`runbook`], [`inventory`], [`schema`] | the runbook language and the inventory, loaded and checked with positions; JSON Schema (no tokio, no SDK) |
@@ -35,6 +35,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod fuzz;
 pub mod helpers;
 pub mod instance;
 pub mod inventory;

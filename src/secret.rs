@@ -103,6 +103,9 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The most a secret file may hold.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 /// The error for a secret written inline; diagnostics with it do not show the source line.
 pub const INLINE_SECRET: &str = "a secret is given by reference, `{ env: VAR }`, `{ file: PATH }`, `{ aws_secret: NAME#KEY }` or `{ k8s_secret: NAMESPACE/NAME#KEY }`, never inline";
 
@@ -167,8 +170,16 @@ impl SecretRef {
                 Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable {var} is not valid UTF-8")),
             },
             SecretRef::File(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read secret file {}: {}", path.display(), crate::error::io_reason(&e)))?;
+                // At most 64 KiB: a secret file holds one value (`{ file: /dev/zero }` would
+                // otherwise read forever).
+                use std::io::Read;
+                let cannot = |e: std::io::Error| format!("cannot read secret file {}: {}", path.display(), crate::error::io_reason(&e));
+                let mut bytes = Vec::new();
+                std::fs::File::open(path).and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes)).map_err(cannot)?;
+                if bytes.len() as u64 > MAX_SECRET_FILE {
+                    return Err(format!("secret file {} is larger than 64 KiB; a secret file holds one value", path.display()));
+                }
+                let text = String::from_utf8(bytes).map_err(|_| format!("secret file {} is not valid UTF-8", path.display()))?;
                 let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
                 if value.is_empty() {
                     return Err(format!("secret file {} is empty", path.display()));
@@ -340,5 +351,9 @@ mod tests {
         let p = dir.path().join("s");
         std::fs::write(&p, "from-file-value\n").unwrap();
         assert_eq!(SecretRef::File(p).resolve().unwrap().expose(), "from-file-value");
+        assert_eq!(SecretRef::File("/dev/zero".into()).resolve().unwrap_err(), "secret file /dev/zero is larger than 64 KiB; a secret file holds one value");
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"\xff\xfe").unwrap();
+        assert!(SecretRef::File(bin).resolve().unwrap_err().ends_with("is not valid UTF-8"));
     }
 }
