@@ -45,6 +45,14 @@ fn io(context: String, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{context}: {}", crate::error::io_reason(&e)))
 }
 
+/// A write into the store that failed; a full disk is said as such, naming the store.
+fn write_error(root: &Path, context: String, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        return StoreError::Io(format!("no space left on {} ({context}); the partial backup was removed", root.display()));
+    }
+    io(context, e)
+}
+
 fn fsync_dir(dir: &Path) {
     if let Ok(f) = std::fs::File::open(dir) {
         let _ = f.sync_all();
@@ -63,14 +71,15 @@ impl PendingBackup for LocalPending {
     async fn put_file(&mut self, name: &str, format: &str, data: &mut (dyn AsyncRead + Send + Unpin)) -> Result<FileEntry, StoreError> {
         let tmp = self.partial.join(format!("{name}.tmp"));
         let fin = self.partial.join(name);
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io(format!("cannot create {}", tmp.display()), e))?;
+        let root = self.root.clone();
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| write_error(&root, format!("cannot create {}", tmp.display()), e))?;
         let mut hashing = Hashing::new(data);
         let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, &mut file);
         tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(256 * 1024, &mut hashing), &mut writer)
             .await
-            .map_err(|e| io(format!("writing {}", tmp.display()), e))?;
-        writer.flush().await.map_err(|e| io(format!("writing {}", tmp.display()), e))?;
-        file.sync_all().await.map_err(|e| io(format!("fsync {}", tmp.display()), e))?;
+            .map_err(|e| write_error(&root, format!("writing {}", tmp.display()), e))?;
+        writer.flush().await.map_err(|e| write_error(&root, format!("writing {}", tmp.display()), e))?;
+        file.sync_all().await.map_err(|e| write_error(&root, format!("fsync {}", tmp.display()), e))?;
         drop(file);
         tokio::fs::rename(&tmp, &fin).await.map_err(|e| io(format!("rename {}", tmp.display()), e))?;
         let (bytes, sha256) = hashing.finish();

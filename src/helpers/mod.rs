@@ -3,6 +3,7 @@
 //!
 //! Nothing here is a step kind or knows an instance; each module is a tool a kind uses.
 
+pub mod cleanup;
 pub mod errors;
 pub mod exec;
 pub mod http;

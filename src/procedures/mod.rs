@@ -331,6 +331,9 @@ impl Run<'_> {
         let engine = Engine::new(self.runbook, p.instance.clone(), p.params, self.ctx.options.clone(), meta, sink.as_ref(), self.ctx.confirm, self.ctx.interrupts.clone())
             .with_resources(self.ctx.resources.clone());
         let report = Arc::new(engine.run().await);
+        // What cancelled steps handed over to clean up (a half-restored database) is done
+        // before the locks go and the process may exit.
+        crate::helpers::cleanup::finish(std::time::Duration::from_secs(30)).await;
         drop(sink);
         if let Some((local, leases)) = locks {
             for lease in leases {

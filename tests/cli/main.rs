@@ -14,6 +14,7 @@ mod elb;
 mod engine;
 mod errors;
 mod examples;
+mod faults;
 mod fuzz;
 mod fleet;
 mod golden;

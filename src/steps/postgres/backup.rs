@@ -211,11 +211,17 @@ impl StepKind for Backup {
             pending.put_file(DUMP_FILE, "pg_dump custom", &mut stdout).await
         };
         let (written, exit) = tokio::join!(write, process.wait);
+        // A store that could not take the dump (a full disk) closed the pipe, and pg_dump
+        // died of it: the store's error is the cause.
+        let written = match written {
+            Err(e) => return Err(StepError::error(format!("writing the backup failed, none was kept: {e}"))),
+            Ok(entry) => entry,
+        };
         let exit = exit?;
         if !exit.success() {
             return Err(StepError::error(format!("pg_dump of {} failed, no backup was kept: {}", info.describe(), exit.reason())));
         }
-        let entry = written.map_err(|e| StepError::error(format!("writing the backup failed, none was kept: {e}")))?;
+        let entry = written;
         let rows: i64 = source.tables.iter().map(|t| t.rows_estimate.max(0)).sum();
         let recorded = PostgresSource {
             database: info.database.clone(),

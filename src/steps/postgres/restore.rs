@@ -112,6 +112,38 @@ fn describe_sessions(s: &[(i32, String, String)]) -> String {
         + if s.len() > 5 { ", …" } else { "" }
 }
 
+/// Drops a database the restore made when the step ends without keeping it — above all when
+/// its future is dropped (an interrupt, a timeout), where nothing can be awaited: the drop is
+/// handed to [`crate::helpers::cleanup`], which the run awaits before it ends.
+struct DropOnCancel {
+    info: ConnInfo,
+    database: Option<String>,
+}
+
+impl DropOnCancel {
+    /// The database stays (it was swapped in, or dropped already).
+    fn keep(&mut self) {
+        self.database = None;
+    }
+}
+
+impl Drop for DropOnCancel {
+    fn drop(&mut self) {
+        let Some(db) = self.database.take() else { return };
+        let info = self.info.clone();
+        crate::helpers::cleanup::spawn(async move {
+            let done = match admin(&info).await {
+                Ok(admin) => admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&db))).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.message),
+            };
+            match done {
+                Ok(()) => tracing::warn!("the restore was stopped: the half-restored database {db} was dropped; {} was not touched", info.database),
+                Err(e) => tracing::warn!("the restore was stopped; the half-restored database {db} could not be dropped ({e}): drop it by hand; {} was not touched", info.database),
+            }
+        });
+    }
+}
+
 /// Connects to a maintenance database on the target server (`postgres`, else `template1`).
 async fn admin(info: &ConnInfo) -> Result<tokio_postgres::Client, StepError> {
     match info.with_database("postgres").connect("opsctl restore").await {
@@ -296,7 +328,12 @@ impl StepKind for Restore {
                     t.ctype.replace('\'', "''")
                 ));
             }
-            ready.admin.batch_execute(&create).await.map_err(|e| query_error(&e, "creating the database to restore into"))?;
+            // Armed before the database exists: a stop while it is being created drops it too.
+            let mut guard = DropOnCancel { info: ready.info.clone(), database: Some(fresh.clone()) };
+            if let Err(e) = ready.admin.batch_execute(&create).await {
+                guard.keep();
+                return Err(query_error(&e, "creating the database to restore into"));
+            }
             let drop_fresh = || async {
                 let _ = ready.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&fresh))).await;
             };
@@ -309,13 +346,18 @@ impl StepKind for Restore {
                 Ok(v) => v,
                 Err(e) => {
                     drop_fresh().await;
+                    guard.keep();
                     return Err(StepError::new(e.class, format!("{}; {db} was not touched", e.message)));
                 }
             };
             if let Err(e) = self.disconnect_or_refuse(&ready).await {
                 drop_fresh().await;
+                guard.keep();
                 return Err(e);
             }
+            // From here the databases are renamed: a stop leaves each under a name that says
+            // what it is (`<db>__restore_…`, `<db>_before_…`), never a half-swapped one dropped.
+            guard.keep();
             let mut previous = None;
             if ready.target.is_some() {
                 let old = format!("{}_before_{stamp}", truncate_name(&db, 40));

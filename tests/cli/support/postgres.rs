@@ -21,6 +21,8 @@ pub struct Cluster {
     pub bin: PathBuf,
     pub major: u32,
     stopped: std::sync::atomic::AtomicBool,
+    /// The server's options, to start it again after [`Cluster::kill`].
+    opts: String,
 }
 
 /// The newest installed PostgreSQL's programs.
@@ -155,7 +157,7 @@ impl Cluster {
             opts.push_str(&format!(" -c {s}"));
         }
         pg_ctl_start(&bin, &dir, &opts)?;
-        let cluster = Cluster { port, dir, bin, major, stopped: false.into() };
+        let cluster = Cluster { port, dir, bin, major, stopped: false.into(), opts };
         cluster.watchdog();
         Ok(cluster)
     }
@@ -250,9 +252,16 @@ impl Cluster {
         let port = free_port();
         let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c hot_standby=on -c fsync=off", dir.display());
         pg_ctl_start(&self.bin, &dir, &opts)?;
-        let replica = Cluster { port, dir, bin: self.bin.clone(), major: self.major, stopped: false.into() };
+        let replica = Cluster { port, dir, bin: self.bin.clone(), major: self.major, stopped: false.into(), opts };
         replica.watchdog();
         Ok(replica)
+    }
+
+    /// Starts the server again after [`Cluster::kill`] (crash recovery runs).
+    pub fn restart(&self) -> Result<(), String> {
+        pg_ctl_start(&self.bin, &self.dir, &self.opts)?;
+        self.stopped.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Stops the server at once, like a crash.
