@@ -226,3 +226,49 @@ fn a_full_disk_during_a_backup_removes_the_partial_backup_and_says_where() {
     s.opsctl().args(["backup", "list"]).run().code(0).stdout_has("no backups in");
     assert_eq!(s.history()[0]["status"], "failed");
 }
+
+/// A Kubernetes Lease left by a run that was killed (`kill -9`: never released) is taken over
+/// once it has expired and has not been renewed for a renewal period, and the run says so;
+/// one whose holder's clock is behind ours — expired by our clock, yet renewed — is not taken:
+/// exit 3, naming the skew.
+#[test]
+fn an_abandoned_lease_is_taken_over_and_a_skewed_holder_is_not() {
+    use crate::support::kube::{KubeEnv, NS};
+    use serde_json::json;
+    let k = KubeEnv::new();
+    k.deployment("api", 1, "registry/api:v1");
+    let lease = |holder: &str, renewed: jiff::Timestamp| {
+        let at = renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let who = json!({"run_id": holder, "runbook": "restore", "user": "bob", "host": "ops-2", "pid": 7, "since": at});
+        json!({"metadata": {"name": "opsctl-team-a", "namespace": NS, "annotations": {"opsctl.io/holder": who.to_string()}},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3, "acquireTime": at, "renewTime": at}})
+    };
+    let step = "  - { id: s, k8s.scale: { target: api, replicas: 2, wait: false } }\n";
+    // Killed two minutes ago, by our clock and its own.
+    let two_minutes_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(120);
+    k.fake.with(|c| c.seed("leases", lease("r-killed", two_minutes_ago)));
+    let r = k.run(step, &[]);
+    r.code(0).stderr_has("took over the expired run r-killed (restore by bob@ops-2, pid 7)").stderr_has("(last renewed 2m");
+    assert_eq!(k.get("deployments", "api")["spec"]["replicas"], 2);
+
+    // Alive, on a machine whose clock is two minutes behind: it renews every half second,
+    // writing renewal times two minutes old.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let (cluster, stop) = (k.fake.cluster.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let skewed = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(120);
+                cluster.lock().unwrap().seed("leases", lease("r-skewed", skewed));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let r = k.run("  - { id: s, k8s.scale: { target: api, replicas: 3, wait: false } }\n", &[]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    renewer.join().unwrap();
+    r.code(3).stderr_has("run r-skewed (restore by bob@ops-2, pid 7)").stderr_has("it is being renewed, though by this machine's clock its last renewal was 2m");
+    r.stderr_has("the holder's clock is behind this one's (check NTP on both)");
+    assert_eq!(k.get("deployments", "api")["spec"]["replicas"], 2, "nothing changed");
+}

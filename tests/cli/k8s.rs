@@ -301,9 +301,11 @@ fn a_second_mutating_run_is_refused_while_a_lease_is_held() {
     k.fake.with(|c| {
         let mut l = c.get(crate::support::fake_kube::store::type_of("leases"), NS, "opsctl-team-a").unwrap();
         l["spec"]["renewTime"] = json!("2026-01-01T00:00:00.000000Z");
+        l["spec"]["leaseDurationSeconds"] = json!(3);
         c.seed("leases", l);
     });
-    k.run("  - { id: s, k8s.scale: { target: api, replicas: 2, wait: false } }\n", &[]).code(0);
+    let r = k.run("  - { id: s, k8s.scale: { target: api, replicas: 2, wait: false } }\n", &[]);
+    r.code(0).stderr_has("took over the expired run r-other (restore by alice@ops-1, pid 42)").stderr_has("not renewed in the 1s since");
     let lease = k.get("leases", "opsctl-team-a");
     assert!(lease["spec"].get("holderIdentity").is_none(), "{lease}");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);

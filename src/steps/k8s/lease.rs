@@ -71,6 +71,18 @@ fn live(spec: &LeaseSpec) -> bool {
     last.is_some_and(|t| t + jiff::SignedDuration::from_secs(ttl) > jiff::Timestamp::now())
 }
 
+/// How long ago the lease ran out, by this machine's clock: `2m ago`.
+fn ago(spec: &LeaseSpec) -> String {
+    let last = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
+    match last {
+        Some(t) => {
+            let secs = (jiff::Timestamp::now().as_second() - t.as_second()).max(0) as u64;
+            format!("{} ago", crate::duration::short(Duration::from_secs(secs)))
+        }
+        None => "at an unknown time".into(),
+    }
+}
+
 fn describe(lease: &Lease) -> String {
     let spec = lease.spec.clone().unwrap_or_default();
     let who = lease
@@ -115,8 +127,31 @@ impl HeldLease {
                 }
                 Ok(Some(current)) => {
                     let spec = current.spec.clone().unwrap_or_default();
-                    if live(&spec) && spec.holder_identity.as_deref() != Some(holder.run_id.as_str()) {
+                    let other = spec.holder_identity.as_deref().is_some_and(|h| !h.is_empty() && h != holder.run_id);
+                    if live(&spec) && other {
                         return Err(LeaseError::Held(describe(&current)));
+                    }
+                    if other {
+                        // Expired by our clock. A holder whose clock is behind ours renews a
+                        // lease that looks expired here: watch it for one renewal period, by
+                        // our own clock, before believing it (as Kubernetes' leader election
+                        // does), and say what was found.
+                        let ttl = spec.lease_duration_seconds.unwrap_or(TTL.as_secs() as i32).max(1) as u64;
+                        tokio::time::sleep(Duration::from_millis(ttl * 1000 / 3 + 500)).await;
+                        let after = api.get_opt(&name).await.map_err(|e| LeaseError::Unavailable(kube.error(e, &what).message))?;
+                        let Some(after) = after else { continue };
+                        if after.metadata.resource_version != current.metadata.resource_version {
+                            let renewed = after.spec.clone().unwrap_or_default();
+                            if renewed.holder_identity == spec.holder_identity && renewed.holder_identity.as_deref().is_some_and(|h| !h.is_empty()) {
+                                return Err(LeaseError::Held(format!(
+                                    "{}; it is being renewed, though by this machine's clock its last renewal was {}: the holder's clock is behind this one's (check NTP on both)",
+                                    describe(&after),
+                                    ago(&renewed)
+                                )));
+                            }
+                            continue;
+                        }
+                        tracing::warn!("took over the expired {} (last renewed {}; not renewed in the {}s since)", describe(&current), ago(&spec), ttl / 3);
                     }
                     let transitions = spec.lease_transitions.unwrap_or(0) + 1;
                     let lease = mine(ObjectMeta { annotations: None, ..current.metadata.clone() }, transitions);
