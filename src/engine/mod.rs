@@ -790,17 +790,30 @@ fn on_a_worker(
     ctx: StepContext,
     effect: Effect,
 ) -> impl std::future::Future<Output = Result<Outcome, StepError>> {
-    struct AbortOnDrop(tokio::task::AbortHandle);
+    /// Stops the step's task when the step is given up (an interrupt, a timeout). Aborting
+    /// is asynchronous: the task's own drops (which may hand cleanup over) run later, on a
+    /// worker, so waiting for it is handed to the run's cleanup, which is awaited before the
+    /// run ends.
+    struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<Outcome, StepError>>>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
-            self.0.abort();
+            if let Some(task) = self.0.take() {
+                task.abort();
+                crate::helpers::cleanup::spawn(async move {
+                    let _ = task.await;
+                });
+            }
         }
     }
     let task = tokio::spawn(async move { (kind.run)(&params, &ctx, effect).await });
-    let guard = AbortOnDrop(task.abort_handle());
+    let mut guard = AbortOnDrop(Some(task));
     async move {
-        let _guard = guard;
-        match task.await {
+        let joined = match guard.0.as_mut() {
+            Some(task) => task.await,
+            None => return Err(StepError::error("the step was stopped")),
+        };
+        let _ = guard.0.take();
+        match joined {
             Ok(result) => result,
             Err(e) if e.is_panic() => {
                 let payload = e.into_panic();

@@ -17,14 +17,20 @@ pub fn spawn(work: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
-/// Waits for the cleanup started so far, at most `limit`; says so when it was cut short.
+/// Waits for the cleanup started so far — and what that cleanup starts in turn (a stopped
+/// step's task, whose drop hands over more) — at most `limit` in all; says so when it was
+/// cut short.
 pub async fn finish(limit: Duration) {
-    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
-    if pending.is_empty() {
-        return;
-    }
-    let n = pending.len();
-    if tokio::time::timeout(limit, futures_util::future::join_all(pending)).await.is_err() {
-        tracing::warn!("{n} cleanup task(s) of a cancelled step did not finish within {}s", limit.as_secs());
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let n = pending.len();
+        if tokio::time::timeout_at(deadline, futures_util::future::join_all(pending)).await.is_err() {
+            tracing::warn!("{n} cleanup task(s) of a stopped step did not finish within {}s", limit.as_secs());
+            return;
+        }
     }
 }
