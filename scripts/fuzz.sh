@@ -10,8 +10,8 @@
 #   scripts/fuzz.sh 30         # a smoke run
 #   scripts/fuzz.sh 600 units  # one target
 #
-# New inputs that reach new code are merged into fuzz/corpus/<target>/ (minimised with
-# `-merge=1`, so the corpus stays small). Prints one line per target: runs, execs/s, corpus,
+# The corpus under fuzz/corpus/<target>/ is then replaced by the smallest set of inputs
+# covering every edge reached (`-set_cover_merge=1 -use_counters=0`), so it stays small. Prints one line per target: runs, execs/s, corpus,
 # coverage, and whether it failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +48,13 @@ for t in "${TARGETS[@]}"; do
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
-  # Keep what reached new code, minimised.
-  "${FUZZ[@]}" run -s none -a "$t" "fuzz/corpus/$t" "$work/$t" -- -merge=1 -max_len=16384 >/dev/null 2>&1 || true
+  # Keep the smallest set of inputs that covers every edge reached (seeds, the corpus and
+  # what this run found): the corpus in the repo stays small.
+  mkdir -p "$work/$t.min"
+  if "${FUZZ[@]}" run -s none -a "$t" "$work/$t.min" "fuzz/corpus/$t" "$work/$t" -- -set_cover_merge=1 -use_counters=0 -max_len=16384 >/dev/null 2>&1 \
+     && [ -n "$(ls -A "$work/$t.min")" ]; then
+    rm -rf "fuzz/corpus/$t" && mv "$work/$t.min" "fuzz/corpus/$t"
+  fi
   corpus=$(ls "fuzz/corpus/$t" | wc -l)
   if [ "$status" -ne 0 ] || [ -n "$(ls -A "fuzz/artifacts/$t")" ]; then
     result="FAILED (exit $status): $(ls "fuzz/artifacts/$t" | tr '\n' ' ') — see $log"

@@ -22,6 +22,6 @@ fn every_fuzz_input_that_ever_failed_and_the_corpus_pass() {
             }
         }
     }
-    assert!(fed > 100, "only {fed} inputs found under fuzz/");
+    assert!(fed > 20, "only {fed} inputs found under fuzz/");
     eprintln!("{fed} fuzz inputs replayed, {regressions} of them regressions");
 }
