@@ -54,19 +54,17 @@ pub fn check_local_secrets(runbook: &Runbook, instance: &Instance) -> Result<(),
     let mut errors = Vec::new();
     if let Some(origin) = instance.origin.as_ref().filter(|o| !o.local_refs.is_empty()) {
         // The sections each step reads, by its kind's family and its templates.
-        let mut readers: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+        let mut readers: std::collections::BTreeMap<String, Vec<&str>> = std::collections::BTreeMap::new();
         for s in &runnable {
-            let mut sections = vec![s.kind.name.split('.').next().unwrap_or_default()];
-            let mut texts = Vec::new();
-            template_texts(&s.params, &mut texts);
-            for t in texts {
-                for r in crate::template::references(t, false).map(|r| r.to_vec()).unwrap_or_default() {
-                    if let Some(section) = r.strip_prefix("instance.").map(|rest| rest.split('.').next().unwrap_or(rest)) {
-                        sections.push(origin.local_refs.iter().find(|l| l.section == section).map_or("", |l| l.section.as_str()));
+            let mut sections = vec![s.kind.name.split('.').next().unwrap_or_default().to_string()];
+            for text in s.params.scalars().into_iter().filter_map(|n| n.as_str()).filter(|t| crate::yaml::de::is_template(t)) {
+                for r in crate::template::references(text, false).iter().flat_map(|refs| refs.iter()) {
+                    if let Some(rest) = r.strip_prefix("instance.") {
+                        sections.push(rest.split('.').next().unwrap_or(rest).to_string());
                     }
                 }
             }
-            for section in sections.into_iter().filter(|s| !s.is_empty()) {
+            for section in sections {
                 let ids = readers.entry(section).or_default();
                 if !ids.contains(&s.id.as_str()) {
                     ids.push(&s.id);
@@ -104,17 +102,6 @@ fn secret_help(reference: &crate::secret::SecretRef) -> &'static str {
     match reference {
         crate::secret::SecretRef::Env(_) => "set it in the environment opsctl runs in (a cron or CI job starts with almost none), or point the reference at another variable",
         _ => "make the file readable by the user opsctl runs as (a relative path is taken from the directory opsctl runs in), or point the reference at another file",
-    }
-}
-
-/// Every templated text under `node`.
-fn template_texts<'a>(node: &'a crate::yaml::Node, out: &mut Vec<&'a str>) {
-    use crate::yaml::Value;
-    match &node.value {
-        Value::Scalar(s) if crate::yaml::de::is_template(&s.text) => out.push(&s.text),
-        Value::Scalar(_) | Value::Null => {}
-        Value::Seq(items) => items.iter().for_each(|i| template_texts(i, out)),
-        Value::Map(entries) => entries.iter().for_each(|(_, v)| template_texts(v, out)),
     }
 }
 
