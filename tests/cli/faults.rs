@@ -172,15 +172,7 @@ fn kill_9_mid_backup_lists_nothing_half_written() {
     let url = pg.url("t_kill9");
     let child = spawn(&s, &["backup", "-i", "pg", "-o", "json"], &[("PG_URL", &url)]);
     let store = backups.join("pg");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let partial = std::fs::read_dir(&store).ok().into_iter().flatten().flatten().find(|e| e.file_name().to_string_lossy().starts_with(".partial-"));
-        if partial.is_some_and(|dir| std::fs::metadata(dir.path().join("postgres.dump.tmp")).is_ok_and(|m| m.len() > 0)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the backup never started writing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    postgres::wait_until_dumping(&store);
     signal(&child, libc::SIGKILL);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), None, "killed");

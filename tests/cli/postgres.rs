@@ -1,7 +1,7 @@
 //! The PostgreSQL backend against real servers: every step kind on real catalog data,
 //! backup and restore round trips, refusals, crashes, dry runs and locks.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::postgres::{self, Cluster, PASSWORD, eventually};
 use crate::support::{Run, Scratch};
@@ -483,15 +483,7 @@ fn the_server_dying_during_a_backup_leaves_no_backup() {
         .spawn()
         .unwrap();
     let store = s.path().join("backups/pg");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let partial = std::fs::read_dir(&store).ok().into_iter().flatten().flatten().find(|e| e.file_name().to_string_lossy().starts_with(".partial-"));
-        if partial.is_some_and(|dir| std::fs::metadata(dir.path().join("postgres.dump.tmp")).is_ok_and(|m| m.len() > 0)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the backup never started writing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    postgres::wait_until_dumping(&store);
     pg.kill();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));

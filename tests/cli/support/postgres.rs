@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use super::in_ci;
 
@@ -277,6 +278,20 @@ impl Drop for Cluster {
             let _ = as_postgres(&self.bin, "pg_ctl").arg("-D").arg(self.dir.join("data")).args(["stop", "-m", "immediate"]).output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until a backup into the local store at `store` is writing its dump (a `.partial-*`
+/// directory with a non-empty `postgres.dump.tmp`).
+pub fn wait_until_dumping(store: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let partial = std::fs::read_dir(store).ok().into_iter().flatten().flatten().find(|e| e.file_name().to_string_lossy().starts_with(".partial-"));
+        if partial.is_some_and(|dir| std::fs::metadata(dir.path().join("postgres.dump.tmp")).is_ok_and(|m| m.len() > 0)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the backup never started writing");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
