@@ -48,16 +48,21 @@ impl Duration {
         if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return Err(format!("`{s}` has no unit; write `{s}s`, `{s}ms` or `{s}m`"));
         }
-        let mut total_ms: f64 = 0.0;
+        // In microseconds, exactly: decimals are read as digits, never as floats, so a
+        // duration printed and read back is the same duration.
+        let mut total_us: u128 = 0;
         let mut rest = s;
         while !rest.is_empty() {
             let number_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
             if number_len == 0 {
                 return Err(format!("invalid duration `{s}`: expected a number at `{rest}`; use units ms, s, m, h, d, w"));
             }
-            let number: f64 = rest[..number_len]
-                .parse()
-                .map_err(|_| format!("invalid duration `{s}`: `{}` is not a number", &rest[..number_len]))?;
+            let text = &rest[..number_len];
+            let not_a_number = || format!("invalid duration `{s}`: `{text}` is not a number");
+            let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+            if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') || whole.len() > 20 {
+                return Err(not_a_number());
+            }
             rest = rest[number_len..].trim_start();
             let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
             let unit = &rest[..unit_len];
@@ -68,13 +73,19 @@ impl Duration {
                     format!("invalid duration `{s}`: unknown unit `{unit}`; use ms, s, m, h, d or w")
                 });
             };
-            total_ms += number * ms as f64;
+            let unit_us = u128::from(ms) * 1000;
+            let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| not_a_number())? };
+            // Digits past the microsecond of the largest unit change nothing.
+            let digits = &fraction[..fraction.len().min(12)];
+            let scale = 10u128.pow(digits.len() as u32);
+            let fraction: u128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| not_a_number())? };
+            total_us += whole * unit_us + (fraction * unit_us + scale / 2) / scale;
+            if total_us > 1_000_000_000_000_000_000 {
+                return Err(format!("duration `{s}` is too long"));
+            }
             rest = rest[unit_len..].trim_start();
         }
-        if !total_ms.is_finite() || total_ms > 1e15 {
-            return Err(format!("duration `{s}` is too long"));
-        }
-        Ok(Duration(StdDuration::from_micros((total_ms * 1000.0).round() as u64)))
+        Ok(Duration(StdDuration::from_micros(total_us as u64)))
     }
 }
 
@@ -85,15 +96,17 @@ impl fmt::Display for Duration {
         if micros == 0 {
             return f.write_str("0s");
         }
+        // Decimals written from integers (exact), trailing zeros dropped.
+        let decimal = |whole: u128, part: u128, width: usize| format!("{whole}.{part:0width$}").trim_end_matches('0').to_string();
         if !micros.is_multiple_of(1000) {
-            return write!(f, "{}ms", micros as f64 / 1000.0);
+            return write!(f, "{}ms", decimal(micros / 1000, micros % 1000, 3));
         }
         let mut ms = (micros / 1000) as u64;
         if ms < 1000 {
             return write!(f, "{ms}ms");
         }
         if !ms.is_multiple_of(1000) {
-            return write!(f, "{}s", ms as f64 / 1000.0);
+            return write!(f, "{}s", decimal(u128::from(ms / 1000), u128::from(ms % 1000), 3));
         }
         for &(unit, size) in UNITS.iter().rev().filter(|(u, _)| *u != "ms") {
             if ms >= size {
@@ -214,8 +227,17 @@ mod tests {
 
     #[test]
     fn displays_the_shortest_exact_form() {
-        for s in ["150ms", "30s", "1h30m", "1.5s", "0s", "2d", "1w"] {
+        for s in ["150ms", "30s", "1h30m", "1.5s", "0s", "2d", "1w", "0.25ms", "34563456001.52s"] {
             assert_eq!(Duration::parse(s).unwrap().to_string(), s);
         }
+        // Found by fuzzing (fuzz/regressions/units): a long duration with milliseconds read
+        // back 4µs short when decimals were floats.
+        let long = Duration::parse("1520ms0d400040d").unwrap();
+        assert_eq!(Duration::parse(&long.to_string()).unwrap(), long);
+        assert_eq!(Duration::parse(".5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(Duration::parse("1.2345678s").unwrap(), Duration(StdDuration::from_micros(1_234_568)));
+        assert!(Duration::parse("1.2.3s").unwrap_err().contains("is not a number"));
+        assert!(Duration::parse(".s").unwrap_err().contains("is not a number"));
+        assert_eq!(Duration::parse("99999999999999999999w").unwrap_err(), "duration `99999999999999999999w` is too long");
     }
 }
