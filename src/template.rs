@@ -22,9 +22,15 @@ use crate::yaml::{Node, Scalar, Style, Value};
 /// The top-level names a template can use.
 pub const ROOTS: &[&str] = &["params", "vars", "instance", "steps", "run", "item", "item_index"];
 
+/// What one template may do: about this many instructions, or 64 bytes of data each
+/// (~128 MB). A runbook's templates use a tiny part of it; `((1,)*666)*66*667666` would
+/// otherwise build 88 million values (found by fuzzing).
+pub const FUEL: u64 = 2_000_000;
+
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     env.set_formatter(|out, state, value| {
         if value.is_none() {
             return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "a null value cannot be printed into text"));
@@ -54,6 +60,7 @@ fn describe_error(e: &minijinja::Error) -> String {
         ErrorKind::UnknownFunction => "unknown function".to_string(),
         ErrorKind::InvalidOperation => "invalid operation".to_string(),
         ErrorKind::BadSerialization => "value cannot be used here".to_string(),
+        ErrorKind::OutOfFuel => format!("the template does too much work (more than {FUEL} steps, or about {} MB of data); make it simpler", FUEL * 64 / 1_000_000),
         other => other.to_string(),
     };
     if !detail.is_empty() {
@@ -281,4 +288,16 @@ mod tests {
         assert_eq!(*references("steps.a.failed or run.dry_run", true).unwrap(), vec!["run.dry_run", "steps.a.failed"]);
         assert!(references("{{ steps.a. }}", false).is_err());
     }
+
+    #[test]
+    fn a_template_that_would_build_too_much_runs_out_of_fuel() {
+        // Found by fuzzing (fuzz/regressions/template): 88 million values, 2.3 GB.
+        let e = condition("((667,)*666,7)*66*667666", &ctx()).unwrap_err();
+        assert!(e.ends_with("the template does too much work (more than 2000000 steps, or about 128 MB of data); make it simpler"), "{e}");
+        let e = render_text("{{ 'x' * 1000000000 }}", &ctx()).unwrap_err();
+        assert!(e.contains("the template does too much work"), "{e}");
+        // What runbooks do is far below it.
+        assert_eq!(render_text("{% for i in range(1000) %}{{ i }}{% endfor %}", &ctx()).unwrap().len(), 2890);
+    }
+
 }
