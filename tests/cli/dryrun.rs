@@ -126,7 +126,7 @@ fn sees(s: &Scratch, instance: &str, (kind, params): (&str, &str), snapshot: &dy
     assert_ne!(snapshot(), before, "the snapshot did not see {kind} {params} run for real");
 }
 
-/// Every file under `dir` with its bytes, but the state directory (a dry run is recorded in
+/// Every file under `dir` with its length and a hash of its bytes, but the state directory (a dry run is recorded in
 /// the history).
 fn files(dir: &std::path::Path) -> String {
     let mut out = Vec::new();
@@ -141,7 +141,11 @@ fn files(dir: &std::path::Path) -> String {
                 out.push(format!("{}/", p.display()));
                 stack.push(p);
             } else if p.file_name().is_some_and(|n| n != "dry.yaml") {
-                out.push(format!("{} {:?}", p.display(), std::fs::read(&p).unwrap_or_default()));
+                use std::hash::{Hash, Hasher};
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                out.push(format!("{} {} bytes, hash {:016x}", p.display(), bytes.len(), h.finish()));
             }
         }
     }
@@ -172,7 +176,11 @@ fn local_kinds_change_nothing_in_a_dry_run() {
 
 #[test]
 fn postgres_kinds_change_nothing_in_a_dry_run() {
-    let Some(pg) = crate::support::postgres::shared() else { return };
+    if crate::support::postgres::shared().is_none() {
+        return;
+    }
+    // A server of its own: other tests create and drop databases on the shared one.
+    let pg = &crate::support::postgres::Cluster::start(&[]).expect("a server starts");
     let db = pg.create_db("t_dryall");
     pg.psql(
         &db,
@@ -245,7 +253,8 @@ fn postgres_kinds_change_nothing_in_a_dry_run() {
 
 #[test]
 fn redis_kinds_change_nothing_in_a_dry_run() {
-    let Some(redis) = crate::support::redis::shared() else { return };
+    // A server of its own: other tests save the shared one.
+    let Some(redis) = crate::support::redis::fresh("") else { return };
     let s = Scratch::new();
     s.write(
         "opsctl.yaml",
@@ -268,7 +277,10 @@ fn alertmanager_kinds_change_nothing_in_a_dry_run() {
     let id = r.step("s")["outputs"]["id"].as_str().unwrap().to_string();
     let url = am.url();
     let snapshot = || {
-        let mut silences: Vec<Value> = crate::support::server::get_json(&format!("{url}/api/v2/silences")).as_array().cloned().unwrap_or_default();
+        // This test's silences only: other tests silence the shared Alertmanager too.
+        let ours = |s: &Value| s["matchers"].as_array().is_some_and(|m| m.iter().any(|m| m["name"] == "case" && m["value"].as_str().is_some_and(|v| v.starts_with("dryrun"))));
+        let mut silences: Vec<Value> =
+            crate::support::server::get_json(&format!("{url}/api/v2/silences")).as_array().cloned().unwrap_or_default().into_iter().filter(ours).collect();
         silences.sort_by_key(|s| s["id"].as_str().unwrap_or_default().to_string());
         silences.iter().map(|s| json!([s["id"], s["status"], s["endsAt"], s["updatedAt"]]).to_string()).collect::<Vec<_>>().join("\n")
     };
@@ -364,19 +376,26 @@ fn aws_kinds_change_nothing_in_a_dry_run() {
             aws.dynamodb("Scan", json!({ "TableName": "dry-users" }))["Items"].as_array().unwrap().iter().map(|i| i.to_string()).collect();
         items.sort();
         let table = &aws.dynamodb("DescribeTable", json!({ "TableName": "dry-users" }))["Table"];
-        let tables = aws.dynamodb("ListTables", json!({}))["TableNames"].clone();
-        let backups: Vec<Value> =
-            aws.dynamodb("ListBackups", json!({}))["BackupSummaries"].as_array().unwrap().iter().map(|b| b["BackupName"].clone()).collect();
+        // This test's tables, backups and DB instances only (`dry-…`): the emulator is shared.
+        let dry = |v: &Value| v.as_str().is_some_and(|n| n.starts_with("dry-"));
+        let tables: Vec<Value> = aws.dynamodb("ListTables", json!({}))["TableNames"].as_array().unwrap().iter().filter(|t| dry(t)).cloned().collect();
+        let backups: Vec<Value> = aws.dynamodb("ListBackups", json!({}))["BackupSummaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["TableName"].clone())
+            .filter(|n| dry(n))
+            .collect();
         let pitr = aws.dynamodb("DescribeContinuousBackups", json!({ "TableName": "dry-users" }))["ContinuousBackupsDescription"].clone();
         let services = aws.ecs("DescribeServices", json!({"cluster": "dry-c", "services": ["dryapi"]}));
         let svc = &services["services"][0];
         let dbs = aws.query("rds", "2014-10-31", &[("Action", "DescribeDBInstances")]);
-        let mut db_ids: Vec<&str> = dbs.split("<DBInstanceIdentifier>").skip(1).filter_map(|p| p.split('<').next()).collect();
+        let mut db_ids: Vec<&str> = dbs.split("<DBInstanceIdentifier>").skip(1).filter_map(|p| p.split('<').next()).filter(|id| id.starts_with("dry-")).collect();
         db_ids.sort();
         let versions = aws.secrets("ListSecretVersionIds", json!({ "SecretId": "dry/db" }))["Versions"].as_array().unwrap().len();
         let current = aws.secrets("GetSecretValue", json!({ "SecretId": "dry/db" }))["SecretString"].clone();
         format!(
-            "{items:?}\n{} {} {}\n{tables}\n{backups:?}\n{pitr}\n{} {} {}\n{db_ids:?}\n{versions} {current}\n{}",
+            "{items:?}\n{} {} {}\n{tables:?}\n{backups:?}\n{pitr}\n{} {} {}\n{db_ids:?}\n{versions} {current}\n{}",
             table["TableStatus"],
             table["ProvisionedThroughput"]["ReadCapacityUnits"],
             table["ProvisionedThroughput"]["WriteCapacityUnits"],
