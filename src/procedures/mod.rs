@@ -432,7 +432,9 @@ async fn take_leases(runbook: &Runbook, instance: &Instance, holder: &Holder) ->
 pub async fn fetch_secrets(runbook: &Runbook, instance: &Arc<Instance>) {
     let mut refs = instance.remote_secret_refs().to_vec();
     for step in runbook.steps() {
-        node_refs(&step.params, &mut refs);
+        let mut written = Vec::new();
+        crate::yaml::secret_refs(&step.params, &mut written);
+        refs.extend(written.into_iter().map(|(r, _)| r).filter(crate::secret::SecretRef::is_remote));
     }
     refs.sort_by_key(|r| r.describe());
     refs.dedup();
@@ -448,28 +450,6 @@ pub async fn fetch_secrets(runbook: &Runbook, instance: &Arc<Instance>) {
     }
 }
 
-/// Remote references written in a step's YAML: `{ aws_secret: "…" }`, `{ k8s_secret: "…" }`.
-fn node_refs(node: &crate::yaml::Node, out: &mut Vec<crate::secret::SecretRef>) {
-    use crate::yaml::Value;
-    match &node.value {
-        Value::Map(entries) => {
-            if let [(k, v)] = entries.as_slice()
-                && let (Some(key), Some(text)) = (k.as_str(), v.as_str())
-            {
-                match key {
-                    "aws_secret" => out.push(crate::secret::SecretRef::AwsSecret(text.to_string())),
-                    "k8s_secret" => out.push(crate::secret::SecretRef::K8sSecret(text.to_string())),
-                    _ => {}
-                }
-            }
-            for (_, v) in entries {
-                node_refs(v, out);
-            }
-        }
-        Value::Seq(items) => items.iter().for_each(|v| node_refs(v, out)),
-        _ => {}
-    }
-}
 
 /// Remote references in secret parameters' defaults are fetched before the parameters are
 /// bound (the rest are fetched when the run starts). Binding is synchronous, so this uses a

@@ -454,29 +454,40 @@ impl<'f> Builder<'f> {
     }
 }
 
-/// The `{ env: VAR }` and `{ file: PATH }` references below `node`, with where the variable
-/// or path is written. A templated name is left for the run to resolve.
-pub fn local_secret_refs(node: &Node, out: &mut Vec<(crate::secret::SecretRef, Span)>) {
+/// Every secret reference written below `node` — `{ env: VAR }`, `{ file: PATH }`,
+/// `{ aws_secret: … }`, `{ k8s_secret: … }` — with where its name is written. A name may be
+/// a template (`SecretRef::describe` shows it); the caller decides what that means.
+pub fn secret_refs(node: &Node, out: &mut Vec<(crate::secret::SecretRef, Span)>) {
     use crate::secret::SecretRef;
     match &node.value {
         Value::Map(entries) => {
             if let [(k, v)] = entries.as_slice()
                 && let (Some(key), Some(text)) = (k.as_str(), v.as_str())
-                && !de::is_template(text)
             {
-                match key {
-                    "env" => out.push((SecretRef::Env(text.to_string()), v.span)),
-                    "file" => out.push((SecretRef::File(std::path::PathBuf::from(text)), v.span)),
-                    _ => {}
-                }
+                let found = match key {
+                    "env" => Some(SecretRef::Env(text.to_string())),
+                    "file" => Some(SecretRef::File(std::path::PathBuf::from(text))),
+                    "aws_secret" => Some(SecretRef::AwsSecret(text.to_string())),
+                    "k8s_secret" => Some(SecretRef::K8sSecret(text.to_string())),
+                    _ => None,
+                };
+                out.extend(found.map(|r| (r, v.span)));
             }
             for (_, v) in entries {
-                local_secret_refs(v, out);
+                secret_refs(v, out);
             }
         }
-        Value::Seq(items) => items.iter().for_each(|v| local_secret_refs(v, out)),
+        Value::Seq(items) => items.iter().for_each(|v| secret_refs(v, out)),
         _ => {}
     }
+}
+
+/// The `{ env: VAR }` and `{ file: PATH }` references below `node` whose names are written
+/// out (a templated name is left for the run to resolve), with where each name is written.
+pub fn local_secret_refs(node: &Node, out: &mut Vec<(crate::secret::SecretRef, Span)>) {
+    let mut all = Vec::new();
+    secret_refs(node, &mut all);
+    out.extend(all.into_iter().filter(|(r, _)| !r.is_remote() && !de::is_template(&r.describe())));
 }
 
 #[cfg(test)]
