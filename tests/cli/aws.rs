@@ -651,18 +651,43 @@ fn a_dynamodb_lease_keeps_mutating_runs_apart() {
     let item = aws.dynamodb("GetItem", json!({ "TableName": "lease-locks", "Key": { "instance": { "S": "a" } } }));
     assert!(item.get("Item").is_none(), "released at the end of the run: {item}");
 
-    // A lease left by a run that died expires; then the next run takes it.
-    let stale = json!({ "run_id": "old", "runbook": "slow", "user": "ops", "host": "gone", "pid": 1, "since": "2026-01-01T00:00:00Z" }).to_string();
-    let put = |expires: i64| {
-        aws.dynamodb(
-            "PutItem",
-            json!({ "TableName": "lease-locks", "Item": { "instance": { "S": "a" }, "run_id": { "S": "old" }, "holder": { "S": stale }, "expires_at": { "N": expires.to_string() } } }),
-        )
+    // A lease left by a run that died expires; then the next run takes it, after watching
+    // it for one renewal period (a TTL of 3 s: 1.5 s), and says so.
+    let put = |aws: &aws::Aws, run: &str, expires: i64| {
+        let who = json!({ "run_id": run, "runbook": "slow", "user": "ops", "host": "gone", "pid": 1, "since": "2026-01-01T00:00:00Z" }).to_string();
+        let item = json!({ "instance": { "S": "a" }, "run_id": { "S": run }, "holder": { "S": who }, "expires_at": { "N": expires.to_string() }, "ttl_seconds": { "N": "3" } });
+        aws.dynamodb("PutItem", json!({ "TableName": "lease-locks", "Item": item }))
     };
-    put(jiff::Timestamp::now().as_second() + 600);
+    put(aws, "old", jiff::Timestamp::now().as_second() + 600);
     cmd(&s, &["run", rb.to_str().unwrap(), "-i", "a"]).code(3).stderr_has("run old (slow by ops@gone, pid 1)");
-    put(jiff::Timestamp::now().as_second() - 1);
-    cmd(&s, &["run", rb.to_str().unwrap(), "-i", "a"]).code(0);
+    put(aws, "old", jiff::Timestamp::now().as_second() - 120);
+    let r = cmd(&s, &["run", rb.to_str().unwrap(), "-i", "a"]);
+    r.code(0).stderr_has("took over the expired run old (slow by ops@gone, pid 1) since 2026-01-01 00:00:00Z (DynamoDB lease in lease-locks): it expired 2m");
+    r.stderr_has("was not renewed in the 1s since");
+    let item = aws.dynamodb("GetItem", json!({ "TableName": "lease-locks", "Key": { "instance": { "S": "a" } } }));
+    assert!(item.get("Item").is_none(), "released at the end of the run: {item}");
+
+    // Alive, on a machine whose clock is two minutes behind: it renews every 300 ms, writing
+    // expiry times that are already past by ours. Not taken over: exit 3, saying why.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                put(aws, "skewed", jiff::Timestamp::now().as_second() - 120 + 3);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = cmd(&s, &["run", rb.to_str().unwrap(), "-i", "a"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    renewer.join().unwrap();
+    r.code(3).stderr_has("instance a is locked by another run").stderr_has("run skewed (slow by ops@gone, pid 1)");
+    r.stderr_has("it is being renewed, though by this machine's clock it expired 1m").stderr_has("the holder's clock is behind this one's (check NTP on both)");
+    let item = aws.dynamodb("GetItem", json!({ "TableName": "lease-locks", "Key": { "instance": { "S": "a" } } }));
+    assert_eq!(item["Item"]["run_id"]["S"], "skewed", "still the holder's: {item}");
+    aws.dynamodb("DeleteItem", json!({ "TableName": "lease-locks", "Key": { "instance": { "S": "a" } } }));
 }
 
 #[test]

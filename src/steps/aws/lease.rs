@@ -8,6 +8,12 @@
 //! lasts (a conditional update on its own run id) and deletes the item when the run ends;
 //! if opsctl dies, the lease expires after the TTL. A second run reads the item and exits 3
 //! naming the holder and when the lease expires.
+//!
+//! `expires_at` is written by the holder's clock and read by the taker's. So a lease that
+//! looks expired is watched for one renewal period (`ttl_seconds`/3, the holder's TTL, kept
+//! in the item) before it is taken over: if the holder renewed it meanwhile, its clock is
+//! behind and the run exits 3 saying so; if not, the takeover is a conditional put on the
+//! item as it was seen, and a warning names the run it took over from.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -74,26 +80,94 @@ impl HeldLease {
             ("run_id".to_string(), s(&holder.run_id)),
             ("holder".to_string(), s(&holder_json)),
             ("expires_at".to_string(), AttributeValue::N(expires.to_string())),
+            ("ttl_seconds".to_string(), AttributeValue::N(TTL.as_secs().to_string())),
         ]);
+        // Free: take it.
         let put = client
             .put_item()
             .table_name(table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#i) OR #e < :now")
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(#i)")
             .expression_attribute_names("#i", "instance")
-            .expression_attribute_names("#e", "expires_at")
-            .expression_attribute_values(":now", AttributeValue::N(now().to_string()))
             .send()
             .await;
-        match put {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                return Err(LeaseError::Held(Self::holder(&client, table, instance).await));
+        let unavailable = |e| LeaseError::Unavailable(super::sdk_error(e, &format!("taking the lease in DynamoDB table {table}"), config).message);
+        let conflict = |e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>| {
+            e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception())
+        };
+        let mut taken = match put {
+            Ok(_) => true,
+            Err(e) if conflict(&e) => false,
+            Err(e) => return Err(unavailable(e)),
+        };
+        for _ in 0..3 {
+            if taken {
+                break;
             }
-            Err(e) => {
-                let msg = super::sdk_error(e, &format!("taking the lease in DynamoDB table {table}"), config).message;
-                return Err(LeaseError::Unavailable(msg));
+            let Some(current) = Self::read(&client, table, instance).await else {
+                // Released meanwhile: take it as new.
+                let put = client
+                    .put_item()
+                    .table_name(table)
+                    .set_item(Some(item.clone()))
+                    .condition_expression("attribute_not_exists(#i)")
+                    .expression_attribute_names("#i", "instance")
+                    .send()
+                    .await;
+                match put {
+                    Ok(_) => taken = true,
+                    Err(e) if conflict(&e) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+                continue;
+            };
+            if current.expires_at >= now() {
+                return Err(LeaseError::Held(current.describe(table)));
             }
+            // Expired by our clock. A holder whose clock is behind ours renews a lease that
+            // looks expired here: watch it for one renewal period, by our own clock, before
+            // believing it (as the Kubernetes Lease does), and say what was found.
+            let ttl = current.ttl.max(1);
+            tokio::time::sleep(Duration::from_millis(ttl * 1000 / 3 + 500)).await;
+            let Some(after) = Self::read(&client, table, instance).await else { continue };
+            if after.run_id != current.run_id {
+                continue;
+            }
+            if after.expires_at != current.expires_at {
+                return Err(LeaseError::Held(format!(
+                    "{}; it is being renewed, though by this machine's clock it expired {} ago: the holder's clock is behind this one's (check NTP on both)",
+                    after.describe(table),
+                    ago(after.expires_at)
+                )));
+            }
+            // Not renewed: take it over, only if it is still the one watched.
+            let put = client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item.clone()))
+                .condition_expression("run_id = :old AND #e = :seen")
+                .expression_attribute_names("#e", "expires_at")
+                .expression_attribute_values(":old", s(&current.run_id))
+                .expression_attribute_values(":seen", AttributeValue::N(current.expires_at.to_string()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    tracing::warn!(
+                        "took over the expired {} (DynamoDB lease in {table}): it expired {} ago and was not renewed in the {}s since",
+                        current.who(),
+                        ago(current.expires_at),
+                        ttl / 3
+                    );
+                    taken = true;
+                }
+                Err(e) if conflict(&e) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        if !taken {
+            let who = Self::read(&client, table, instance).await.map(|c| c.describe(table));
+            return Err(LeaseError::Held(who.unwrap_or_else(|| format!("another run (the DynamoDB lease in {table} kept changing)"))));
         }
         let renewal = {
             let (client, table, instance, run_id) = (client.clone(), table.to_string(), instance.to_string(), holder.run_id.clone());
@@ -120,22 +194,50 @@ impl HeldLease {
         Ok(HeldLease { client, table: table.to_string(), instance: instance.to_string(), run_id: holder.run_id.clone(), renewal })
     }
 
-    /// Who holds the lease, for the error.
-    async fn holder(client: &aws_sdk_dynamodb::Client, table: &str, instance: &str) -> String {
-        let item = client.get_item().table_name(table).key("instance", s(instance)).consistent_read(true).send().await.ok().and_then(|o| o.item);
-        let Some(item) = item else { return "another run (its lease has just gone)".to_string() };
+    /// The lease item as it is now (a consistent read); `None` when there is none or it
+    /// cannot be read.
+    async fn read(client: &aws_sdk_dynamodb::Client, table: &str, instance: &str) -> Option<Current> {
+        let item = client.get_item().table_name(table).key("instance", s(instance)).consistent_read(true).send().await.ok()?.item?;
         let text = |k: &str| match item.get(k) {
             Some(AttributeValue::S(v)) | Some(AttributeValue::N(v)) => v.clone(),
             _ => String::new(),
         };
-        let expires = text("expires_at").parse::<i64>().ok().and_then(|t| jiff::Timestamp::from_second(t).ok());
-        let who = serde_json::from_str::<Holder>(&text("holder")).map(|h| h.to_string()).unwrap_or_else(|_| format!("run {}", text("run_id")));
-        match expires {
-            Some(t) => format!("{who} (DynamoDB lease in {table}, expires {} unless renewed)", t.strftime("%Y-%m-%d %H:%M:%SZ")),
-            None => format!("{who} (DynamoDB lease in {table})"),
+        Some(Current {
+            run_id: text("run_id"),
+            holder: serde_json::from_str::<Holder>(&text("holder")).ok(),
+            expires_at: text("expires_at").parse().unwrap_or(0),
+            // Written by the holder (items from before it was: the TTL then, 300 s).
+            ttl: text("ttl_seconds").parse().unwrap_or(TTL.as_secs()),
+        })
+    }
+}
+
+/// A lease item read back.
+struct Current {
+    run_id: String,
+    holder: Option<Holder>,
+    /// Seconds since the epoch, by the holder's clock.
+    expires_at: i64,
+    ttl: u64,
+}
+
+impl Current {
+    /// Who holds it and until when, for messages.
+    fn describe(&self, table: &str) -> String {
+        match jiff::Timestamp::from_second(self.expires_at) {
+            Ok(t) => format!("{} (DynamoDB lease in {table}, expires {} unless renewed)", self.who(), t.strftime("%Y-%m-%d %H:%M:%SZ")),
+            Err(_) => format!("{} (DynamoDB lease in {table})", self.who()),
         }
     }
 
+    fn who(&self) -> String {
+        self.holder.as_ref().map(|h| h.to_string()).unwrap_or_else(|| format!("run {}", self.run_id))
+    }
+}
+
+/// How long ago `at` (seconds since the epoch) was, by this machine's clock: `2m`.
+fn ago(at: i64) -> String {
+    crate::duration::short(Duration::from_secs((now() - at).max(0) as u64)).to_string()
 }
 
 #[async_trait::async_trait]

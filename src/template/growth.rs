@@ -1,0 +1,338 @@
+//! Lists that grow without bound.
+//!
+//! minijinja makes `list * n` and `list + list` lazily: no item is made, so fuel (which
+//! charges for what is made) lets `[1] * 66686666` through, and then turning it into text
+//! (`~`, printing, `tojson`) walks 66 million items before anything is charged — a template
+//! that hangs (found by fuzzing). A binding (`set`, a loop variable, a macro argument) makes
+//! it worse: each `x + x` doubles a list for the price of one instruction.
+//!
+//! So before a template is compiled, each `a + b` and `a * b` in it becomes a call,
+//! `__opsctl_add((a), (b))`, that refuses a list of more than [`MAX_ITEMS`] items and
+//! otherwise does exactly what the operator does (it evaluates `a + b`). The parts come from
+//! minijinja's own parser (its `unstable_machinery`): the operator's span from the tree,
+//! the operator itself as the last `+` or `*` outside brackets in that span (operators of one
+//! precedence group to the left).
+
+use std::sync::LazyLock;
+
+use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::machinery::{self, Token};
+use minijinja::value::{Rest, Value, ValueKind};
+use minijinja::{Error, ErrorKind};
+
+/// The most items a list made by `+` or `*` may have: minijinja's own bound for `range`.
+pub const MAX_ITEMS: usize = 100_000;
+
+/// The names of the calls the operators become.
+pub const ADD: &str = "__opsctl_add";
+pub const MUL: &str = "__opsctl_mul";
+
+/// `text` with its `+` and `*` turned into checked calls; `None` when it has none (or does
+/// not parse: compiling it reports the error).
+pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
+    let mut ops = Vec::new();
+    let parsed = if expression {
+        machinery::parse_expr(text).map(|e| walk_expr(&e, &mut ops))
+    } else {
+        machinery::parse(text, "<template>", Default::default()).map(|s| walk_stmt(&s, &mut ops))
+    };
+    if parsed.is_err() || ops.is_empty() {
+        return Ok(None);
+    }
+    // (The tokenizer yields its error again and again: stop at the first.)
+    let tokens: Vec<(bool, bool, i32, usize, usize)> = machinery::tokenize(text, expression, Default::default())
+        .map_while(Result::ok)
+        .map(|(token, span)| {
+            let depth = match token {
+                Token::ParenOpen | Token::BracketOpen | Token::BraceOpen => 1,
+                Token::ParenClose | Token::BracketClose | Token::BraceClose => -1,
+                _ => 0,
+            };
+            (matches!(token, Token::Plus), matches!(token, Token::Mul), depth, span.start_offset as usize, span.end_offset as usize)
+        })
+        .collect();
+    let mut found: Vec<Op> = Vec::with_capacity(ops.len());
+    for (mul, start, end) in ops {
+        // The operator: the last `+` (`*`) at the span's own bracket depth.
+        let mut depth = 0;
+        let mut operator = None;
+        let first = tokens.partition_point(|t| t.3 < start);
+        for &(plus, times, d, s, e) in tokens[first..].iter().take_while(|t| t.4 <= end) {
+            if d < 0 {
+                depth += d;
+            }
+            if depth == 0 && ((mul && times) || (!mul && plus)) {
+                operator = Some((s, e));
+            }
+            if d > 0 {
+                depth += d;
+            }
+        }
+        // Never seen; refused rather than run unchecked.
+        let Some((op_start, op_end)) = operator else {
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("opsctl cannot check a `{}` in it; make it simpler", if mul { "*" } else { "+" })));
+        };
+        found.push(Op { mul, start, end, op_start, op_end });
+    }
+    found.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut out = String::with_capacity(text.len() + found.len() * 24);
+    emit(text, 0, text.len(), &found, &mut out);
+    // The calls nest deeper than the operators did: past minijinja's depth, say so.
+    let parses = if expression { machinery::parse_expr(&out).map(drop) } else { machinery::parse(&out, "<template>", Default::default()).map(drop) };
+    if parses.is_err() {
+        return Err(Error::new(ErrorKind::InvalidOperation, "opsctl cannot check its `+` and `*` (nested too deeply?); make it simpler, or split it up with `vars:`"));
+    }
+    Ok(Some(out))
+}
+
+struct Op {
+    mul: bool,
+    start: usize,
+    end: usize,
+    op_start: usize,
+    op_end: usize,
+}
+
+/// Writes `text[from..to]`, each outermost operator in it as a call. A chain of one
+/// operator (`a + b + c`: `(a + b) + c`) becomes one call, `__opsctl_add((a), (b), (c))`,
+/// not calls nested as deep as the chain is long (minijinja's parser stops at some depth).
+fn emit(text: &str, from: usize, to: usize, ops: &[Op], out: &mut String) {
+    let mut pos = from;
+    for (i, op) in ops.iter().enumerate() {
+        if op.start < pos || op.end > to {
+            continue;
+        }
+        out.push_str(&text[pos..op.start]);
+        let rest = &ops[i + 1..];
+        let mut chain = vec![op];
+        loop {
+            let last = chain[chain.len() - 1];
+            let left_end = op.start + text[op.start..last.op_start].trim_end().len();
+            match rest.iter().find(|o| o.start == op.start && o.end <= last.op_start) {
+                Some(child) if child.mul == op.mul && child.end == left_end => chain.push(child),
+                _ => break,
+            }
+        }
+        let inner = chain[chain.len() - 1];
+        out.push_str(if op.mul { MUL } else { ADD });
+        out.push_str("((");
+        emit(text, inner.start, inner.op_start, rest, out);
+        for link in chain.iter().rev() {
+            out.push_str("), (");
+            emit(text, link.op_end, link.end, rest, out);
+        }
+        out.push_str("))");
+        pos = op.end;
+    }
+    out.push_str(&text[pos..to]);
+}
+
+fn walk_stmts(stmts: &[Stmt], ops: &mut Vec<(bool, usize, usize)>) {
+    stmts.iter().for_each(|s| walk_stmt(s, ops));
+}
+
+fn walk_stmt(stmt: &Stmt, ops: &mut Vec<(bool, usize, usize)>) {
+    match stmt {
+        Stmt::Template(t) => walk_stmts(&t.children, ops),
+        Stmt::EmitExpr(e) => walk_expr(&e.expr, ops),
+        Stmt::EmitRaw(_) => {}
+        Stmt::ForLoop(f) => {
+            walk_expr(&f.target, ops);
+            walk_expr(&f.iter, ops);
+            f.filter_expr.iter().for_each(|e| walk_expr(e, ops));
+            walk_stmts(&f.body, ops);
+            walk_stmts(&f.else_body, ops);
+        }
+        Stmt::IfCond(i) => {
+            walk_expr(&i.expr, ops);
+            walk_stmts(&i.true_body, ops);
+            walk_stmts(&i.false_body, ops);
+        }
+        Stmt::WithBlock(w) => {
+            w.assignments.iter().for_each(|(a, b)| {
+                walk_expr(a, ops);
+                walk_expr(b, ops);
+            });
+            walk_stmts(&w.body, ops);
+        }
+        Stmt::Set(s) => {
+            walk_expr(&s.target, ops);
+            walk_expr(&s.expr, ops);
+        }
+        Stmt::SetBlock(s) => {
+            walk_expr(&s.target, ops);
+            s.filter.iter().for_each(|e| walk_expr(e, ops));
+            walk_stmts(&s.body, ops);
+        }
+        Stmt::AutoEscape(a) => {
+            walk_expr(&a.enabled, ops);
+            walk_stmts(&a.body, ops);
+        }
+        Stmt::FilterBlock(f) => {
+            walk_expr(&f.filter, ops);
+            walk_stmts(&f.body, ops);
+        }
+        Stmt::Macro(m) => {
+            m.args.iter().chain(&m.defaults).for_each(|e| walk_expr(e, ops));
+            walk_stmts(&m.body, ops);
+        }
+        Stmt::CallBlock(c) => {
+            walk_expr(&c.call.expr, ops);
+            walk_args(&c.call.args, ops);
+            c.macro_decl.args.iter().chain(&c.macro_decl.defaults).for_each(|e| walk_expr(e, ops));
+            walk_stmts(&c.macro_decl.body, ops);
+        }
+        Stmt::Do(d) => {
+            walk_expr(&d.call.expr, ops);
+            walk_args(&d.call.args, ops);
+        }
+    }
+}
+
+fn walk_args(args: &[CallArg], ops: &mut Vec<(bool, usize, usize)>) {
+    for arg in args {
+        match arg {
+            CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => walk_expr(e, ops),
+        }
+    }
+}
+
+fn walk_expr(expr: &Expr, ops: &mut Vec<(bool, usize, usize)>) {
+    use minijinja::machinery::ast::BinOpKind;
+    // Deep trees (a long `a + b + c …`) are walked with a stack, not recursion.
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::Var(_) | Expr::Const(_) => {}
+            Expr::Slice(s) => {
+                stack.push(&s.expr);
+                stack.extend(s.start.iter().chain(&s.stop).chain(&s.step));
+            }
+            Expr::UnaryOp(u) => stack.push(&u.expr),
+            Expr::BinOp(b) => {
+                if matches!(b.op, BinOpKind::Add | BinOpKind::Mul) {
+                    let span = b.span();
+                    ops.push((matches!(b.op, BinOpKind::Mul), span.start_offset as usize, span.end_offset as usize));
+                }
+                stack.push(&b.left);
+                stack.push(&b.right);
+            }
+            Expr::Compare(c) => {
+                stack.push(&c.expr);
+                stack.extend(c.ops.iter().map(|o| &o.expr));
+            }
+            Expr::IfExpr(i) => {
+                stack.push(&i.test_expr);
+                stack.push(&i.true_expr);
+                stack.extend(&i.false_expr);
+            }
+            Expr::Filter(f) => {
+                stack.extend(&f.expr);
+                walk_args(&f.args, ops);
+            }
+            Expr::Test(t) => {
+                stack.push(&t.expr);
+                walk_args(&t.args, ops);
+            }
+            Expr::GetAttr(g) => stack.push(&g.expr),
+            Expr::GetItem(g) => {
+                stack.push(&g.expr);
+                stack.push(&g.subscript_expr);
+            }
+            Expr::Call(c) => {
+                stack.push(&c.expr);
+                walk_args(&c.args, ops);
+            }
+            Expr::List(l) => stack.extend(&l.items),
+            Expr::Tuple(t) => stack.extend(&t.items),
+            Expr::Map(m) => stack.extend(m.keys.iter().chain(&m.values)),
+        }
+    }
+}
+
+/// How many items `v` holds, when it is a list (or another sized sequence).
+fn items(v: &Value) -> Option<usize> {
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => v.len(),
+        _ => None,
+    }
+}
+
+fn too_many(what: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, format!("{what} would make a list of more than {MAX_ITEMS} items; opsctl templates stop there"))
+}
+
+/// The operators themselves, for what passes the check.
+static OPS: LazyLock<[minijinja::Expression<'static, 'static>; 2]> = LazyLock::new(|| {
+    let env = &*super::ENV;
+    [env.compile_expression("a + b").expect("a + b compiles"), env.compile_expression("a * b").expect("a * b compiles")]
+});
+
+/// `a + b (+ c …)`, refusing two lists of more than [`MAX_ITEMS`] items together.
+pub fn add(operands: Rest<Value>) -> Result<Value, Error> {
+    fold(operands, |a, b| {
+        if let (Some(x), Some(y)) = (items(a), items(b))
+            && x.saturating_add(y) > MAX_ITEMS
+        {
+            return Err(too_many(format!("adding lists of {x} and {y} items")));
+        }
+        OPS[0].eval(minijinja::context! { a, b })
+    })
+}
+
+/// `a * b (* c …)`, refusing to repeat a list past [`MAX_ITEMS`] items.
+pub fn mul(operands: Rest<Value>) -> Result<Value, Error> {
+    fold(operands, |a, b| {
+        for (list, count) in [(a, b), (b, a)] {
+            if let (Some(n), Some(times)) = (items(list), count.as_i64())
+                && (n as u128).saturating_mul(times.max(0) as u128) > MAX_ITEMS as u128
+            {
+                return Err(too_many(format!("repeating a list of {n} items {times} times")));
+            }
+        }
+        OPS[1].eval(minijinja::context! { a, b })
+    })
+}
+
+/// The operands from the left, as the operator groups them. Templates are strict: an
+/// undefined operand is an error, as it is for the operator itself.
+fn fold(operands: Rest<Value>, op: impl Fn(&Value, &Value) -> Result<Value, Error>) -> Result<Value, Error> {
+    let mut operands = operands.0.into_iter();
+    let mut acc = operands.next().ok_or_else(|| Error::new(ErrorKind::MissingArgument, "an operator needs two operands"))?;
+    for b in operands {
+        if acc.is_undefined() || b.is_undefined() {
+            return Err(Error::from(ErrorKind::UndefinedError));
+        }
+        acc = op(&acc, &b)?;
+    }
+    Ok(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_become_calls_with_their_operands() {
+        let g = |t: &str, e: bool| guarded(t, e).unwrap().unwrap();
+        assert_eq!(g("a * b", true), "__opsctl_mul((a ), ( b))");
+        assert_eq!(g("1 + 2 * 3", true), "__opsctl_add((1 ), ( __opsctl_mul((2 ), ( 3))))");
+        assert_eq!(g("a * b / c", true), "__opsctl_mul((a ), ( b)) / c");
+        assert_eq!(g("a / b * c", true), "__opsctl_mul((a / b ), ( c))");
+        assert_eq!(g("(a) * (b + 1)", true), "__opsctl_mul(((a) ), ( (__opsctl_add((b ), ( 1)))))");
+        assert_eq!(g("x|f(y + 1) * 2", true), "__opsctl_mul((x|f(__opsctl_add((y ), ( 1))) ), ( 2))");
+        assert_eq!(g("[1, 2]*3", true), "__opsctl_mul(([1, 2]), (3))");
+        assert_eq!(g("a + b + c", true), "__opsctl_add((a ), ( b), ( c))");
+        assert_eq!(g("a * b + c * d + (e + f)", true), "__opsctl_add((__opsctl_mul((a ), ( b)) ), ( __opsctl_mul((c ), ( d))), ( (__opsctl_add((e ), ( f)))))");
+        assert_eq!(g("a * b - c + d", true), "__opsctl_add((__opsctl_mul((a ), ( b)) - c ), ( d))");
+        assert!(guarded("'a+b' ~ x", true).unwrap().is_none(), "nothing to do");
+        assert_eq!(g("u{{ n * 2 }}/{% if a + 1 %}{{ '*' }}{% endif %}", false), "u{{ __opsctl_mul((n ), ( 2)) }}/{% if __opsctl_add((a ), ( 1)) %}{{ '*' }}{% endif %}");
+        assert!(guarded("a - b ~ 'x'", true).unwrap().is_none());
+        assert!(guarded("a +", true).unwrap().is_none(), "a syntax error is left to the compiler");
+        // Parentheses as deep as minijinja allows: the calls would be deeper.
+        let deep = format!("{}1{}", "1 * (".repeat(70), ")".repeat(70));
+        assert!(machinery::parse_expr(&deep).is_ok());
+        let e = guarded(&deep, true).unwrap_err();
+        assert_eq!(e.detail(), Some("opsctl cannot check its `+` and `*` (nested too deeply?); make it simpler, or split it up with `vars:`"));
+    }
+}
