@@ -1,17 +1,19 @@
-//! Lists that grow without bound.
+//! Lists that grow without bound, and text made from them.
 //!
 //! minijinja makes `list * n` and `list + list` lazily: no item is made, so fuel (which
 //! charges for what is made) lets `[1] * 66686666` through, and then turning it into text
-//! (`~`, printing, `tojson`) walks 66 million items before anything is charged — a template
-//! that hangs (found by fuzzing). A binding (`set`, a loop variable, a macro argument) makes
-//! it worse: each `x + x` doubles a list for the price of one instruction.
+//! (`~`, printing) walks 66 million items before anything is charged — a template that hangs
+//! (found by fuzzing). A binding (`set`, a loop variable) makes it worse: `[x] * 1000` shares
+//! one list a thousand times, and writing it out walks every copy.
 //!
-//! So before a template is compiled, each `a + b` and `a * b` in it becomes a call,
-//! `__opsctl_add((a), (b))`, that refuses a list of more than [`MAX_ITEMS`] items and
-//! otherwise does exactly what the operator does (it evaluates `a + b`). The parts come from
-//! minijinja's own parser (its `unstable_machinery`): the operator's span from the tree,
-//! the operator itself as the last `+` or `*` outside brackets in that span (operators of one
-//! precedence group to the left).
+//! So before a template is compiled, each `a + b`, `a * b` and `a ~ b` in it becomes a
+//! call, `__opsctl_add((a), (b))`, that does what the operator does but refuses a list of
+//! more than [`MAX_ITEMS`] items, or text of more than [`MAX_TEXT`] bytes — and stops
+//! writing there, rather than walking the rest. Printing a value and the `string` filter
+//! write through the same bound. The parts come from minijinja's own parser (its
+//! `unstable_machinery`): the operator's span from the tree, the operator itself as the last
+//! `+` (`*`, `~`) outside brackets in that span (operators of one precedence group to the
+//! left).
 
 use std::sync::LazyLock;
 
@@ -23,9 +25,39 @@ use minijinja::{Error, ErrorKind};
 /// The most items a list made by `+` or `*` may have: minijinja's own bound for `range`.
 pub const MAX_ITEMS: usize = 100_000;
 
+/// The longest text `~` or printing may make: 1 MB.
+pub const MAX_TEXT: usize = 1_000_000;
+
 /// The names of the calls the operators become.
 pub const ADD: &str = "__opsctl_add";
 pub const MUL: &str = "__opsctl_mul";
+pub const CONCAT: &str = "__opsctl_concat";
+
+/// The operators checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Add,
+    Mul,
+    Concat,
+}
+
+impl Kind {
+    fn call(self) -> &'static str {
+        match self {
+            Kind::Add => ADD,
+            Kind::Mul => MUL,
+            Kind::Concat => CONCAT,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Kind::Add => "+",
+            Kind::Mul => "*",
+            Kind::Concat => "~",
+        }
+    }
+}
 
 /// `text` with its `+` and `*` turned into checked calls; `None` when it has none (or does
 /// not parse: compiling it reports the error).
@@ -40,7 +72,7 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
         return Ok(None);
     }
     // (The tokenizer yields its error again and again: stop at the first.)
-    let tokens: Vec<(bool, bool, i32, usize, usize)> = machinery::tokenize(text, expression, Default::default())
+    let tokens: Vec<(Option<Kind>, i32, usize, usize)> = machinery::tokenize(text, expression, Default::default())
         .map_while(Result::ok)
         .map(|(token, span)| {
             let depth = match token {
@@ -48,20 +80,26 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
                 Token::ParenClose | Token::BracketClose | Token::BraceClose => -1,
                 _ => 0,
             };
-            (matches!(token, Token::Plus), matches!(token, Token::Mul), depth, span.start_offset as usize, span.end_offset as usize)
+            let kind = match token {
+                Token::Plus => Some(Kind::Add),
+                Token::Mul => Some(Kind::Mul),
+                Token::Tilde => Some(Kind::Concat),
+                _ => None,
+            };
+            (kind, depth, span.start_offset as usize, span.end_offset as usize)
         })
         .collect();
     let mut found: Vec<Op> = Vec::with_capacity(ops.len());
-    for (mul, start, end) in ops {
-        // The operator: the last `+` (`*`) at the span's own bracket depth.
+    for (kind, start, end) in ops {
+        // The operator: the last `+` (`*`, `~`) at the span's own bracket depth.
         let mut depth = 0;
         let mut operator = None;
-        let first = tokens.partition_point(|t| t.3 < start);
-        for &(plus, times, d, s, e) in tokens[first..].iter().take_while(|t| t.4 <= end) {
+        let first = tokens.partition_point(|t| t.2 < start);
+        for &(k, d, s, e) in tokens[first..].iter().take_while(|t| t.3 <= end) {
             if d < 0 {
                 depth += d;
             }
-            if depth == 0 && ((mul && times) || (!mul && plus)) {
+            if depth == 0 && k == Some(kind) {
                 operator = Some((s, e));
             }
             if d > 0 {
@@ -70,9 +108,9 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
         }
         // Never seen; refused rather than run unchecked.
         let Some((op_start, op_end)) = operator else {
-            return Err(Error::new(ErrorKind::InvalidOperation, format!("opsctl cannot check a `{}` in it; make it simpler", if mul { "*" } else { "+" })));
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("opsctl cannot check a `{}` in it; make it simpler", kind.symbol())));
         };
-        found.push(Op { mul, start, end, op_start, op_end });
+        found.push(Op { kind, start, end, op_start, op_end });
     }
     found.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut out = String::with_capacity(text.len() + found.len() * 24);
@@ -86,7 +124,7 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
 }
 
 struct Op {
-    mul: bool,
+    kind: Kind,
     start: usize,
     end: usize,
     op_start: usize,
@@ -109,12 +147,12 @@ fn emit(text: &str, from: usize, to: usize, ops: &[Op], out: &mut String) {
             let last = chain[chain.len() - 1];
             let left_end = op.start + text[op.start..last.op_start].trim_end().len();
             match rest.iter().find(|o| o.start == op.start && o.end <= last.op_start) {
-                Some(child) if child.mul == op.mul && child.end == left_end => chain.push(child),
+                Some(child) if child.kind == op.kind && child.end == left_end => chain.push(child),
                 _ => break,
             }
         }
         let inner = chain[chain.len() - 1];
-        out.push_str(if op.mul { MUL } else { ADD });
+        out.push_str(op.kind.call());
         out.push_str("((");
         emit(text, inner.start, inner.op_start, rest, out);
         for link in chain.iter().rev() {
@@ -127,11 +165,11 @@ fn emit(text: &str, from: usize, to: usize, ops: &[Op], out: &mut String) {
     out.push_str(&text[pos..to]);
 }
 
-fn walk_stmts(stmts: &[Stmt], ops: &mut Vec<(bool, usize, usize)>) {
+fn walk_stmts(stmts: &[Stmt], ops: &mut Vec<(Kind, usize, usize)>) {
     stmts.iter().for_each(|s| walk_stmt(s, ops));
 }
 
-fn walk_stmt(stmt: &Stmt, ops: &mut Vec<(bool, usize, usize)>) {
+fn walk_stmt(stmt: &Stmt, ops: &mut Vec<(Kind, usize, usize)>) {
     match stmt {
         Stmt::Template(t) => walk_stmts(&t.children, ops),
         Stmt::EmitExpr(e) => walk_expr(&e.expr, ops),
@@ -189,7 +227,7 @@ fn walk_stmt(stmt: &Stmt, ops: &mut Vec<(bool, usize, usize)>) {
     }
 }
 
-fn walk_args(args: &[CallArg], ops: &mut Vec<(bool, usize, usize)>) {
+fn walk_args(args: &[CallArg], ops: &mut Vec<(Kind, usize, usize)>) {
     for arg in args {
         match arg {
             CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => walk_expr(e, ops),
@@ -197,7 +235,7 @@ fn walk_args(args: &[CallArg], ops: &mut Vec<(bool, usize, usize)>) {
     }
 }
 
-fn walk_expr(expr: &Expr, ops: &mut Vec<(bool, usize, usize)>) {
+fn walk_expr(expr: &Expr, ops: &mut Vec<(Kind, usize, usize)>) {
     use minijinja::machinery::ast::BinOpKind;
     // Deep trees (a long `a + b + c …`) are walked with a stack, not recursion.
     let mut stack = vec![expr];
@@ -210,9 +248,15 @@ fn walk_expr(expr: &Expr, ops: &mut Vec<(bool, usize, usize)>) {
             }
             Expr::UnaryOp(u) => stack.push(&u.expr),
             Expr::BinOp(b) => {
-                if matches!(b.op, BinOpKind::Add | BinOpKind::Mul) {
+                let kind = match b.op {
+                    BinOpKind::Add => Some(Kind::Add),
+                    BinOpKind::Mul => Some(Kind::Mul),
+                    BinOpKind::Concat => Some(Kind::Concat),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
                     let span = b.span();
-                    ops.push((matches!(b.op, BinOpKind::Mul), span.start_offset as usize, span.end_offset as usize));
+                    ops.push((kind, span.start_offset as usize, span.end_offset as usize));
                 }
                 stack.push(&b.left);
                 stack.push(&b.right);
@@ -294,6 +338,41 @@ pub fn mul(operands: Rest<Value>) -> Result<Value, Error> {
     })
 }
 
+/// `a ~ b (~ c …)`: the operands as text, refusing past [`MAX_TEXT`] bytes.
+pub fn concat(operands: Rest<Value>) -> Result<Value, Error> {
+    let mut out = String::new();
+    for v in operands.iter() {
+        if v.is_undefined() {
+            return Err(Error::from(ErrorKind::UndefinedError));
+        }
+        text_of(v, &mut out)?;
+    }
+    Ok(if operands.iter().all(Value::is_safe) { Value::from_safe_string(out) } else { Value::from(out) })
+}
+
+/// Appends `value` as minijinja writes it into text, refusing past [`MAX_TEXT`] bytes in
+/// all — and stopping there: a list shared many times over inside another is not walked.
+pub fn text_of(value: &Value, out: &mut String) -> Result<(), Error> {
+    use std::fmt::Write;
+    struct Bounded<'a>(&'a mut String, bool);
+    impl Write for Bounded<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if self.0.len() + s.len() > MAX_TEXT {
+                self.1 = true;
+                return Err(std::fmt::Error);
+            }
+            self.0.push_str(s);
+            Ok(())
+        }
+    }
+    let mut w = Bounded(out, false);
+    match write!(w, "{value}") {
+        Ok(()) => Ok(()),
+        Err(_) if w.1 => Err(Error::new(ErrorKind::InvalidOperation, format!("the text would be longer than {MAX_TEXT} bytes; opsctl templates stop there"))),
+        Err(_) => Err(Error::new(ErrorKind::InvalidOperation, "the value cannot be turned into text")),
+    }
+}
+
 /// The operands from the left, as the operator groups them. Templates are strict: an
 /// undefined operand is an error, as it is for the operator itself.
 fn fold(operands: Rest<Value>, op: impl Fn(&Value, &Value) -> Result<Value, Error>) -> Result<Value, Error> {
@@ -325,9 +404,9 @@ mod tests {
         assert_eq!(g("a + b + c", true), "__opsctl_add((a ), ( b), ( c))");
         assert_eq!(g("a * b + c * d + (e + f)", true), "__opsctl_add((__opsctl_mul((a ), ( b)) ), ( __opsctl_mul((c ), ( d))), ( (__opsctl_add((e ), ( f)))))");
         assert_eq!(g("a * b - c + d", true), "__opsctl_add((__opsctl_mul((a ), ( b)) - c ), ( d))");
-        assert!(guarded("'a+b' ~ x", true).unwrap().is_none(), "nothing to do");
+        assert_eq!(g("'a+b' ~ x ~ (y ~ z)", true), "__opsctl_concat(('a+b' ), ( x), ( (__opsctl_concat((y ), ( z)))))");
+        assert!(guarded("a - b == 'x'", true).unwrap().is_none(), "nothing to do");
         assert_eq!(g("u{{ n * 2 }}/{% if a + 1 %}{{ '*' }}{% endif %}", false), "u{{ __opsctl_mul((n ), ( 2)) }}/{% if __opsctl_add((a ), ( 1)) %}{{ '*' }}{% endif %}");
-        assert!(guarded("a - b ~ 'x'", true).unwrap().is_none());
         assert!(guarded("a +", true).unwrap().is_none(), "a syntax error is left to the compiler");
         // Parentheses as deep as minijinja allows: the calls would be deeper.
         let deep = format!("{}1{}", "1 * (".repeat(70), ")".repeat(70));

@@ -35,11 +35,26 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_fuel(Some(FUEL));
     env.add_function(growth::ADD, growth::add);
     env.add_function(growth::MUL, growth::mul);
+    env.add_function(growth::CONCAT, growth::concat);
+    env.add_filter("string", |value: JValue| -> Result<JValue, minijinja::Error> {
+        if value.as_str().is_some() {
+            return Ok(value);
+        }
+        let mut text = String::new();
+        growth::text_of(&value, &mut text)?;
+        Ok(JValue::from(text))
+    });
     env.set_formatter(|out, state, value| {
         if value.is_none() {
             return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "a null value cannot be printed into text"));
         }
-        minijinja::escape_formatter(out, state, value)
+        if value.as_str().is_some() {
+            return minijinja::escape_formatter(out, state, value);
+        }
+        // A list or map is written out bounded ([`growth`]).
+        let mut text = String::new();
+        growth::text_of(value, &mut text)?;
+        minijinja::escape_formatter(out, state, &JValue::from(text))
     });
     env
 });
@@ -348,6 +363,18 @@ mod tests {
         assert!(e.contains("undefined value"), "{e}");
         let e = eval("'a' + 1", &ctx()).unwrap_err();
         assert!(e.contains("invalid operation"), "{e}");
+        // A list shared many times over (here through `set`) is not walked when it is
+        // turned into text: that stops at 1 MB.
+        let shared = "{% set x = [1] * 99999 %}{% set y = [x] * 99999 %}";
+        for sink in ["{{ y }}", "{{ (y ~ '')|length }}", "{{ y|string }}", "{{ 'a' ~ y ~ 'b' }}"] {
+            let started = std::time::Instant::now();
+            let e = render_text(&format!("{shared}{sink}"), &ctx()).unwrap_err();
+            assert!(e.ends_with("the text would be longer than 1000000 bytes; opsctl templates stop there"), "{sink}: {e}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{sink}: {:?}", started.elapsed());
+        }
+        assert_eq!(render_text("{{ 'a' ~ 1 ~ [1, 'b'] ~ params.on ~ none }}|{{ [1, {'k': 2}] }}|{{ 2.5|string }}", &ctx()).unwrap(), "a1[1, 'b']TrueNone|[1, {'k': 2}]|2.5", "as minijinja writes them");
+        let e = render_text("{{ params.missing ~ 'x' }}", &ctx()).unwrap_err();
+        assert!(e.contains("undefined value"), "{e}");
         // A long chain still compiles.
         let chain = vec!["1"; 300].join(" + ");
         assert_eq!(serde_json::to_value(eval(&chain, &ctx()).unwrap()).unwrap(), serde_json::json!(300));
