@@ -1,19 +1,22 @@
-//! Lists that grow without bound, and text made from them.
+//! How much a template can make.
 //!
-//! minijinja makes `list * n` and `list + list` lazily: no item is made, so fuel (which
-//! charges for what is made) lets `[1] * 66686666` through, and then turning it into text
-//! (`~`, printing) walks 66 million items before anything is charged — a template that hangs
-//! (found by fuzzing). A binding (`set`, a loop variable) makes it worse: `[x] * 1000` shares
-//! one list a thousand times, and writing it out walks every copy.
+//! Fuel (see [`super::FUEL`]) charges for the work a template does and the data it makes,
+//! but minijinja makes `list * n` lazily: no item is made, nothing is charged, and turning
+//! `[1] * 66686666` into text (`~`, printing, `tojson`) walked 66 million items before
+//! anything was — a template that hung (found by fuzzing). Shared values are worse: after
+//! `{% set x = … %}`, `[x] * 1000` holds one list a thousand times, and `[x, x]` in a loop
+//! doubles it each time round.
 //!
-//! So before a template is compiled, each `a + b`, `a * b` and `a ~ b` in it becomes a
-//! call, `__opsctl_add((a), (b))`, that does what the operator does but refuses a list of
-//! more than [`MAX_ITEMS`] items, or text of more than [`MAX_TEXT`] bytes — and stops
-//! writing there, rather than walking the rest. Printing a value and the `string` filter
-//! write through the same bound. The parts come from minijinja's own parser (its
+//! So opsctl templates are expressions (`{{ … }}`) and `{% if %}` blocks — none of the
+//! statements that bind a name (`set`, `for`, `with`; macros are not built in): a template
+//! fills one value, and a step loops with `for_each:`. Without names nothing is shared, so
+//! what a template holds is bounded by its text, except where one operator multiplies it:
+//! `a * b` becomes a call, `__opsctl_mul((a), (b))`, that refuses to repeat a list past
+//! [`MAX_ITEMS`] items (counting the items of lists inside it), and `range` stops at as
+//! many. Text made by `~` (also a call), by printing and by the `string` filter stops at
+//! [`MAX_TEXT`] bytes as it is written. The parts come from minijinja's own parser (its
 //! `unstable_machinery`): the operator's span from the tree, the operator itself as the last
-//! `+` (`*`, `~`) outside brackets in that span (operators of one precedence group to the
-//! left).
+//! `*` (`~`) outside brackets in that span (operators of one precedence group to the left).
 
 use std::sync::LazyLock;
 
@@ -22,21 +25,19 @@ use minijinja::machinery::{self, Token};
 use minijinja::value::{Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
-/// The most items a list made by `+` or `*` may have: minijinja's own bound for `range`.
-pub const MAX_ITEMS: usize = 100_000;
+/// The most items a list made by `*` or `range` may have, counting the items of lists in it.
+pub const MAX_ITEMS: usize = 10_000;
 
 /// The longest text `~` or printing may make: 1 MB.
 pub const MAX_TEXT: usize = 1_000_000;
 
 /// The names of the calls the operators become.
-pub const ADD: &str = "__opsctl_add";
 pub const MUL: &str = "__opsctl_mul";
 pub const CONCAT: &str = "__opsctl_concat";
 
 /// The operators checked.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Add,
     Mul,
     Concat,
 }
@@ -44,7 +45,6 @@ enum Kind {
 impl Kind {
     fn call(self) -> &'static str {
         match self {
-            Kind::Add => ADD,
             Kind::Mul => MUL,
             Kind::Concat => CONCAT,
         }
@@ -52,21 +52,23 @@ impl Kind {
 
     fn symbol(self) -> &'static str {
         match self {
-            Kind::Add => "+",
             Kind::Mul => "*",
             Kind::Concat => "~",
         }
     }
 }
 
-/// `text` with its `+` and `*` turned into checked calls; `None` when it has none (or does
-/// not parse: compiling it reports the error).
+/// `text` with its `*` and `~` turned into checked calls; `None` when it has none (or does
+/// not parse: compiling it reports the error). A statement that binds a name is an error.
 pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
     let mut ops = Vec::new();
     let parsed = if expression {
         machinery::parse_expr(text).map(|e| walk_expr(&e, &mut ops))
     } else {
-        machinery::parse(text, "<template>", Default::default()).map(|s| walk_stmt(&s, &mut ops))
+        match machinery::parse(text, "<template>", Default::default()) {
+            Ok(s) => Ok(walk_stmt(&s, &mut ops)?),
+            Err(e) => Err(e),
+        }
     };
     if parsed.is_err() || ops.is_empty() {
         return Ok(None);
@@ -81,7 +83,6 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
                 _ => 0,
             };
             let kind = match token {
-                Token::Plus => Some(Kind::Add),
                 Token::Mul => Some(Kind::Mul),
                 Token::Tilde => Some(Kind::Concat),
                 _ => None,
@@ -91,7 +92,7 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
         .collect();
     let mut found: Vec<Op> = Vec::with_capacity(ops.len());
     for (kind, start, end) in ops {
-        // The operator: the last `+` (`*`, `~`) at the span's own bracket depth.
+        // The operator: the last `*` (`~`) at the span's own bracket depth.
         let mut depth = 0;
         let mut operator = None;
         let first = tokens.partition_point(|t| t.2 < start);
@@ -118,7 +119,7 @@ pub fn guarded(text: &str, expression: bool) -> Result<Option<String>, Error> {
     // The calls nest deeper than the operators did: past minijinja's depth, say so.
     let parses = if expression { machinery::parse_expr(&out).map(drop) } else { machinery::parse(&out, "<template>", Default::default()).map(drop) };
     if parses.is_err() {
-        return Err(Error::new(ErrorKind::InvalidOperation, "opsctl cannot check its `+` and `*` (nested too deeply?); make it simpler, or split it up with `vars:`"));
+        return Err(Error::new(ErrorKind::InvalidOperation, "opsctl cannot check its `*` and `~` (nested too deeply?); make it simpler"));
     }
     Ok(Some(out))
 }
@@ -132,7 +133,7 @@ struct Op {
 }
 
 /// Writes `text[from..to]`, each outermost operator in it as a call. A chain of one
-/// operator (`a + b + c`: `(a + b) + c`) becomes one call, `__opsctl_add((a), (b), (c))`,
+/// operator (`a ~ b ~ c`: `(a ~ b) ~ c`) becomes one call, `__opsctl_concat((a), (b), (c))`,
 /// not calls nested as deep as the chain is long (minijinja's parser stops at some depth).
 fn emit(text: &str, from: usize, to: usize, ops: &[Op], out: &mut String) {
     let mut pos = from;
@@ -165,65 +166,46 @@ fn emit(text: &str, from: usize, to: usize, ops: &[Op], out: &mut String) {
     out.push_str(&text[pos..to]);
 }
 
-fn walk_stmts(stmts: &[Stmt], ops: &mut Vec<(Kind, usize, usize)>) {
-    stmts.iter().for_each(|s| walk_stmt(s, ops));
+fn walk_stmts(stmts: &[Stmt], ops: &mut Vec<(Kind, usize, usize)>) -> Result<(), Error> {
+    stmts.iter().try_for_each(|s| walk_stmt(s, ops))
 }
 
-fn walk_stmt(stmt: &Stmt, ops: &mut Vec<(Kind, usize, usize)>) {
+fn walk_stmt(stmt: &Stmt, ops: &mut Vec<(Kind, usize, usize)>) -> Result<(), Error> {
+    let binds = |what: &str, span: machinery::Span| {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "`{{% {what} %}}` (line {}) is not available in opsctl templates: a template fills one value, from expressions and `{{% if %}}`; use filters (`| join(', ')`, `| map(attribute='name')`), `vars:`, or `for_each:` on the step",
+                span.start_line
+            ),
+        ))
+    };
     match stmt {
         Stmt::Template(t) => walk_stmts(&t.children, ops),
-        Stmt::EmitExpr(e) => walk_expr(&e.expr, ops),
-        Stmt::EmitRaw(_) => {}
-        Stmt::ForLoop(f) => {
-            walk_expr(&f.target, ops);
-            walk_expr(&f.iter, ops);
-            f.filter_expr.iter().for_each(|e| walk_expr(e, ops));
-            walk_stmts(&f.body, ops);
-            walk_stmts(&f.else_body, ops);
-        }
+        Stmt::EmitExpr(e) => Ok(walk_expr(&e.expr, ops)),
+        Stmt::EmitRaw(_) => Ok(()),
         Stmt::IfCond(i) => {
             walk_expr(&i.expr, ops);
-            walk_stmts(&i.true_body, ops);
-            walk_stmts(&i.false_body, ops);
-        }
-        Stmt::WithBlock(w) => {
-            w.assignments.iter().for_each(|(a, b)| {
-                walk_expr(a, ops);
-                walk_expr(b, ops);
-            });
-            walk_stmts(&w.body, ops);
-        }
-        Stmt::Set(s) => {
-            walk_expr(&s.target, ops);
-            walk_expr(&s.expr, ops);
-        }
-        Stmt::SetBlock(s) => {
-            walk_expr(&s.target, ops);
-            s.filter.iter().for_each(|e| walk_expr(e, ops));
-            walk_stmts(&s.body, ops);
+            walk_stmts(&i.true_body, ops)?;
+            walk_stmts(&i.false_body, ops)
         }
         Stmt::AutoEscape(a) => {
             walk_expr(&a.enabled, ops);
-            walk_stmts(&a.body, ops);
+            walk_stmts(&a.body, ops)
         }
         Stmt::FilterBlock(f) => {
             walk_expr(&f.filter, ops);
-            walk_stmts(&f.body, ops);
-        }
-        Stmt::Macro(m) => {
-            m.args.iter().chain(&m.defaults).for_each(|e| walk_expr(e, ops));
-            walk_stmts(&m.body, ops);
-        }
-        Stmt::CallBlock(c) => {
-            walk_expr(&c.call.expr, ops);
-            walk_args(&c.call.args, ops);
-            c.macro_decl.args.iter().chain(&c.macro_decl.defaults).for_each(|e| walk_expr(e, ops));
-            walk_stmts(&c.macro_decl.body, ops);
+            walk_stmts(&f.body, ops)
         }
         Stmt::Do(d) => {
             walk_expr(&d.call.expr, ops);
             walk_args(&d.call.args, ops);
+            Ok(())
         }
+        Stmt::ForLoop(f) => binds("for", f.span()),
+        Stmt::WithBlock(w) => binds("with", w.span()),
+        Stmt::Set(s) => binds("set", s.span()),
+        Stmt::SetBlock(s) => binds("set", s.span()),
     }
 }
 
@@ -249,7 +231,6 @@ fn walk_expr(expr: &Expr, ops: &mut Vec<(Kind, usize, usize)>) {
             Expr::UnaryOp(u) => stack.push(&u.expr),
             Expr::BinOp(b) => {
                 let kind = match b.op {
-                    BinOpKind::Add => Some(Kind::Add),
                     BinOpKind::Mul => Some(Kind::Mul),
                     BinOpKind::Concat => Some(Kind::Concat),
                     _ => None,
@@ -294,48 +275,77 @@ fn walk_expr(expr: &Expr, ops: &mut Vec<(Kind, usize, usize)>) {
     }
 }
 
-/// How many items `v` holds, when it is a list (or another sized sequence).
-fn items(v: &Value) -> Option<usize> {
-    match v.kind() {
-        ValueKind::Seq | ValueKind::Iterable => v.len(),
-        _ => None,
-    }
-}
-
 fn too_many(what: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, format!("{what} would make a list of more than {MAX_ITEMS} items; opsctl templates stop there"))
 }
 
-/// The operators themselves, for what passes the check.
-static OPS: LazyLock<[minijinja::Expression<'static, 'static>; 2]> = LazyLock::new(|| {
-    let env = &*super::ENV;
-    [env.compile_expression("a + b").expect("a + b compiles"), env.compile_expression("a * b").expect("a * b compiles")]
-});
-
-/// `a + b (+ c …)`, refusing two lists of more than [`MAX_ITEMS`] items together.
-pub fn add(operands: Rest<Value>) -> Result<Value, Error> {
-    fold(operands, |a, b| {
-        if let (Some(x), Some(y)) = (items(a), items(b))
-            && x.saturating_add(y) > MAX_ITEMS
-        {
-            return Err(too_many(format!("adding lists of {x} and {y} items")));
-        }
-        OPS[0].eval(minijinja::context! { a, b })
-    })
-}
+/// The operator itself, for what passes the check.
+static OPS: LazyLock<minijinja::Expression<'static, 'static>> = LazyLock::new(|| super::ENV.compile_expression("a * b").expect("a * b compiles"));
 
 /// `a * b (* c …)`, refusing to repeat a list past [`MAX_ITEMS`] items.
 pub fn mul(operands: Rest<Value>) -> Result<Value, Error> {
     fold(operands, |a, b| {
         for (list, count) in [(a, b), (b, a)] {
-            if let (Some(n), Some(times)) = (items(list), count.as_i64())
-                && (n as u128).saturating_mul(times.max(0) as u128) > MAX_ITEMS as u128
+            if let (true, Some(times)) = (matches!(list.kind(), ValueKind::Seq | ValueKind::Iterable), count.as_i64())
+                && times > 0
             {
-                return Err(too_many(format!("repeating a list of {n} items {times} times")));
+                let n = weight(list, MAX_ITEMS);
+                if (n as u128) * (times as u128) > MAX_ITEMS as u128 {
+                    let n = if n > MAX_ITEMS { format!("more than {MAX_ITEMS}") } else { n.to_string() };
+                    return Err(too_many(format!("repeating a list of {n} items {times} times")));
+                }
             }
         }
-        OPS[1].eval(minijinja::context! { a, b })
+        OPS.eval(minijinja::context! { a, b })
     })
+}
+
+/// How many items `list` holds, counting the items of the lists and maps in it — or, once
+/// past `limit`, `limit + 1` (it stops there).
+fn weight(list: &Value, limit: usize) -> usize {
+    let mut n = 0;
+    let mut stack = vec![list.clone()];
+    while let Some(v) = stack.pop() {
+        let items: Box<dyn Iterator<Item = Value>> = match v.kind() {
+            ValueKind::Seq | ValueKind::Iterable => match v.try_iter() {
+                Ok(it) => Box::new(it),
+                Err(_) => continue,
+            },
+            ValueKind::Map => match v.try_iter() {
+                Ok(keys) => Box::new(keys.filter_map(move |k| v.get_item(&k).ok())),
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        for item in items {
+            n += 1;
+            if n > limit {
+                return limit + 1;
+            }
+            if matches!(item.kind(), ValueKind::Seq | ValueKind::Iterable | ValueKind::Map) {
+                stack.push(item);
+            }
+        }
+    }
+    n
+}
+
+/// `range` as minijinja has it, up to [`MAX_ITEMS`] numbers.
+pub fn range(lower: i64, upper: Option<i64>, step: Option<i64>) -> Result<Value, Error> {
+    let (start, end) = match upper {
+        Some(upper) => (lower, upper),
+        None => (0, lower),
+    };
+    let step = step.unwrap_or(1);
+    if step == 0 {
+        return Err(Error::new(ErrorKind::InvalidOperation, "cannot create range with step of 0"));
+    }
+    let span = if step > 0 { end.saturating_sub(start) } else { start.saturating_sub(end) };
+    let len = if span <= 0 { 0 } else { (span as u64).div_ceil(step.unsigned_abs()) };
+    if len > MAX_ITEMS as u64 {
+        return Err(too_many(format!("range of {len} numbers")));
+    }
+    Ok(Value::from((0..len as i64).map(|i| start + i * step).collect::<Vec<_>>()))
 }
 
 /// `a ~ b (~ c …)`: the operands as text, refusing past [`MAX_TEXT`] bytes.
@@ -395,23 +405,48 @@ mod tests {
     fn operators_become_calls_with_their_operands() {
         let g = |t: &str, e: bool| guarded(t, e).unwrap().unwrap();
         assert_eq!(g("a * b", true), "__opsctl_mul((a ), ( b))");
-        assert_eq!(g("1 + 2 * 3", true), "__opsctl_add((1 ), ( __opsctl_mul((2 ), ( 3))))");
+        assert_eq!(g("1 + 2 * 3", true), "1 + __opsctl_mul((2 ), ( 3))");
         assert_eq!(g("a * b / c", true), "__opsctl_mul((a ), ( b)) / c");
         assert_eq!(g("a / b * c", true), "__opsctl_mul((a / b ), ( c))");
-        assert_eq!(g("(a) * (b + 1)", true), "__opsctl_mul(((a) ), ( (__opsctl_add((b ), ( 1)))))");
-        assert_eq!(g("x|f(y + 1) * 2", true), "__opsctl_mul((x|f(__opsctl_add((y ), ( 1))) ), ( 2))");
+        assert_eq!(g("(a) * (b * 1)", true), "__opsctl_mul(((a) ), ( (__opsctl_mul((b ), ( 1)))))");
+        assert_eq!(g("x|f(y * 2) * 2", true), "__opsctl_mul((x|f(__opsctl_mul((y ), ( 2))) ), ( 2))");
         assert_eq!(g("[1, 2]*3", true), "__opsctl_mul(([1, 2]), (3))");
-        assert_eq!(g("a + b + c", true), "__opsctl_add((a ), ( b), ( c))");
-        assert_eq!(g("a * b + c * d + (e + f)", true), "__opsctl_add((__opsctl_mul((a ), ( b)) ), ( __opsctl_mul((c ), ( d))), ( (__opsctl_add((e ), ( f)))))");
-        assert_eq!(g("a * b - c + d", true), "__opsctl_add((__opsctl_mul((a ), ( b)) - c ), ( d))");
-        assert_eq!(g("'a+b' ~ x ~ (y ~ z)", true), "__opsctl_concat(('a+b' ), ( x), ( (__opsctl_concat((y ), ( z)))))");
-        assert!(guarded("a - b == 'x'", true).unwrap().is_none(), "nothing to do");
-        assert_eq!(g("u{{ n * 2 }}/{% if a + 1 %}{{ '*' }}{% endif %}", false), "u{{ __opsctl_mul((n ), ( 2)) }}/{% if __opsctl_add((a ), ( 1)) %}{{ '*' }}{% endif %}");
-        assert!(guarded("a +", true).unwrap().is_none(), "a syntax error is left to the compiler");
+        assert_eq!(g("a * b * c", true), "__opsctl_mul((a ), ( b), ( c))");
+        assert_eq!(g("a ~ b * c ~ (d ~ e)", true), "__opsctl_concat((a ), ( __opsctl_mul((b ), ( c))), ( (__opsctl_concat((d ), ( e)))))");
+        assert_eq!(g("'a*b' ~ x", true), "__opsctl_concat(('a*b' ), ( x))");
+        assert_eq!(g("u{{ n * 2 }}/{% if a * 1 %}{{ '*' }}{% endif %}", false), "u{{ __opsctl_mul((n ), ( 2)) }}/{% if __opsctl_mul((a ), ( 1)) %}{{ '*' }}{% endif %}");
+        assert!(guarded("a - b + 'x' == y", true).unwrap().is_none(), "nothing to do");
+        assert!(guarded("a *", true).unwrap().is_none(), "a syntax error is left to the compiler");
         // Parentheses as deep as minijinja allows: the calls would be deeper.
         let deep = format!("{}1{}", "1 * (".repeat(70), ")".repeat(70));
         assert!(machinery::parse_expr(&deep).is_ok());
         let e = guarded(&deep, true).unwrap_err();
-        assert_eq!(e.detail(), Some("opsctl cannot check its `+` and `*` (nested too deeply?); make it simpler, or split it up with `vars:`"));
+        assert_eq!(e.detail(), Some("opsctl cannot check its `*` and `~` (nested too deeply?); make it simpler"));
+    }
+
+    #[test]
+    fn statements_that_bind_a_name_are_refused() {
+        for (t, what) in [
+            ("{% for i in x %}{{ i }}{% endfor %}", "for"),
+            ("a\n{% set x = 1 %}", "set"),
+            ("{% set x %}b{% endset %}", "set"),
+            ("{% with x = 1 %}{% endwith %}", "with"),
+            ("{% if a %}{% for i in x %}{% endfor %}{% endif %}", "for"),
+        ] {
+            let e = guarded(t, false).unwrap_err();
+            let detail = e.detail().unwrap();
+            assert!(detail.starts_with(&format!("`{{% {what} %}}` (line ")), "{t}: {detail}");
+            assert!(detail.ends_with("use filters (`| join(', ')`, `| map(attribute='name')`), `vars:`, or `for_each:` on the step"), "{detail}");
+        }
+        assert!(guarded("a\n{% set x = 1 %}", false).unwrap_err().detail().unwrap().contains("(line 2)"));
+        assert!(guarded("{% if a %}x{% elif b %}y{% else %}{{ c|upper }}{% endif %}", false).unwrap().is_none());
+    }
+
+    #[test]
+    fn weight_counts_the_items_of_lists_inside() {
+        let v = |j: serde_json::Value| Value::from(minijinja::value::Serde(j));
+        assert_eq!(weight(&v(serde_json::json!([1, [2, 3], {"a": [4]}])), 100), 7, "1, [2, 3], 2, 3, the map, [4], 4");
+        assert_eq!(weight(&v(serde_json::json!([[1, 2, 3], [4, 5, 6]])), 4), 5, "stops past the limit");
+        assert_eq!(weight(&v(serde_json::json!([])), 0), 0);
     }
 }
