@@ -132,7 +132,7 @@ impl Checker<'_> {
             }
             match template::references(text, bare) {
                 Err(e) => self.errors.push(
-                    Diagnostic::new(format!("invalid template: {e}")).at(&self.runbook.file, node.span).label("this template does not parse"),
+                    Diagnostic::new(format!("invalid template: {e}")).at(&self.runbook.file, node.span).label(if e.starts_with("invalid operation") { "opsctl templates do not allow this" } else { "this template does not parse" }),
                 ),
                 Ok(refs) => {
                     for path in refs.iter() {

@@ -73,54 +73,41 @@ fn now() -> i64 {
 impl HeldLease {
     async fn take(config: &aws_config::SdkConfig, table: &str, instance: &str, holder: &Holder) -> Result<HeldLease, LeaseError> {
         let client = aws_sdk_dynamodb::Client::new(config);
-        let expires = now() + TTL.as_secs() as i64;
         let holder_json = serde_json::to_string(holder).unwrap_or_default();
-        let item = HashMap::from([
-            ("instance".to_string(), s(instance)),
-            ("run_id".to_string(), s(&holder.run_id)),
-            ("holder".to_string(), s(&holder_json)),
-            ("expires_at".to_string(), AttributeValue::N(expires.to_string())),
-            ("ttl_seconds".to_string(), AttributeValue::N(TTL.as_secs().to_string())),
-        ]);
-        // Free: take it.
-        let put = client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item.clone()))
-            .condition_expression("attribute_not_exists(#i)")
-            .expression_attribute_names("#i", "instance")
-            .send()
-            .await;
+        // Made at each attempt: the expiry counts from when it is written.
+        let item = || {
+            HashMap::from([
+                ("instance".to_string(), s(instance)),
+                ("run_id".to_string(), s(&holder.run_id)),
+                ("holder".to_string(), s(&holder_json)),
+                ("expires_at".to_string(), AttributeValue::N((now() + TTL.as_secs() as i64).to_string())),
+                ("ttl_seconds".to_string(), AttributeValue::N(TTL.as_secs().to_string())),
+            ])
+        };
         let unavailable = |e| LeaseError::Unavailable(super::sdk_error(e, &format!("taking the lease in DynamoDB table {table}"), config).message);
         let conflict = |e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>| {
             e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception())
         };
-        let mut taken = match put {
-            Ok(_) => true,
-            Err(e) if conflict(&e) => false,
-            Err(e) => return Err(unavailable(e)),
-        };
+        let mut taken = false;
         for _ in 0..3 {
-            if taken {
-                break;
-            }
-            let Some(current) = Self::read(&client, table, instance).await else {
-                // Released meanwhile: take it as new.
-                let put = client
-                    .put_item()
-                    .table_name(table)
-                    .set_item(Some(item.clone()))
-                    .condition_expression("attribute_not_exists(#i)")
-                    .expression_attribute_names("#i", "instance")
-                    .send()
-                    .await;
-                match put {
-                    Ok(_) => taken = true,
-                    Err(e) if conflict(&e) => {}
-                    Err(e) => return Err(unavailable(e)),
+            // Free (or released meanwhile): take it.
+            let put = client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item()))
+                .condition_expression("attribute_not_exists(#i)")
+                .expression_attribute_names("#i", "instance")
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    taken = true;
+                    break;
                 }
-                continue;
-            };
+                Err(e) if conflict(&e) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            let Some(current) = Self::read(&client, table, instance).await else { continue };
             if current.expires_at >= now() {
                 return Err(LeaseError::Held(current.describe(table)));
             }
@@ -144,7 +131,7 @@ impl HeldLease {
             let put = client
                 .put_item()
                 .table_name(table)
-                .set_item(Some(item.clone()))
+                .set_item(Some(item()))
                 .condition_expression("run_id = :old AND #e = :seen")
                 .expression_attribute_names("#e", "expires_at")
                 .expression_attribute_values(":old", s(&current.run_id))
@@ -160,6 +147,7 @@ impl HeldLease {
                         ttl / 3
                     );
                     taken = true;
+                    break;
                 }
                 Err(e) if conflict(&e) => {}
                 Err(e) => return Err(unavailable(e)),
