@@ -360,6 +360,17 @@ pub fn concat(operands: Rest<Value>) -> Result<Value, Error> {
     Ok(if operands.iter().all(Value::is_safe) { Value::from_safe_string(out) } else { Value::from(out) })
 }
 
+/// `value` as text: a string as it is, anything else written out with [`text_of`] (what
+/// printing and the `string` filter do).
+pub fn as_text(value: &Value) -> Result<Value, Error> {
+    if value.as_str().is_some() {
+        return Ok(value.clone());
+    }
+    let mut text = String::new();
+    text_of(value, &mut text)?;
+    Ok(Value::from(text))
+}
+
 /// Appends `value` as minijinja writes it into text, refusing past [`MAX_TEXT`] bytes in
 /// all — and stopping there: a list shared many times over inside another is not walked.
 pub fn text_of(value: &Value, out: &mut String) -> Result<(), Error> {

@@ -36,25 +36,12 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_function("range", growth::range);
     env.add_function(growth::MUL, growth::mul);
     env.add_function(growth::CONCAT, growth::concat);
-    env.add_filter("string", |value: JValue| -> Result<JValue, minijinja::Error> {
-        if value.as_str().is_some() {
-            return Ok(value);
-        }
-        let mut text = String::new();
-        growth::text_of(&value, &mut text)?;
-        Ok(JValue::from(text))
-    });
+    env.add_filter("string", |value: JValue| growth::as_text(&value));
     env.set_formatter(|out, state, value| {
         if value.is_none() {
             return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "a null value cannot be printed into text"));
         }
-        if value.as_str().is_some() {
-            return minijinja::escape_formatter(out, state, value);
-        }
-        // A list or map is written out bounded ([`growth`]).
-        let mut text = String::new();
-        growth::text_of(value, &mut text)?;
-        minijinja::escape_formatter(out, state, &JValue::from(text))
+        minijinja::escape_formatter(out, state, &growth::as_text(value)?)
     });
     env
 });
@@ -90,38 +77,34 @@ fn describe_error(e: &minijinja::Error) -> String {
 
 /// Renders a template into text.
 pub fn render_text(text: &str, ctx: &JValue) -> Result<String, String> {
-    let rendered = match compiled_template(text) {
-        Ok(Some(template)) => template.render(ctx),
-        Ok(None) => match growth::guarded(text, false) {
-            Ok(guarded) => ENV.render_str(guarded.as_deref().unwrap_or(text), ctx),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    rendered.map_err(|e| format!("template `{text}`: {}", describe_error(&e)))
+    with_compiled_template(text, |template| template.render(ctx)).map_err(|e| format!("template `{text}`: {}", describe_error(&e)))
 }
 
-/// Compiled templates by their text, like [`compiled_expression`]; each compiled with its
-/// `+` and `*` checked ([`growth`]). A template borrows its text, so a cached one keeps its
-/// text for the life of the process (at most 10,000 texts, the runbooks' own; past the
-/// bound, and for a text that does not compile, `None`: render it the slow way, which
-/// reports the error).
-fn compiled_template(text: &str) -> Result<Option<minijinja::Template<'static, 'static>>, minijinja::Error> {
+/// Calls `f` with `text` compiled, its `*` and `~` checked ([`growth`]). Compiled templates
+/// are kept by their text, like [`compiled_expression`]; a template borrows its text, so a
+/// kept one keeps its text for the life of the process (at most 10,000 texts, the
+/// runbooks' own; past the bound, one is compiled for the call).
+fn with_compiled_template<T>(text: &str, f: impl FnOnce(&minijinja::Template) -> Result<T, minijinja::Error>) -> Result<T, minijinja::Error> {
     type Cache = std::collections::HashMap<String, minijinja::Template<'static, 'static>>;
     static CACHE: LazyLock<std::sync::Mutex<Cache>> = LazyLock::new(Default::default);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(hit) = cache.get(text) {
-        return Ok(Some(hit.clone()));
+    let hit = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
+    if let Some(template) = hit {
+        return f(&template);
     }
     let guarded = growth::guarded(text, false)?;
     let source = guarded.as_deref().unwrap_or(text);
-    if cache.len() >= 10_000 || ENV.template_from_str(source).is_err() {
-        return Ok(None);
+    // Compiled borrowing first, so a text that does not compile is not kept.
+    let template = ENV.template_from_str(source)?;
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= 10_000 {
+        drop(cache);
+        return f(&template);
     }
     let kept: &'static str = Box::leak(source.to_string().into_boxed_str());
-    let Ok(template) = ENV.template_from_str(kept) else { return Ok(None) };
+    let template = ENV.template_from_str(kept)?;
     cache.insert(text.to_string(), template.clone());
-    Ok(Some(template))
+    drop(cache);
+    f(&template)
 }
 
 /// Evaluates an expression (without braces).

@@ -84,6 +84,8 @@ impl HeldLease {
                 ("ttl_seconds".to_string(), AttributeValue::N(TTL.as_secs().to_string())),
             ])
         };
+        // Our item, on a condition each use adds.
+        let put_ours = || client.put_item().table_name(table).set_item(Some(item()));
         let unavailable = |e| LeaseError::Unavailable(super::sdk_error(e, &format!("taking the lease in DynamoDB table {table}"), config).message);
         let conflict = |e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>| {
             e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception())
@@ -91,14 +93,7 @@ impl HeldLease {
         let mut taken = false;
         for _ in 0..3 {
             // Free (or released meanwhile): take it.
-            let put = client
-                .put_item()
-                .table_name(table)
-                .set_item(Some(item()))
-                .condition_expression("attribute_not_exists(#i)")
-                .expression_attribute_names("#i", "instance")
-                .send()
-                .await;
+            let put = put_ours().condition_expression("attribute_not_exists(#i)").expression_attribute_names("#i", "instance").send().await;
             match put {
                 Ok(_) => {
                     taken = true;
@@ -128,10 +123,7 @@ impl HeldLease {
                 )));
             }
             // Not renewed: take it over, only if it is still the one watched.
-            let put = client
-                .put_item()
-                .table_name(table)
-                .set_item(Some(item()))
+            let put = put_ours()
                 .condition_expression("run_id = :old AND #e = :seen")
                 .expression_attribute_names("#e", "expires_at")
                 .expression_attribute_values(":old", s(&current.run_id))
